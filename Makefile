@@ -1,0 +1,47 @@
+# zerorun: `make run` sets everything up and serves the app; `make test` sets up and tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NPM_STAMP := webapp/static/vendor/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run setup test lint typecheck pytest bench worker clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	$(BIN)/python -m webapp.assets
+	touch $(NPM_STAMP)
+
+setup: $(STAMP) $(NPM_STAMP)
+	$(BIN)/zerorun setup
+
+run: setup
+	$(BIN)/zerorun serve --host $(HOST) --port $(PORT)
+
+worker: setup
+	$(BIN)/zerorun worker
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine webapp tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy engine
+
+pytest: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadfile -q
+
+test: setup lint typecheck pytest
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules webapp/static/vendor instance

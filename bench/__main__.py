@@ -1,0 +1,198 @@
+"""`make bench`: raw SpiffWorkflow vs the durable engine on SQLite and PostgreSQL, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import create_engine, select, text
+
+from bench.casegen import human_task_count, item_list, write_pack
+from engine import schema
+from engine.actors import Actor
+from engine.config import Config
+from engine.core import Engine
+from engine.db import Database
+from engine.models import Case, CaseSnapshot, Department, Event, HumanTask, Timer
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFICE = Actor("office", "office", "leading_group_office")
+EDGE = 20  # completions counted as "near the start" and "near the end"
+
+
+def route_for(n: int) -> dict[str, str]:
+    """The data each completion submits (alternating gateway routes)."""
+    return {"route": "fast" if n % 2 else "slow"}
+
+
+def run_raw(pack: Path, items: int, repeat: int) -> dict[str, float]:
+    """Complete every task of one case in memory with SpiffWorkflow alone."""
+    parser = SpiffBpmnParser()
+    parser.add_bpmn_files([str(pack / "bench_case.bpmn")])
+    spec, subs = parser.get_spec("bench_case"), parser.get_subprocess_specs("bench_case")
+    best = float("inf")
+    count = 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        workflow = BpmnWorkflow(spec, subs)
+        workflow.task_tree.data.update({"items": item_list(items)})
+        workflow.do_engine_steps()
+        count = 0
+        while ready := workflow.get_tasks(state=TaskState.READY, manual=True):
+            task = ready[0]
+            task.data.update(route_for(count))
+            task.run()
+            workflow.do_engine_steps()
+            count += 1
+        best = min(best, time.perf_counter() - started)
+    return {"completions": count, "seconds": best, "per_s": count / best}
+
+
+def run_engine(url: str, pack: Path, items: int) -> dict[str, Any]:
+    """Complete every task of one case through the engine, one committed command each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config.from_env(database_url=url, processes_dir=pack, data_dir=ROOT / "data",
+                                 instance_dir=Path(tmp))
+        engine = Engine(config, database=Database(url), functions={})
+        schema.upgrade(engine.db)
+        with engine.db.transaction() as s:
+            for code in ("dept_a", "dept_b"):
+                s.add(Department(code=code, name=code, name_en="", leader="", agent="",
+                                 position=0))
+        engine.load_processes(pack)
+        # Warm the version cache with a throw-away case, as a running server would be.
+        engine.start_case("bench_case", {"items": item_list(items)}, OFFICE)
+        costs: list[float] = []
+        started = time.perf_counter()
+        case = engine.start_case("bench_case", {"items": item_list(items)}, OFFICE)
+        while tasks := engine.list_tasks(case_id=case.id, limit=1):
+            task = tasks[0]
+            actor = Actor("agent", "agent", task.department)
+            t0 = time.perf_counter()
+            engine.complete_task(task.id, route_for(len(costs)), actor, task.version)
+            costs.append(time.perf_counter() - t0)
+        seconds = time.perf_counter() - started
+        assert engine.get_case(case.id).status == "completed"
+        stored = stored_bytes(engine, case.id)
+        replay = time_replay(engine, case.id)
+        engine.db.dispose()
+    return {
+        "completions": len(costs), "seconds": seconds, "per_s": len(costs) / seconds,
+        "start_ms": statistics.median(costs[:EDGE]) * 1000,
+        "end_ms": statistics.median(costs[-EDGE:]) * 1000,
+        "mean_ms": statistics.mean(costs) * 1000,
+        "p95_ms": sorted(costs)[int(len(costs) * 0.95)] * 1000,
+        "bytes_per_case": stored, **replay,
+    }
+
+
+def stored_bytes(engine: Engine, case_id: int) -> int:
+    """Bytes a case holds in the database: events, snapshot, task index, timers, case row."""
+    def size(value: Any) -> int:
+        if value is None:
+            return 0
+        if isinstance(value, bytes):
+            return len(value)
+        if isinstance(value, (dict, list)):
+            return len(json.dumps(value, ensure_ascii=False).encode())
+        return len(str(value).encode())
+
+    total = 0
+    with engine.db.reading() as s:
+        for model, column in ((Event, Event.case_id), (HumanTask, HumanTask.case_id),
+                              (Timer, Timer.case_id), (CaseSnapshot, CaseSnapshot.case_id),
+                              (Case, Case.id)):
+            for row in s.scalars(select(model).where(column == case_id)):
+                total += sum(size(getattr(row, c.key)) for c in model.__table__.columns)
+    return total
+
+
+def time_replay(engine: Engine, case_id: int) -> dict[str, float]:
+    """Re-execute a finished case from its events (what auditors' replay does)."""
+    events = len(engine.case_events(case_id))
+    engine.replay(case_id)  # warm the version's specs
+    started = time.perf_counter()
+    engine.replay(case_id)
+    seconds = time.perf_counter() - started
+    return {"replay_events": events, "replay_ms_per_event": seconds * 1000 / events}
+
+
+@contextmanager
+def postgres_database(server: str) -> Iterator[str]:
+    """A throw-away database on a PostgreSQL server."""
+    name = f"zr_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement on the same generated case and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--blocks", type=int, default=20, help="blocks of 10 human tasks")
+    parser.add_argument("--items", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="raw runs (best is kept)")
+    args = parser.parse_args(argv)
+    tasks = human_task_count(args.blocks, args.items)
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = write_pack(Path(tmp) / "pack", blocks=args.blocks, items=args.items)
+        print(f"case: {tasks} human tasks (sequence, parallel split/join, multi-instance, "
+              "exclusive gateway)")
+        raw = run_raw(pack, args.items, args.repeat)
+        print(f"raw SpiffWorkflow, in memory:  {raw['per_s']:8.1f} completions/s")
+        sqlite = run_engine(f"sqlite:///{Path(tmp) / 'bench.db'}", pack, args.items)
+        print(f"engine on SQLite, durable:     {sqlite['per_s']:8.1f} completions/s "
+              f"(ratio {sqlite['per_s'] / raw['per_s']:.2f} of raw)")
+        print(f"  completion cost: start {sqlite['start_ms']:.2f} ms, end "
+              f"{sqlite['end_ms']:.2f} ms (end/start {sqlite['end_ms'] / sqlite['start_ms']:.2f}),"
+              f" mean {sqlite['mean_ms']:.2f} ms, p95 {sqlite['p95_ms']:.2f} ms")
+        print(f"  stored per case: {sqlite['bytes_per_case']:,} bytes")
+        print(f"  replay: {sqlite['replay_ms_per_event']:.2f} ms/event over "
+              f"{sqlite['replay_events']} events")
+        postgres = None
+        server = os.environ.get("ZERORUN_BENCH_PG") or os.environ.get("ZERORUN_TEST_PG")
+        if server:
+            with postgres_database(server) as url:
+                postgres = run_engine(url, pack, args.items)
+            print(f"engine on PostgreSQL, durable: {postgres['per_s']:8.1f} completions/s "
+                  f"(ratio {postgres['per_s'] / raw['per_s']:.2f} of raw)")
+        else:
+            print("engine on PostgreSQL: skipped (set ZERORUN_BENCH_PG to a server URL)")
+    figures = {
+        "human_tasks": tasks,
+        "raw_per_s": round(raw["per_s"], 1),
+        "sqlite_per_s": round(sqlite["per_s"], 1),
+        "postgres_per_s": round(postgres["per_s"], 1) if postgres else None,
+        "ratio_sqlite": round(sqlite["per_s"] / raw["per_s"], 3),
+        "ratio_postgres": round(postgres["per_s"] / raw["per_s"], 3) if postgres else None,
+        "start_ms": round(sqlite["start_ms"], 3),
+        "end_ms": round(sqlite["end_ms"], 3),
+        "bytes_per_case": sqlite["bytes_per_case"],
+        "replay_ms_per_event": round(sqlite["replay_ms_per_event"], 3),
+        "live_ms_per_completion": round(sqlite["mean_ms"], 3),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

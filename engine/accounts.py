@@ -1,0 +1,136 @@
+"""Accounts: password hashing (Argon2), API tokens, lockout after failed logins."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .actors import ROLES, Actor
+from .errors import EngineError, Forbidden, NotFound
+from .models import Department, User
+
+HASHER = PasswordHasher()
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=5)
+MIN_PASSWORD_LENGTH = 8
+
+
+class LoginFailed(Forbidden):
+    """Wrong user name or password, or the account is locked for a while."""
+
+    status = 401
+
+
+@dataclass(frozen=True)
+class UserView:
+    """An account as pages show it."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    department: str | None
+    active: bool
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.username, self.role, self.department)
+
+
+def _view(user: User) -> UserView:
+    return UserView(user.id, user.username, user.display_name, user.role, user.department,
+                    user.active)
+
+
+def create_user(s: Session, username: str, password: str, role: str, *, display_name: str = "",
+                department: str | None = None, now: datetime) -> UserView:
+    """Add an account; the role and department are checked."""
+    username = username.strip()
+    if not username:
+        raise EngineError("a user name is required")
+    if role not in ROLES or role == "system":
+        raise EngineError(f"unknown role {role!r}; choose one of "
+                          f"{', '.join(r for r in ROLES if r != 'system')}")
+    if role in ("agent", "leader", "office") and not department:
+        raise EngineError(f"a {role} belongs to a department")
+    if department is not None and s.get(Department, department) is None:
+        raise NotFound(f"department {department!r} does not exist")
+    if s.scalar(select(User).where(User.username == username)) is not None:
+        raise EngineError(f"user {username!r} already exists")
+    _check_password(password)
+    user = User(username=username, display_name=display_name or username,
+                password_hash=HASHER.hash(password), role=role, department=department,
+                active=True, failed_logins=0, created_at=now)
+    s.add(user)
+    s.flush()
+    return _view(user)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise EngineError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def set_password(s: Session, username: str, password: str) -> None:
+    """Replace a user's password and unlock the account."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    _check_password(password)
+    user.password_hash = HASHER.hash(password)
+    user.failed_logins, user.locked_until = 0, None
+
+
+def authenticate(s: Session, username: str, password: str, now: datetime) -> UserView:
+    """Check a login; repeated failures lock the account for a few minutes."""
+    user = s.scalar(select(User).where(User.username == username.strip()))
+    if user is None or not user.active:
+        HASHER.hash(password)  # spend the same time as a real check
+        raise LoginFailed("wrong user name or password")
+    if user.locked_until is not None and user.locked_until > now:
+        raise LoginFailed("too many failed logins; try again in a few minutes")
+    try:
+        HASHER.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError) as exc:
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until, user.failed_logins = now + LOCKOUT, 0
+        raise LoginFailed("wrong user name or password") from exc
+    user.failed_logins, user.locked_until = 0, None
+    if HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = HASHER.hash(password)
+    return _view(user)
+
+
+def issue_token(s: Session, username: str) -> str:
+    """Create (or replace) a user's API token; only its hash is stored."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    token = secrets.token_urlsafe(32)
+    user.api_token_hash = token_digest(token)
+    return token
+
+
+def token_digest(token: str) -> str:
+    """The stored form of an API token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def user_by_token(s: Session, token: str) -> UserView | None:
+    """The active user an API token belongs to."""
+    user = s.scalar(select(User).where(User.api_token_hash == token_digest(token)))
+    return _view(user) if user is not None and user.active else None
+
+
+def get_user(s: Session, user_id: int) -> UserView | None:
+    """An account by id."""
+    user = s.get(User, user_id)
+    return _view(user) if user is not None else None

@@ -1,0 +1,31 @@
+"""Who acts: every engine command takes an explicit actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("agent", "leader", "office", "admin", "auditor", "system")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A user (or the system) performing a command."""
+
+    username: str
+    role: str
+    department: str | None = None
+
+    @property
+    def is_system(self) -> bool:
+        return self.role == "system"
+
+    def may_work_on(self, department: str | None) -> bool:
+        """Whether this actor may claim or complete a task owned by `department`."""
+        if self.is_system:
+            return True
+        if self.role not in ("agent", "leader", "office"):
+            return False
+        return department is not None and department == self.department
+
+
+SYSTEM = Actor("system", "system")

@@ -1,0 +1,915 @@
+"""The engine's front door: every command is one transaction over state, task index and events."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from . import audit, clock, expressions
+from .actors import SYSTEM, Actor
+from .audit import GENESIS, NewEvent
+from .config import Config
+from .db import Database
+from .errors import (
+    CaseNotFound,
+    CaseNotRunning,
+    ChainBreak,
+    Conflict,
+    EngineError,
+    Forbidden,
+    ProcessNotFound,
+    TaskNotFound,
+    TaskNotReady,
+    WorkflowError,
+)
+from .forms import FormCatalogue
+from .loader import Pack, PackParser, ParsedProcess, SourceFile, read_pack_dir
+from .models import Case, CaseSnapshot, Department, Event, HumanTask, ProcessVersion, Timer
+from .spiff import (
+    IdSource,
+    ProcessSpecs,
+    case_namespace,
+    dump_specs,
+    dump_state,
+    load_specs,
+    load_state,
+    new_workflow,
+    task_ids,
+)
+
+log = logging.getLogger(__name__)
+
+# Local time of the service: date-only due dates end at 18:00 Beijing time.
+SERVICE_TZ = timezone(timedelta(hours=8))
+END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
+WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated")
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A human task as inboxes and forms show it."""
+
+    id: str
+    case_id: int
+    case_title: str
+    process_id: str
+    spec_name: str
+    title: str
+    department: str | None
+    assignee: str | None
+    state: str
+    version: int
+    form: str | None
+    item_code: str | None
+    item_name: str | None
+    phase: str | None
+    stage: str | None
+    due_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case's status and data."""
+
+    id: int
+    process_id: str
+    process_version_id: int
+    title: str
+    project_code: str | None
+    status: str
+    state_version: int
+    data: dict[str, Any]
+    started_by: str
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass
+class LoadResult:
+    """What loading a pack did: versions created, and versions already present."""
+
+    created: list[tuple[str, int]] = field(default_factory=list)
+    unchanged: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Live:
+    """A case's workflow held in memory between commands."""
+
+    workflow: BpmnWorkflow
+    ids: IdSource
+    state_version: int
+    event_seq: int
+    snapshot_seq: int
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What the engine keeps in memory of a stored process version."""
+
+    id: int
+    process_id: str
+    specs: ProcessSpecs
+    task_specs: dict[str, dict[str, Any]]
+    forms: FormCatalogue
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """A ready or finished task with what its form needs."""
+
+    task: TaskView
+    form_schema: dict[str, Any] | None
+    ui_schema: dict[str, Any] | None
+    instructions: str
+    data: dict[str, Any]
+    draft: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of checking a case's chain and re-executing it."""
+
+    case_id: int
+    ok: bool
+    events: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def _to_view(row: HumanTask, case_title: str = "") -> TaskView:
+    return TaskView(
+        id=row.id, case_id=row.case_id, case_title=case_title, process_id=row.process_id,
+        spec_name=row.spec_name, title=row.title, department=row.department,
+        assignee=row.assignee, state=row.state, version=row.version, form=row.form,
+        item_code=row.item_code, item_name=row.item_name, phase=row.phase, stage=row.stage,
+        due_at=row.due_at, created_at=row.created_at, completed_at=row.completed_at,
+        completed_by=row.completed_by)
+
+
+def _case_view(case: Case) -> CaseView:
+    return CaseView(
+        id=case.id, process_id=case.process_id, process_version_id=case.process_version_id,
+        title=case.title, project_code=case.project_code, status=case.status,
+        state_version=case.state_version, data=case.data, started_by=case.started_by,
+        started_at=case.started_at, updated_at=case.updated_at, ended_at=case.ended_at,
+        end_reason=case.end_reason)
+
+
+def plain_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Task data as JSON-ready plain data (dates become ISO strings)."""
+    result: dict[str, Any] = json.loads(json.dumps(data, default=_json_default))
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"value of type {type(value).__name__} cannot be stored in case data")
+
+
+def parse_due(value: Any) -> datetime | None:
+    """Turn a due-date expression's result (ISO date or datetime) into a UTC datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, END_OF_DAY)
+    else:
+        text = str(value)
+        moment = (datetime.combine(date.fromisoformat(text), END_OF_DAY) if len(text) == 10
+                  else datetime.fromisoformat(text))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=SERVICE_TZ)
+    return moment.astimezone(UTC)
+
+
+class Engine:
+    """Runs cases of stored process versions; the only writer of cases, tasks and events."""
+
+    def __init__(self, config: Config, *, database: Database | None = None,
+                 clock_source: Callable[[], datetime] = clock.now,
+                 functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        self.config = config
+        self.db = database or Database(config.database_url)
+        self.clock = clock_source
+        self.functions = dict(functions) if functions is not None else self._default_functions()
+        self.script_engine = expressions.SafeScriptEngine(functions=self.functions)
+        self._cache: OrderedDict[int, _Live] = OrderedDict()
+        self._versions: dict[int, _Version] = {}
+        self._lock = threading.Lock()
+        # Live workflows changed by the current command, cached only once it commits.
+        self._local = threading.local()
+
+    def _default_functions(self) -> dict[str, Callable[..., Any]]:
+        from . import reference
+
+        data = reference.ReferenceData.load(self.config.data_dir)
+        return dict(reference.script_functions(data, self.clock))
+
+    # Process versions ---------------------------------------------------------------
+
+    def department_names(self) -> dict[str, str]:
+        """Lane names a pack may use for departments (codes and full names) -> code."""
+        with self.db.reading() as s:
+            rows = s.execute(select(Department.code, Department.name)).all()
+        names = {code: code for code, _ in rows}
+        names.update({name: code for code, name in rows})
+        return names
+
+    def parse_pack(self, files: list[SourceFile]) -> Pack:
+        """Validate pack files without storing anything (raises InvalidProcess)."""
+        return PackParser(self.department_names(), self.functions).parse(files)
+
+    def load_processes(self, directory: Path | None = None, *, actor: Actor = SYSTEM,
+                       comment: str = "loaded from the process pack") -> LoadResult:
+        """Load every process of a pack folder; a content already stored creates nothing."""
+        pack = self.parse_pack(read_pack_dir(directory or self.config.processes_dir))
+        return self.store_pack(pack, actor=actor, comment=comment)
+
+    def store_pack(self, pack: Pack, *, actor: Actor, comment: str,
+                   publish: bool = True) -> LoadResult:
+        """Store a new immutable version of each process whose content changed."""
+        result = LoadResult()
+        now = self.clock()
+        with self.db.transaction() as s:
+            for parsed in pack.processes.values():
+                existing = s.scalar(select(ProcessVersion).where(
+                    ProcessVersion.process_id == parsed.process_id,
+                    ProcessVersion.content_hash == parsed.content_hash))
+                if existing is not None:
+                    result.unchanged.append((parsed.process_id, existing.number))
+                    continue
+                version = self._new_version(s, parsed, pack, actor, comment, now, publish)
+                result.created.append((parsed.process_id, version.number))
+        return result
+
+    def _new_version(self, s: Session, parsed: ParsedProcess, pack: Pack, actor: Actor,
+                     comment: str, now: datetime, publish: bool) -> ProcessVersion:
+        number = (s.scalar(select(func.max(ProcessVersion.number)).where(
+            ProcessVersion.process_id == parsed.process_id)) or 0) + 1
+        if publish:
+            s.execute(update(ProcessVersion).where(
+                ProcessVersion.process_id == parsed.process_id,
+                ProcessVersion.status == "published").values(status="retired"))
+        version = ProcessVersion(
+            process_id=parsed.process_id, name=parsed.name, number=number,
+            content_hash=parsed.content_hash, status="published" if publish else "draft",
+            startable=parsed.startable, author=actor.username, comment=comment,
+            created_at=now, published_at=now if publish else None,
+            spec=dump_specs(parsed.specs),
+            sources={name: pack.sources[name] for name in parsed.files},
+            task_specs=parsed.task_specs)
+        s.add(version)
+        s.flush()
+        audit.append_ops(s, NewEvent("process_version_saved", actor.username, now, {
+            "process_id": parsed.process_id, "version": number,
+            "content_hash": parsed.content_hash, "status": version.status,
+            "comment": comment}))
+        return version
+
+    def published_version(self, s: Session, process_id: str) -> ProcessVersion:
+        """The version new cases of a process use."""
+        version = s.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_id == process_id, ProcessVersion.status == "published")
+            .order_by(ProcessVersion.number.desc()).limit(1))
+        if version is None:
+            raise ProcessNotFound(f"no published process with id {process_id!r}")
+        return version
+
+    def _version(self, s: Session, version_id: int) -> _Version:
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        row = s.get(ProcessVersion, version_id)
+        if row is None:
+            raise ProcessNotFound(f"process version {version_id} does not exist")
+        version = _Version(row.id, row.process_id, load_specs(row.spec), row.task_specs,
+                           FormCatalogue.from_sources(row.sources))
+        with self._lock:
+            self._versions[version_id] = version
+        return version
+
+    # Cases --------------------------------------------------------------------------
+
+    def start_case(self, process_id: str, data: Mapping[str, Any], actor: Actor, *,
+                   version_id: int | None = None, title: str | None = None) -> CaseView:
+        """Start a case of the published (or given) version and run it to its first wait."""
+        now = self.clock()
+        initial = plain_data(data)
+        with self._unit() as s:
+            row = (s.get(ProcessVersion, version_id) if version_id is not None
+                   else self.published_version(s, process_id))
+            if row is None or row.process_id != process_id:
+                raise ProcessNotFound(f"process {process_id!r} has no version {version_id}")
+            if not (actor.is_system or actor.role in ("office", "admin")
+                    or (row.startable and actor.role in ("agent", "leader"))):
+                raise Forbidden("you may not start cases of this process")
+            version = self._version(s, row.id)
+            raw_project = initial.get("project")
+            project: dict[str, Any] = raw_project if isinstance(raw_project, dict) else {}
+            case = Case(process_version_id=row.id, process_id=process_id,
+                        title=title or str(project.get("name") or row.name),
+                        project_code=project.get("code"), status="running", state_version=0,
+                        event_seq=0, last_hash=GENESIS, data=initial,
+                        started_by=actor.username, started_at=now, updated_at=now)
+            s.add(case)
+            s.flush()
+            ids = IdSource(case_namespace(case.id))
+            with clock.pinned(now), task_ids(ids):
+                workflow = new_workflow(version.specs, self.script_engine)
+                self._apply(workflow, "case_started", {"data": initial}, case.id)
+            live = _Live(workflow, ids, 0, 0, 0)
+            self._after_change(s, case, live, version, now, None)
+            self._record(s, case, live, NewEvent("case_started", actor.username, now, {
+                "process_id": process_id, "process_version_id": row.id,
+                "version": row.number, "content_hash": row.content_hash, "data": initial}))
+            self._snapshot(s, case, live, force=True)
+            self._pending.append((case.id, live))
+            view = _case_view(case)
+        return view
+
+    def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
+                      seen_version: int | None = None) -> CaseView:
+        """Complete a ready task with the actor's data; the next wait state is reached."""
+        submitted = plain_data(data)
+        return self._task_command(task_id, actor, seen_version, "task_completed", submitted)
+
+    def claim_task(self, task_id: str, actor: Actor, seen_version: int | None = None
+                   ) -> TaskView:
+        """Take a ready task of the actor's department so colleagues see it is being handled."""
+        return self._assign(task_id, actor, seen_version, claim=True)
+
+    def release_task(self, task_id: str, actor: Actor, seen_version: int | None = None
+                     ) -> TaskView:
+        """Give a claimed task back to the department's inbox."""
+        return self._assign(task_id, actor, seen_version, claim=False)
+
+    def save_draft(self, task_id: str, data: Mapping[str, Any], actor: Actor) -> TaskView:
+        """Keep half-filled form data on a task without completing it."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            row.draft = plain_data(data)
+            row.version += 1
+            case = self._lock_case(s, row.case_id)
+            self._record(s, case, None, NewEvent("task_draft_saved", actor.username, now,
+                                                 {"task_id": row.id}))
+            view = _to_view(row, case.title)
+        return view
+
+    def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
+        """Stop a running case with a reason; its open tasks and timers are withdrawn."""
+        if not reason or not reason.strip():
+            raise EngineError("a reason is required to terminate a case")
+        if not (actor.is_system or actor.role in ("office", "admin")):
+            raise Forbidden("only the office or an administrator may terminate a case")
+        return self._case_command(case_id, actor, "case_terminated", {"reason": reason.strip()})
+
+    def fire_due_timers(self, limit: int = 100, actor: Actor = SYSTEM) -> int:
+        """Fire every timer due by now; return how many cases were advanced."""
+        now = self.clock()
+        fired = 0
+        with self.db.reading() as s:
+            due = s.execute(select(Timer.case_id, func.min(Timer.due_at))
+                            .where(Timer.due_at <= now).group_by(Timer.case_id)
+                            .order_by(func.min(Timer.due_at)).limit(limit)).all()
+        for case_id, _ in due:
+            try:
+                if self._fire_case_timers(case_id, actor, now):
+                    fired += 1
+            except Conflict:
+                continue  # another worker took it
+        return fired
+
+    def _fire_case_timers(self, case_id: int, actor: Actor, now: datetime) -> bool:
+        with self._unit() as s:
+            locked = select(Timer).where(Timer.case_id == case_id, Timer.due_at <= now)
+            if self.db.postgres:
+                # Another worker holding this case's timers skips them instead of waiting.
+                locked = locked.with_for_update(skip_locked=True)
+            timers = list(s.scalars(locked))
+            if not timers:
+                return False
+            case = self._lock_case(s, case_id)
+            if case.status != "running":
+                return False
+            names = sorted(t.spec_name for t in timers)
+            self._change(s, case, actor, now, "timer_fired",
+                         {"timers": names, "due": audit.format_time(min(t.due_at for t in timers))})
+        return True
+
+    # Reading ------------------------------------------------------------------------
+
+    def get_case(self, case_id: int) -> CaseView:
+        """A case's status and data."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return _case_view(case)
+
+    def list_tasks(self, *, department: str | None = None, assignee: str | None = None,
+                   case_id: int | None = None, states: Iterable[str] = ("ready",),
+                   limit: int = 50, offset: int = 0) -> list[TaskView]:
+        """Human tasks from the index, by department, assignee or case, oldest due first."""
+        query = select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id)
+        query = query.where(HumanTask.state.in_(tuple(states)))
+        if department is not None:
+            query = query.where(HumanTask.department == department)
+        if assignee is not None:
+            query = query.where(HumanTask.assignee == assignee)
+        if case_id is not None:
+            query = query.where(HumanTask.case_id == case_id)
+        query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                               HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
+        with self.db.reading() as s:
+            return [_to_view(row, title) for row, title in s.execute(query)]
+
+    def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
+        """A task with its form and the case data it shows (actor must be allowed to see it)."""
+        with self.db.reading() as s:
+            row = self._task_row(s, task_id)
+            if not (actor.may_work_on(row.department)
+                    or actor.role in ("office", "admin", "auditor")):
+                raise Forbidden("this task belongs to another department")
+            case = s.get(Case, row.case_id)
+            if case is None:
+                raise CaseNotFound(f"case {row.case_id} does not exist")
+            version = self._version(s, case.process_version_id)
+            meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+            data: dict[str, Any] = {}
+            if row.state == "ready":
+                workflow = self._peek(s, case)
+                task = workflow.get_task_from_id(UUID(row.id))
+                data = plain_data(task.data) if task is not None else {}
+            return TaskDetail(
+                task=_to_view(row, case.title),
+                form_schema=version.forms.schema(meta.get("form")),
+                ui_schema=version.forms.schema(meta.get("uischema")),
+                instructions=meta.get("instructions", ""), data=data, draft=row.draft)
+
+    def element_states(self, case_id: int, upto_seq: int | None = None
+                       ) -> dict[str, dict[str, list[str]]]:
+        """BPMN element ids by state (completed, active, waiting), per process of the case.
+
+        With `upto_seq`, the states are those after that event, rebuilt by re-execution.
+        """
+        if upto_seq is None:
+            with self.db.reading() as s:
+                case = s.get(Case, case_id)
+                if case is None:
+                    raise CaseNotFound(f"case {case_id} does not exist")
+                workflow = self._peek(s, case)
+        else:
+            workflow = self.replay(case_id, upto_seq)
+        states: dict[str, dict[str, set[str]]] = {}
+        for task in workflow.get_tasks():
+            bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+            if bpmn_id is None:
+                continue
+            if task.state == TaskState.COMPLETED:
+                key = "completed"
+            elif task.state in (TaskState.READY, TaskState.STARTED):
+                key = "active"
+            elif task.state == TaskState.WAITING:
+                key = "waiting"
+            else:
+                continue
+            process = states.setdefault(task.workflow.spec.name,
+                                        {"completed": set(), "active": set(), "waiting": set()})
+            process[key].add(bpmn_id)
+        return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
+                states.items()}
+
+    def case_ids(self) -> list[int]:
+        """Every case id, oldest first."""
+        with self.db.reading() as s:
+            return list(s.scalars(select(Case.id).order_by(Case.id)))
+
+    def case_events(self, case_id: int) -> list[Event]:
+        """A case's audit events in order."""
+        with self.db.reading() as s:
+            return list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                  .order_by(Event.seq)))
+
+    def verify_case(self, case_id: int) -> Verification:
+        """Check the hash chain, then re-execute the events and compare with stored state."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                    .order_by(Event.seq)))
+            broken = audit.verify_events(events)
+            if broken is None and events and events[-1].hash != case.last_hash:
+                broken = ChainBreak(events[-1].seq, "the last event is not the one the case "
+                                    "records (events were removed from the end)")
+            if broken is not None:
+                return Verification(case_id, False, len(events), broken.seq, broken.reason)
+            mismatch = self._replay_matches(s, case, events)
+            if mismatch is not None:
+                return Verification(case_id, False, len(events), mismatch.seq, mismatch.reason)
+        return Verification(case_id, True, len(events))
+
+    def replay(self, case_id: int, upto_seq: int | None = None) -> BpmnWorkflow:
+        """Rebuild a case's workflow by re-executing its events up to a sequence number."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                    .order_by(Event.seq)))
+            version = self._version(s, case.process_version_id)
+        workflow, _ = self._reexecute(case.id, version, events, upto_seq)
+        return workflow
+
+    # Internals: commands ------------------------------------------------------------
+
+    def _task_command(self, task_id: str, actor: Actor, seen_version: int | None,
+                      event_type: str, submitted: dict[str, Any]) -> CaseView:
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self._unit() as s:
+            case = self._lock_case(s, case_id)  # always the case first, then its tasks
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            if seen_version is not None and row.version != seen_version:
+                raise Conflict("this task changed since you opened it (claimed, released or "
+                               "saved by someone else); reload it and try again",
+                               task_id=task_id, version=row.version)
+            if row.assignee and row.assignee != actor.username and not actor.is_system:
+                raise Conflict(f"this task is claimed by {row.assignee}", task_id=task_id)
+            if case.status != "running":
+                raise CaseNotRunning(f"case {case.id} is {case.status}")
+            version = self._version(s, case.process_version_id)
+            meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+            version.forms.validate(meta.get("form"), submitted)
+            row.state, row.completed_at, row.completed_by = "completed", now, actor.username
+            row.version += 1
+            row.draft = None
+            view = self._change(s, case, actor, now, event_type,
+                                {"task_id": task_id, "task_spec": row.spec_name,
+                                 "data": submitted}, done_task=row.id)
+        return view
+
+    def _case_command(self, case_id: int, actor: Actor, event_type: str,
+                      payload: dict[str, Any]) -> CaseView:
+        now = self.clock()
+        with self._unit() as s:
+            case = self._lock_case(s, case_id)
+            if case.status != "running":
+                raise CaseNotRunning(f"case {case.id} is already {case.status}")
+            view = self._change(s, case, actor, now, event_type, payload)
+        return view
+
+    def _change(self, s: Session, case: Case, actor: Actor, now: datetime, event_type: str,
+                payload: dict[str, Any], done_task: str | None = None) -> CaseView:
+        """Apply one workflow-changing event to a locked case, then record it."""
+        version = self._version(s, case.process_version_id)
+        live = self._live(s, case, version)
+        try:
+            with clock.pinned(now), task_ids(live.ids):
+                self._apply(live.workflow, event_type, payload, case.id)
+            self._after_change(s, case, live, version, now, done_task)
+            if event_type == "case_terminated":
+                case.status, case.ended_at = "terminated", now
+                case.end_reason = payload["reason"]
+            self._record(s, case, live, NewEvent(event_type, actor.username, now, payload))
+            self._snapshot(s, case, live)
+            s.flush()
+        except BaseException:
+            self._forget(case.id)
+            raise
+        self._pending.append((case.id, live))
+        return _case_view(case)
+
+    @property
+    def _pending(self) -> list[tuple[int, _Live]]:
+        pending: list[tuple[int, _Live]] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[Session]:
+        """One command's transaction; live workflows it changed are cached once it commits."""
+        self._pending.clear()
+        try:
+            with self.db.transaction() as s:
+                yield s
+        finally:
+            pending, self._local.pending = list(self._pending), []
+        for case_id, live in pending:
+            self._remember(case_id, live)
+
+    def _apply(self, workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+               case_id: int) -> None:
+        """Re-run one recorded event against a workflow (commands and replays share this)."""
+        try:
+            if event_type == "case_started":
+                workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
+                workflow.do_engine_steps()
+            elif event_type == "task_completed":
+                task = workflow.get_task_from_id(UUID(payload["task_id"]))
+                if task is None or task.state != TaskState.READY:
+                    raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
+                task.data.update(copy.deepcopy(payload["data"]))
+                task.run()
+                workflow.do_engine_steps()
+            elif event_type == "timer_fired":
+                workflow.refresh_timers()
+                workflow.do_engine_steps()
+            elif event_type == "case_terminated":
+                workflow.cancel()
+        except SpiffWorkflowException as exc:
+            raise WorkflowError(f"the process failed: {exc}") from exc
+        except expressions.UnsafeExpression as exc:
+            raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+    def _after_change(self, s: Session, case: Case, live: _Live, version: _Version,
+                      now: datetime, done_task: str | None) -> None:
+        """Bring the task index, timers, status and data in line with the workflow."""
+        workflow = live.workflow
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        open_rows = {row.id: row for row in s.scalars(select(HumanTask).where(
+            HumanTask.case_id == case.id, HumanTask.state == "ready"))}
+        for task_id, row in open_rows.items():
+            if task_id not in ready and task_id != done_task:
+                row.state, row.completed_at = "cancelled", now
+                row.version += 1
+        for task_id, task in ready.items():
+            if task_id not in open_rows:
+                s.add(self._index_row(case, version, task, now))
+        self._sync_timers(s, case, workflow)
+        if workflow.is_completed() and case.status == "running":
+            case.status, case.ended_at = "completed", now
+        if done_task is not None:
+            done = workflow.get_task_from_id(UUID(done_task))
+            if done is not None:
+                case.data = plain_data(done.data)
+        if workflow.is_completed():
+            case.data = {**case.data, **plain_data(workflow.data)}
+        case.updated_at = now
+        case.state_version += 1
+        live.state_version = case.state_version
+
+    def _index_row(self, case: Case, version: _Version, task: Task, now: datetime
+                   ) -> HumanTask:
+        process_id = task.workflow.spec.name
+        meta = version.task_specs.get(f"{process_id}:{task.task_spec.name}", {})
+        department = meta.get("department")
+        names = {**self.functions, **task.data}
+        if meta.get("department_expression"):
+            department = self._evaluate(task, meta["department_expression"], names, "owner")
+        due = None
+        if meta.get("due_expression"):
+            due = parse_due(self._evaluate(task, meta["due_expression"], names, "due date"))
+        if not department:
+            raise WorkflowError(f"task {task.task_spec.bpmn_name or task.task_spec.name} has "
+                                "no owning department; fix the diagram's lane or rule")
+        item = task.data.get("item") if isinstance(task.data.get("item"), dict) else {}
+        phase = meta.get("phase") or item.get("phase")
+        return HumanTask(
+            id=str(task.id), case_id=case.id, process_id=process_id,
+            spec_name=task.task_spec.name, title=meta.get("title") or task.task_spec.bpmn_name
+            or task.task_spec.name, department=str(department), state="ready", version=1,
+            form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
+            phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
+            due_at=due, created_at=now)
+
+    def _evaluate(self, task: Task, expression: str, names: dict[str, Any], what: str) -> Any:
+        try:
+            return expressions.evaluate(expression, task.data, self.functions)
+        except (ValueError, LookupError, TypeError, ArithmeticError) as exc:
+            raise WorkflowError(f"the {what} rule {expression!r} of task "
+                                f"{task.task_spec.bpmn_name or task.task_spec.name} failed: "
+                                f"{exc}") from exc
+
+    def _sync_timers(self, s: Session, case: Case, workflow: BpmnWorkflow) -> None:
+        wanted: dict[str, tuple[str, datetime]] = {}
+        for task in workflow.event_manager.tasks.values():
+            due = _timer_due(task)
+            if due is not None:
+                wanted[str(task.id)] = (task.task_spec.name, due)
+        existing = {t.task_id: t for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
+        for task_id, timer in existing.items():
+            if task_id not in wanted:
+                s.delete(timer)
+            elif timer.due_at != wanted[task_id][1]:
+                timer.due_at = wanted[task_id][1]
+        for task_id, (name, due) in wanted.items():
+            if task_id not in existing:
+                s.add(Timer(case_id=case.id, task_id=task_id, spec_name=name, due_at=due))
+
+    def _record(self, s: Session, case: Case, live: _Live | None, new: NewEvent) -> None:
+        seq = case.event_seq + 1
+        event = audit.append(s, f"case:{case.id}", case.id, seq, case.last_hash, new)
+        case.event_seq, case.last_hash = seq, event.hash
+        if live is not None:
+            live.event_seq = seq
+
+    def _snapshot(self, s: Session, case: Case, live: _Live, force: bool = False) -> None:
+        due = case.event_seq - live.snapshot_seq >= self.config.snapshot_every
+        if not (force or due or case.status != "running"):
+            return
+        state = dump_state(live.workflow)
+        snapshot = s.get(CaseSnapshot, case.id)
+        if snapshot is None:
+            s.add(CaseSnapshot(case_id=case.id, event_seq=case.event_seq,
+                               id_counter=live.ids.counter, state=state))
+        else:
+            snapshot.event_seq, snapshot.id_counter = case.event_seq, live.ids.counter
+            snapshot.state = state
+        live.snapshot_seq = case.event_seq
+
+    # Internals: state in memory -----------------------------------------------------
+
+    def _live(self, s: Session, case: Case, version: _Version) -> _Live:
+        """The case's workflow at its current state: from the cache, or rebuilt."""
+        with self._lock:
+            cached = self._cache.pop(case.id, None)
+        if cached is not None and cached.state_version == case.state_version:
+            return cached
+        snapshot = s.get(CaseSnapshot, case.id)
+        if snapshot is None:
+            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case.id}")
+                                    .order_by(Event.seq)))
+            workflow, ids = self._reexecute(case.id, version, events, None)
+            return _Live(workflow, ids, case.state_version, case.event_seq, 0)
+        workflow = load_state(snapshot.state, version.specs, self.script_engine)
+        ids = IdSource(case_namespace(case.id), snapshot.id_counter)
+        later = s.scalars(select(Event).where(Event.stream == f"case:{case.id}",
+                                              Event.seq > snapshot.event_seq,
+                                              Event.type.in_(WORKFLOW_EVENTS))
+                          .order_by(Event.seq))
+        for event in later:
+            with clock.pinned(event.at), task_ids(ids):
+                self._apply(workflow, event.type, event.data, case.id)
+        return _Live(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
+
+    def _peek(self, s: Session, case: Case) -> BpmnWorkflow:
+        """The current workflow for reading; it stays in (or enters) the cache."""
+        version = self._version(s, case.process_version_id)
+        live = self._live(s, case, version)
+        self._remember(case.id, live)
+        return live.workflow
+
+    def _reexecute(self, case_id: int, version: _Version, events: list[Event],
+                   upto_seq: int | None) -> tuple[BpmnWorkflow, IdSource]:
+        ids = IdSource(case_namespace(case_id))
+        workflow = new_workflow(version.specs, self.script_engine)
+        for event in events:
+            if upto_seq is not None and event.seq > upto_seq:
+                break
+            if event.type not in WORKFLOW_EVENTS:
+                continue
+            with clock.pinned(event.at), task_ids(ids):
+                self._apply(workflow, event.type, event.data, case_id)
+        return workflow, ids
+
+    def _replay_matches(self, s: Session, case: Case, events: list[Event]) -> ChainBreak | None:
+        """Re-execute the events; report where the stored state disagrees."""
+        version = self._version(s, case.process_version_id)
+        ids = IdSource(case_namespace(case.id))
+        workflow = new_workflow(version.specs, self.script_engine)
+        for event in events:
+            if event.type not in WORKFLOW_EVENTS:
+                continue
+            try:
+                with clock.pinned(event.at), task_ids(ids):
+                    self._apply(workflow, event.type, event.data, case.id)
+            except EngineError as exc:
+                return ChainBreak(event.seq, f"the event cannot be re-executed: {exc.message}",
+                                  event.id)
+        expected = {str(t.id) for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        stored = set(s.scalars(select(HumanTask.id).where(HumanTask.case_id == case.id,
+                                                          HumanTask.state == "ready")))
+        last = events[-1].seq if events else 0
+        if expected != stored:
+            return ChainBreak(last, "the stored open tasks differ from the re-executed case: "
+                              f"missing {sorted(expected - stored)}, unexpected "
+                              f"{sorted(stored - expected)}")
+        status = "completed" if workflow.is_completed() else "running"
+        if case.status != "terminated" and case.status != status:
+            return ChainBreak(last, f"the stored status {case.status!r} differs from the "
+                              f"re-executed status {status!r}")
+        return None
+
+    def _remember(self, case_id: int, live: _Live) -> None:
+        with self._lock:
+            self._cache[case_id] = live
+            self._cache.move_to_end(case_id)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget(self, case_id: int) -> None:
+        with self._lock:
+            self._cache.pop(case_id, None)
+
+    # Internals: rows and permissions ------------------------------------------------
+
+    def _lock_case(self, s: Session, case_id: int) -> Case:
+        case = s.get(Case, case_id, with_for_update=self.db.postgres, populate_existing=True)
+        if case is None:
+            raise CaseNotFound(f"case {case_id} does not exist")
+        return case
+
+    def _task_row(self, s: Session, task_id: str, lock: bool = False) -> HumanTask:
+        row = s.get(HumanTask, task_id, with_for_update=lock and self.db.postgres,
+                    populate_existing=lock)
+        if row is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        return row
+
+    @staticmethod
+    def _check_task_actor(row: HumanTask, actor: Actor) -> None:
+        if not actor.may_work_on(row.department):
+            raise Forbidden("this task belongs to another department; only its agents may "
+                            "claim or complete it")
+
+    @staticmethod
+    def _not_ready_message(row: HumanTask) -> str:
+        if row.state == "completed":
+            return (f"this task was already completed by {row.completed_by} at "
+                    f"{row.completed_at:%Y-%m-%d %H:%M} UTC; nothing was changed")
+        return f"this task is no longer open ({row.state}); nothing was changed"
+
+    def _assign(self, task_id: str, actor: Actor, seen_version: int | None, claim: bool
+                ) -> TaskView:
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self.db.transaction() as s:
+            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            if seen_version is not None and row.version != seen_version:
+                raise Conflict("this task changed since you opened it; reload it",
+                               task_id=task_id, version=row.version)
+            if claim:
+                if row.assignee and row.assignee != actor.username:
+                    raise Conflict(f"this task is already claimed by {row.assignee}")
+                row.assignee, row.claimed_at = actor.username, now
+            else:
+                is_leader = actor.role == "leader" and actor.department == row.department
+                if row.assignee is None:
+                    raise Conflict("this task is not claimed")
+                if row.assignee != actor.username and not (is_leader or actor.is_system):
+                    raise Forbidden(f"only {row.assignee} or the department's leader may "
+                                    "release this task")
+                row.assignee, row.claimed_at = None, None
+            row.version += 1
+            self._record(s, case, None, NewEvent(
+                "task_claimed" if claim else "task_released", actor.username, now,
+                {"task_id": row.id, "task_spec": row.spec_name}))
+            return _to_view(row, case.title)
+
+
+def _timer_due(task: Task) -> datetime | None:
+    value = task._get_internal_data("event_value")
+    if isinstance(value, dict):  # cycle timers keep their next firing
+        value = value.get("next") if value.get("cycles", 0) != 0 else None
+    if not value:
+        return None
+    try:
+        moment: datetime = TimerEventDefinition.get_datetime(str(value))
+    except ValueError:
+        return None
+    return moment

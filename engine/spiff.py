@@ -1,0 +1,164 @@
+"""The engine's use of SpiffWorkflow: specs, snapshots without specs, deterministic task ids."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import SpiffWorkflow.task as _spiff_task
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnWorkflowConverter,
+    WorkflowConverter,
+)
+from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+
+# Task ids ---------------------------------------------------------------------------
+# SpiffWorkflow gives each task a random uuid4. The engine rebuilds a case by
+# re-executing its events, and events name tasks by id, so ids must come out the same
+# on every execution: inside a case they are derived from the case's namespace and a
+# counter that is saved with every snapshot.
+
+
+class IdSource:
+    """Deterministic task ids for one case: uuid5(namespace, counter)."""
+
+    def __init__(self, namespace: UUID, counter: int = 0) -> None:
+        self.namespace = namespace
+        self.counter = counter
+
+    def __call__(self) -> UUID:
+        self.counter += 1
+        return uuid.uuid5(self.namespace, str(self.counter))
+
+
+_id_source: contextvars.ContextVar[IdSource | None] = contextvars.ContextVar(
+    "zerorun_id_source", default=None)
+
+
+def _next_task_id() -> UUID:
+    source = _id_source.get()
+    return source() if source is not None else uuid.uuid4()
+
+
+_spiff_task.uuid4 = _next_task_id
+
+
+@contextlib.contextmanager
+def task_ids(source: IdSource) -> Iterator[IdSource]:
+    """Make every task created inside the block take its id from `source`."""
+    token = _id_source.set(source)
+    try:
+        yield source
+    finally:
+        _id_source.reset(token)
+
+
+def case_namespace(case_id: int) -> UUID:
+    """The uuid namespace of a case's task ids."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"zerorun:case:{case_id}")
+
+
+# Specs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessSpecs:
+    """A process spec and the specs of every process it calls: one stored version."""
+
+    process_spec: BpmnProcessSpec
+    subprocess_specs: dict[str, BpmnProcessSpec]
+
+
+_restoring: contextvars.ContextVar[ProcessSpecs | None] = contextvars.ContextVar(
+    "zerorun_restoring", default=None)
+
+
+class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
+    """Serializes a workflow's running state only; its specs are stored once per version."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
+        specs = _restoring.get()
+        if specs is None:
+            raise RuntimeError("restoring a workflow needs its specs")
+        workflow = self.target_class(specs.process_spec, specs.subprocess_specs,
+                                     deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _make_serializer() -> BpmnWorkflowSerializer:
+    config = dict(SPIFF_CONFIG)
+    config[BpmnWorkflow] = _SpeclessWorkflowConverter
+    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+
+
+SERIALIZER = _make_serializer()
+
+
+def dump_specs(specs: ProcessSpecs) -> bytes:
+    """Serialize a version's specs for storage."""
+    body = {
+        "process": SERIALIZER.to_dict(specs.process_spec),
+        "subprocesses": {name: SERIALIZER.to_dict(spec)
+                         for name, spec in sorted(specs.subprocess_specs.items())},
+    }
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+
+
+def load_specs(blob: bytes) -> ProcessSpecs:
+    """Restore a version's specs from storage."""
+    body = json.loads(zlib.decompress(blob))
+    return ProcessSpecs(
+        SERIALIZER.from_dict(body["process"]),
+        {name: SERIALIZER.from_dict(dct) for name, dct in body["subprocesses"].items()},
+    )
+
+
+def dump_state(workflow: BpmnWorkflow) -> bytes:
+    """Serialize a workflow's running state (without specs), compressed."""
+    dct = SERIALIZER.to_dict(workflow)
+    return zlib.compress(json.dumps(dct, separators=(",", ":"), sort_keys=True,
+                                    cls=SERIALIZER._encoder_cls).encode(), 1)
+
+
+def state_dict(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The running state as plain data (for comparing two workflows)."""
+    return json.loads(json.dumps(SERIALIZER.to_dict(workflow), sort_keys=True,
+                                 cls=SERIALIZER._encoder_cls))
+
+
+def load_state(blob: bytes, specs: ProcessSpecs, script_engine: Any) -> BpmnWorkflow:
+    """Restore a workflow from `dump_state` output and its version's specs."""
+    dct = json.loads(zlib.decompress(blob), cls=SERIALIZER.json_decoder_cls)
+    token = _restoring.set(specs)
+    try:
+        workflow: BpmnWorkflow = SERIALIZER.from_dict(dct)
+    finally:
+        _restoring.reset(token)
+    workflow.script_engine = script_engine
+    return workflow
+
+
+def new_workflow(specs: ProcessSpecs, script_engine: Any) -> BpmnWorkflow:
+    """A fresh workflow of a version."""
+    return BpmnWorkflow(specs.process_spec, specs.subprocess_specs, script_engine=script_engine)
