@@ -82,9 +82,9 @@ def build_process(blocks: int = 20, items: int = 4, process_id: str = "bench_cas
             b.flow(branch, join)
         mi_extra = ('<bpmn:multiInstanceLoopCharacteristics>'
                     '<bpmn:loopDataInputRef>items</bpmn:loopDataInputRef>'
-                    '<bpmn:inputDataItem id="item" name="item"/>'
+                    f'<bpmn:inputDataItem id="b{i}_item" name="item"/>'
                     '</bpmn:multiInstanceLoopCharacteristics>') if items else ""
-        mi = b.user_task(f"b{i}_items", None, mi_extra, rule="item['department']")
+        mi = b.user_task(f"b{i}_items", None, mi_extra, rule=f"b{i}_item['department']")
         b.flow(join, mi)
         choice = b.gateway("exclusiveGateway", f"b{i}_choice", default=f"flow_default_{i}")
         b.flow(mi, choice)

@@ -7,6 +7,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 
+import SpiffWorkflow.task as _spiff_task
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 
 Clock = Callable[[], datetime]
@@ -77,3 +78,18 @@ class _ClockedDatetime(datetime):
 
 
 _spiff_timer.datetime = _ClockedDatetime
+
+
+class _ClockedTime:
+    """Stands in for the `time` module inside SpiffWorkflow's task module.
+
+    Tasks stamp `last_state_change` with `time.time()`; reading the clock in force
+    makes a replayed case carry the same stamps as the live one.
+    """
+
+    @staticmethod
+    def time() -> float:
+        return now().timestamp()
+
+
+_spiff_task.time = _ClockedTime  # type: ignore[assignment]

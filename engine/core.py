@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -665,7 +666,8 @@ class Engine:
                       now: datetime, done_task: str | None) -> None:
         """Bring the task index, timers, status and data in line with the workflow."""
         workflow = live.workflow
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        scan = _scan(workflow)
+        ready = {str(t.id): t for t in scan.ready_manual}
         open_rows = {row.id: row for row in s.scalars(select(HumanTask).where(
             HumanTask.case_id == case.id, HumanTask.state == "ready"))}
         for task_id, row in open_rows.items():
@@ -676,14 +678,9 @@ class Engine:
             if task_id not in open_rows:
                 s.add(self._index_row(case, version, task, now))
         self._sync_timers(s, case, workflow)
-        if workflow.is_completed() and case.status == "running":
+        if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
-        if done_task is not None:
-            done = workflow.get_task_from_id(UUID(done_task))
-            if done is not None:
-                case.data = plain_data(done.data)
-        if workflow.is_completed():
-            case.data = {**case.data, **plain_data(workflow.data)}
+        case.data = _case_data(case, workflow, scan, done_task)
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version
@@ -691,7 +688,8 @@ class Engine:
     def _index_row(self, case: Case, version: _Version, task: Task, now: datetime
                    ) -> HumanTask:
         process_id = task.workflow.spec.name
-        meta = version.task_specs.get(f"{process_id}:{task.task_spec.name}", {})
+        spec_name = task.task_spec.bpmn_id or task.task_spec.name  # MI children share the id
+        meta = version.task_specs.get(f"{process_id}:{spec_name}", {})
         department = meta.get("department")
         names = {**self.functions, **task.data}
         if meta.get("department_expression"):
@@ -702,12 +700,13 @@ class Engine:
         if not department:
             raise WorkflowError(f"task {task.task_spec.bpmn_name or task.task_spec.name} has "
                                 "no owning department; fix the diagram's lane or rule")
-        item = task.data.get("item") if isinstance(task.data.get("item"), dict) else {}
+        item = _item_of(task)
         phase = meta.get("phase") or item.get("phase")
         return HumanTask(
             id=str(task.id), case_id=case.id, process_id=process_id,
-            spec_name=task.task_spec.name, title=meta.get("title") or task.task_spec.bpmn_name
-            or task.task_spec.name, department=str(department), state="ready", version=1,
+            spec_name=spec_name,
+            title=meta.get("title") or task.task_spec.bpmn_name or spec_name,
+            department=str(department), state="ready", version=1,
             form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
             phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
             due_at=due, created_at=now)
@@ -792,7 +791,8 @@ class Engine:
     def _reexecute(self, case_id: int, version: _Version, events: list[Event],
                    upto_seq: int | None) -> tuple[BpmnWorkflow, IdSource]:
         ids = IdSource(case_namespace(case_id))
-        workflow = new_workflow(version.specs, self.script_engine)
+        with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
+            workflow = new_workflow(version.specs, self.script_engine)
         for event in events:
             if upto_seq is not None and event.seq > upto_seq:
                 break
@@ -806,7 +806,8 @@ class Engine:
         """Re-execute the events; report where the stored state disagrees."""
         version = self._version(s, case.process_version_id)
         ids = IdSource(case_namespace(case.id))
-        workflow = new_workflow(version.specs, self.script_engine)
+        with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
+            workflow = new_workflow(version.specs, self.script_engine)
         for event in events:
             if event.type not in WORKFLOW_EVENTS:
                 continue
@@ -816,7 +817,8 @@ class Engine:
             except EngineError as exc:
                 return ChainBreak(event.seq, f"the event cannot be re-executed: {exc.message}",
                                   event.id)
-        expected = {str(t.id) for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        scan = _scan(workflow)
+        expected = {str(t.id) for t in scan.ready_manual}
         stored = set(s.scalars(select(HumanTask.id).where(HumanTask.case_id == case.id,
                                                           HumanTask.state == "ready")))
         last = events[-1].seq if events else 0
@@ -824,7 +826,7 @@ class Engine:
             return ChainBreak(last, "the stored open tasks differ from the re-executed case: "
                               f"missing {sorted(expected - stored)}, unexpected "
                               f"{sorted(stored - expected)}")
-        status = "completed" if workflow.is_completed() else "running"
+        status = "completed" if scan.completed else "running"
         if case.status != "terminated" and case.status != status:
             return ChainBreak(last, f"the stored status {case.status!r} differs from the "
                               f"re-executed status {status!r}")
@@ -900,6 +902,74 @@ class Engine:
                 "task_claimed" if claim else "task_released", actor.username, now,
                 {"task_id": row.id, "task_spec": row.spec_name}))
             return _to_view(row, case.title)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What one pass over a workflow's tasks found."""
+
+    ready_manual: list[Task]
+    top_active: list[Task]
+    top_ends: list[Task]
+    completed: bool
+
+
+_ACTIVE = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+
+
+def _scan(workflow: BpmnWorkflow) -> _Scan:
+    """One pass over every task of the case (SpiffWorkflow's tree iterator walks the
+    whole tree once per query; the engine needs several answers after each command)."""
+    ready: list[Task] = []
+    active: list[Task] = []
+    ends: list[Task] = []
+    unfinished = False
+    for task in workflow.tasks.values():
+        state = task.state
+        if state & _ACTIVE:
+            active.append(task)
+            if state == TaskState.READY and task.task_spec.manual:
+                ready.append(task)
+        if state & TaskState.NOT_FINISHED_MASK:
+            unfinished = True
+        elif state == TaskState.COMPLETED and isinstance(task.task_spec, EndEvent):
+            ends.append(task)
+    for sub in workflow.subprocesses.values():
+        for task in sub.tasks.values():
+            if task.state == TaskState.READY and task.task_spec.manual:
+                ready.append(task)
+    return _Scan(ready, active, ends, not unfinished)
+
+
+def _case_data(case: Case, workflow: BpmnWorkflow, scan: _Scan, done_task: str | None
+               ) -> dict[str, Any]:
+    """The case-level data: what the main process knows after this command.
+
+    Item-level data stays in the called processes (and in the task index); the case
+    keeps the newest data of its top-level tasks that are under way.
+    """
+    data = dict(case.data)
+    if done_task is not None:
+        done = workflow.tasks.get(UUID(done_task))
+        if done is not None:
+            data.update(plain_data(done.data))
+    for task in scan.top_active:
+        data.update(plain_data(task.data))
+    if scan.completed:
+        for task in scan.top_ends:
+            data.update(plain_data(task.data))
+        data.update(plain_data(workflow.data))
+    return data
+
+
+def _item_of(task: Task) -> dict[str, Any]:
+    """The approval item a task is about: `item` in its data, or its multi-instance element."""
+    item = task.data.get("item")
+    if not isinstance(item, dict) and task.parent is not None:
+        input_item = getattr(task.parent.task_spec, "input_item", None)
+        if input_item is not None:
+            item = task.data.get(input_item.bpmn_id)
+    return item if isinstance(item, dict) else {}
 
 
 def _timer_due(task: Task) -> datetime | None:

@@ -90,7 +90,7 @@ def test_ready_tasks_are_listed_by_department_assignee_and_case(make_engine, sql
     released = engine.release_task(by_b[0].id, AGENT_B)
     assert released.assignee is None and released.version == claimed.version + 1
     for task in by_b:
-        engine.complete_task(task.id, {}, AGENT_B)
+        engine.complete_task(task.id, {"route": "fast"}, AGENT_B)
     items = engine.list_tasks(case_id=case.id)
     assert sorted((t.spec_name, t.item_code, t.department) for t in items) == [
         ("b1_items", "item1", "dept_a"), ("b1_items", "item2", "dept_b"),
@@ -102,7 +102,7 @@ def test_claim_release_and_completion_conflicts(make_engine, db_url, bench_pack)
     case = engine.start_case("bench_case", {"items": item_list(3)}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
     with pytest.raises(Forbidden):
-        engine.complete_task(task.id, {}, AGENT_B)
+        engine.complete_task(task.id, {"route": "fast"}, AGENT_B)
     with pytest.raises(Forbidden):
         engine.claim_task(task.id, AGENT_B)
     claimed = engine.claim_task(task.id, AGENT_A)
@@ -140,7 +140,7 @@ def test_wrong_department_changes_nothing(make_engine, sqlite_url, bench_pack):
 def test_invalid_form_data_is_refused_field_by_field(make_engine, sqlite_url, data, field,
                                                      message):
     engine = make_engine(sqlite_url, MINI)
-    case = engine.start_case("mini", {}, OFFICE)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
     with pytest.raises(InvalidData) as info:
         engine.complete_task(task.id, data, AGENT_A)
@@ -150,12 +150,13 @@ def test_invalid_form_data_is_refused_field_by_field(make_engine, sqlite_url, da
 
 def test_a_failing_script_rolls_the_whole_command_back(make_engine, db_url):
     engine = make_engine(db_url, MINI)
-    case = engine.start_case("mini", {}, OFFICE)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
     with pytest.raises(WorkflowError, match="division by zero|ZeroDivision"):
         engine.complete_task(task.id, {"total": 10, "divisor": 0}, AGENT_A)
     with engine.db.reading() as s:
-        assert s.scalar(select(func.count()).select_from(Event)) == 1
+        events = select(func.count()).select_from(Event).where(Event.case_id == case.id)
+        assert s.scalar(events) == 1
         assert s.get(HumanTask, task.id).state == "ready"
         assert s.get(Case, case.id).state_version == 1
     engine.complete_task(task.id, {"total": 10, "divisor": 2}, AGENT_A)
@@ -214,7 +215,7 @@ def test_another_worker_continues_a_case_from_the_database(make_engine, db_url, 
 
 def test_termination_withdraws_tasks_and_timers(make_engine, sqlite_url):
     engine = make_engine(sqlite_url, MINI)
-    case = engine.start_case("mini", {}, OFFICE)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
     engine.complete_task(task.id, {"total": 4, "divisor": 2}, AGENT_A)
     with pytest.raises(Forbidden):
@@ -242,7 +243,7 @@ def test_a_case_stays_on_its_version(make_engine, sqlite_url, tmp_path):
     assert new.process_version_id != old.process_version_id
     count = 0
     while tasks := engine.list_tasks(case_id=old.id):
-        engine.complete_task(tasks[0].id, {}, actor_for(tasks[0].department))
+        engine.complete_task(tasks[0].id, {"route": "slow"}, actor_for(tasks[0].department))
         count += 1
     assert count == human_task_count(1, 2)
     assert engine.get_case(old.id).status == "completed"

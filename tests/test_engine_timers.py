@@ -15,7 +15,7 @@ AGENT_A = Actor("agent_a", "agent", "dept_a")
 
 def test_a_boundary_timer_fires_only_when_the_clock_passes_it(make_engine, db_url, clock):
     engine = make_engine(db_url, FIXTURES / "mini")
-    case = engine.start_case("mini", {}, OFFICE)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
     engine.complete_task(task.id, {"total": 9, "divisor": 3}, AGENT_A)
     assert engine.fire_due_timers() == 0
@@ -40,7 +40,7 @@ def test_two_workers_never_fire_the_same_timer_twice(make_engine, db_url, clock,
         while tasks := [t for t in workers[0].list_tasks(case_id=case.id)
                         if t.spec_name != "after_wait"]:
             actor = Actor("a", "agent", tasks[0].department)
-            workers[0].complete_task(tasks[0].id, {}, actor)
+            workers[0].complete_task(tasks[0].id, {"route": "fast"}, actor)
     clock.advance(hours=2)
     barrier = threading.Barrier(len(workers))
     fired: list[int] = []
