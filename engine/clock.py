@@ -92,4 +92,4 @@ class _ClockedTime:
         return now().timestamp()
 
 
-_spiff_task.time = _ClockedTime  # type: ignore[assignment]
+_spiff_task.time = _ClockedTime

@@ -85,7 +85,7 @@ class ProcessSpecs:
 _INDEXED_QUERIES = frozenset({"state", "manual", "spec_name", "lane"})
 
 
-class CaseWorkflow(BpmnWorkflow):  # type: ignore[misc]
+class CaseWorkflow(BpmnWorkflow):
     """A BpmnWorkflow whose frequent task queries scan its task dicts.
 
     SpiffWorkflow answers `get_tasks(state=...)` and refreshes waiting tasks by
@@ -97,7 +97,7 @@ class CaseWorkflow(BpmnWorkflow):  # type: ignore[misc]
 
     def get_tasks(self, first_task: Task | None = None, **kwargs: Any) -> list[Task]:
         if first_task is not None or not set(kwargs) <= _INDEXED_QUERIES:
-            return super().get_tasks(first_task, **kwargs)  # type: ignore[no-any-return]
+            return super().get_tasks(first_task, **kwargs)
         matches = BpmnTaskFilter(**kwargs).matches
         found = [task for task in self.tasks.values() if matches(task)]
         for sub in self.subprocesses.values():

@@ -27,6 +27,8 @@ def _fail(exc: EngineError) -> None:
     click.echo(f"error: {exc.message}", err=True)
     for problem in getattr(exc, "problems", [])[1:]:
         click.echo(f"  {problem}", err=True)
+    for field_error in getattr(exc, "errors", []):
+        click.echo(f"  field {field_error.field}: {field_error.message}", err=True)
     sys.exit(1)
 
 

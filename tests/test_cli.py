@@ -1,0 +1,64 @@
+"""The `zerorun` command drives a case headless."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from webapp.cli import main
+
+from .conftest import FIXTURES
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("ZERORUN_PROCESSES", str(FIXTURES / "mini"))
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run("init-db")
+    from engine.config import Config
+    from engine.core import Engine
+    from engine.models import Department
+
+    engine = Engine(Config.from_env(), functions={})
+    with engine.db.transaction() as s:
+        s.add(Department(code="dept_a", name="部门A", name_en="", leader="", agent="",
+                         position=1))
+        s.add(Department(code="dept_b", name="部门B", name_en="", leader="", agent="",
+                         position=2))
+    engine.db.dispose()
+    return run
+
+
+def test_a_case_is_driven_from_the_command_line(cli):
+    assert "1 new, 0 unchanged" in cli("load-processes")
+    assert "0 new, 1 unchanged" in cli("load-processes")
+    started = json.loads(cli("start-case", "mini", "--data", '{"due": null}'))
+    assert started["status"] == "running"
+    [line] = cli("tasks", "--department", "dept_a", "--json").splitlines()
+    task = json.loads(line)
+    assert (task["task"], task["department"]) == ("fill", "dept_a")
+    out = cli("complete-task", task["id"], "--data", '{"total": "x"}', "--as", "a",
+              "--department", "dept_a", code=1)
+    assert "field" in out or "need attention" in out
+    cli("complete-task", task["id"], "--data", '{"total": 4, "divisor": 2}', "--as", "a",
+        "--department", "dept_a")
+    out = cli("complete-task", task["id"], "--data", '{"total": 4, "divisor": 2}', "--as",
+              "a", "--department", "dept_a", code=1)
+    assert "already completed" in out
+    assert "1 case(s) checked, 0 failed" in cli("verify-audit")
+
+
+def test_bad_json_is_a_clear_error(cli):
+    runner = CliRunner()
+    result = runner.invoke(main, ["start-case", "mini", "--data", "{nope"])
+    assert result.exit_code == 2
+    assert "not valid JSON" in result.output
