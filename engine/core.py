@@ -231,10 +231,9 @@ class Engine:
         self._local = threading.local()
 
     def _default_functions(self) -> dict[str, Callable[..., Any]]:
-        from . import reference
+        from .reference import ReferenceData, script_functions
 
-        data = reference.ReferenceData.load(self.config.data_dir)
-        return dict(reference.script_functions(data, self.clock))
+        return script_functions(ReferenceData.load(self.config.data_dir), self.clock)
 
     # Process versions ---------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""Reference data (departments, approval items, materials, policies, calendar) and the
+functions diagrams may call with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import EngineError
+
+
+class ReferenceDataError(EngineError):
+    """A reference data file is missing an entry or refers to an unknown code."""
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """Working days: weekdays, minus public holidays, plus make-up working days."""
+
+    holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether government offices work on that day."""
+        if day in self.workdays:
+            return True
+        return day.weekday() < 5 and day not in self.holidays
+
+    def add_working_days(self, start: date, days: int) -> date:
+        """The date `days` working days after `start` (start itself not counted)."""
+        current = start
+        remaining = days
+        while remaining > 0:
+            current += timedelta(days=1)
+            if self.is_working_day(current):
+                remaining -= 1
+        return current
+
+    def working_days_between(self, start: date, end: date) -> int:
+        """Working days after `start` up to and including `end` (negative if end is earlier)."""
+        if end < start:
+            return -self.working_days_between(end, start)
+        return sum(1 for n in range(1, (end - start).days + 1)
+                   if self.is_working_day(start + timedelta(days=n)))
+
+
+@dataclass
+class ReferenceData:
+    """Everything under data/, validated."""
+
+    departments: dict[str, dict[str, Any]]
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    materials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+
+    @classmethod
+    def load(cls, directory: Path) -> ReferenceData:
+        """Read and cross-check the reference files of a folder."""
+        departments = {d["code"]: d for d in _read(directory / "departments.json", [])}
+        if not departments:
+            raise ReferenceDataError(f"{directory / 'departments.json'} lists no departments")
+        items = {i["code"]: i for i in _read(directory / "items.json", [])}
+        materials = {m["code"]: m for m in _read(directory / "materials.json", [])}
+        for item in items.values():
+            if item.get("department") not in departments:
+                raise ReferenceDataError(f"items.json: item {item['code']} names unknown "
+                                         f"department {item.get('department')!r}")
+            for material in item.get("materials", []):
+                if material not in materials:
+                    raise ReferenceDataError(f"items.json: item {item['code']} names unknown "
+                                             f"material {material!r}")
+        raw_calendar = _read(directory / "calendar.json", {})
+        calendar = WorkingCalendar(
+            frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
+            frozenset(date.fromisoformat(d) for d in raw_calendar.get("workdays", [])))
+        return cls(departments, items, materials, _read(directory / "policies.json", []),
+                   calendar)
+
+
+def _read(path: Path, default: Any) -> Any:
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ReferenceDataError(f"{path.name} is not valid JSON: {exc}") from exc
+
+
+def script_functions(ref: ReferenceData, now: Callable[[], datetime]
+                     ) -> dict[str, Callable[..., Any]]:
+    """The functions diagrams may call; each returns plain data."""
+
+    def today() -> str:
+        return now().date().isoformat()
+
+    def now_iso() -> str:
+        return now().isoformat()
+
+    def working_days_after(start: str, days: int) -> str:
+        return ref.calendar.add_working_days(date.fromisoformat(start[:10]), int(days)).isoformat()
+
+    def department_name(code: str) -> str:
+        department = ref.departments.get(code)
+        if department is None:
+            raise LookupError(f"unknown department {code!r}")
+        return str(department["name"])
+
+    def catalogue_item(code: str) -> dict[str, Any]:
+        item = ref.items.get(code)
+        if item is None:
+            raise LookupError(f"unknown approval item {code!r}")
+        return dict(item)
+
+    def merged_materials(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for item in items:
+            for code in item.get("materials", []):
+                entry = merged.setdefault(code, {**ref.materials.get(code, {"code": code}),
+                                                 "items": []})
+                entry["items"].append(item.get("code"))
+        return list(merged.values())
+
+    return {"today": today, "now": now_iso, "working_days_after": working_days_after,
+            "department_name": department_name, "catalogue_item": catalogue_item,
+            "merged_materials": merged_materials}

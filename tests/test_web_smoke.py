@@ -1,0 +1,56 @@
+"""The web app serves its login page and an agent's inbox."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from engine import accounts
+from engine.actors import Actor
+from webapp import create_app
+
+from .conftest import FIXTURES
+
+
+@pytest.fixture
+def app(make_engine, sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url, FIXTURES / "mini")
+    with engine.db.transaction() as s:
+        accounts.create_user(s, "agent_a", "password-a", "agent", department="dept_a",
+                             display_name="代办员甲", now=engine.clock())
+    engine.start_case("mini", {"due": None, "project": {"name": "示范项目"}},
+                      Actor("office", "office", "leading_group_office"))
+    return create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
+                       "ENGINE": {"database_url": sqlite_url, "instance_dir": tmp_path}})
+
+
+def login(client, username, password):
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": token})
+
+
+def test_the_inbox_needs_a_login(app):
+    response = app.test_client().get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_agent_sees_the_department_tasks(app):
+    client = app.test_client()
+    assert login(client, "agent_a", "password-a").status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert "示范项目" in page and "填写" in page
+
+
+def test_a_wrong_password_is_refused_clearly(app):
+    response = login(app.test_client(), "agent_a", "wrong-password")
+    assert response.status_code == 401
+    assert "wrong user name or password" in response.get_data(as_text=True)
+
+
+def test_forms_without_csrf_token_are_refused(app):
+    response = app.test_client().post("/login", data={"username": "agent_a",
+                                                      "password": "password-a"})
+    assert response.status_code == 400

@@ -1,0 +1,75 @@
+"""Logging in and out; the current user; access decided by one decorator."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+
+from engine import accounts
+
+from . import get_engine
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.before_app_request
+def load_user() -> None:
+    """Put the logged-in user (or None) on `g.user`."""
+    g.user = None
+    user_id = session.get("user_id")
+    if user_id is not None:
+        with get_engine().db.reading() as s:
+            user = accounts.get_user(s, int(user_id))
+        if user is not None and user.active:
+            g.user = user
+
+
+def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let only logged-in users with one of `roles` (any role when empty) through."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if g.user is None:
+                return redirect(url_for("auth.login", next=request.path))
+            if roles and g.user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Show the login form; check the password."""
+    error = None
+    if request.method == "POST":
+        engine = get_engine()
+        try:
+            with engine.db.transaction() as s:
+                user = accounts.authenticate(s, request.form.get("username", ""),
+                                             request.form.get("password", ""), engine.clock())
+        except accounts.LoginFailed as exc:
+            time.sleep(0.5)  # slows down guessing; the account locks after repeated failures
+            error = exc.message
+        else:
+            session.clear()
+            session["user_id"] = user.id
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/") and not target.startswith("//")
+                            else url_for("agent.inbox"))
+    return render_template("auth/login.html", error=error), 401 if error else 200
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    """End the session."""
+    session.clear()
+    flash("已退出登录")
+    return redirect(url_for("auth.login"))
