@@ -16,7 +16,8 @@ from engine.clock import MovableClock
 from engine.config import Config
 from engine.core import Engine
 from engine.db import Database
-from engine.models import Department
+from engine.models import Case, Department
+from engine.spiff import dump_state, load_state, state_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -80,6 +81,26 @@ def clock() -> MovableClock:
 EngineFactory = Callable[..., Engine]
 
 
+def check_round_trips(engine: Engine) -> None:
+    """After every committed command, saving and restoring the case must change nothing."""
+    remember = engine._remember
+
+    def checked(case_id: int, live) -> None:  # type: ignore[no-untyped-def]
+        version = engine._versions[live_version_id(engine, case_id)]
+        restored = load_state(dump_state(live.workflow), version.specs, engine.script_engine)
+        assert state_dict(restored) == state_dict(live.workflow), "state changed on restore"
+        remember(case_id, live)
+
+    engine._remember = checked  # type: ignore[method-assign]
+
+
+def live_version_id(engine: Engine, case_id: int) -> int:
+    with engine.db.reading() as s:
+        case = s.get(Case, case_id)
+        assert case is not None
+        return case.process_version_id
+
+
 @pytest.fixture
 def make_engine(tmp_path: Path, clock: MovableClock) -> Iterator[EngineFactory]:
     """Build engines over a database URL and a pack folder, migrated and with departments."""
@@ -90,6 +111,7 @@ def make_engine(tmp_path: Path, clock: MovableClock) -> Iterator[EngineFactory]:
         config = Config.from_env(database_url=url, processes_dir=pack,
                                  data_dir=ROOT / "data", instance_dir=tmp_path, **settings)
         engine = Engine(config, database=Database(url), clock_source=clock, functions={})
+        check_round_trips(engine)
         made.append(engine)
         if migrate:
             schema.upgrade(engine.db)
