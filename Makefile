@@ -24,7 +24,7 @@ setup: $(STAMP) $(NPM_STAMP)
 	$(BIN)/zerorun setup
 
 run: setup
-	$(BIN)/zerorun serve --host $(HOST) --port $(PORT)
+	$(BIN)/zerorun serve --with-worker --host $(HOST) --port $(PORT)
 
 worker: setup
 	$(BIN)/zerorun worker

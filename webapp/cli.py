@@ -232,9 +232,17 @@ def reset_password(username: str, password: str) -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
 @click.option("--workers", default=2, type=int, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--with-worker", is_flag=True, help="Also run the timer worker beside the app.")
+def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     """Serve the web app with gunicorn (several workers share one database)."""
+    import atexit
+    import subprocess
+
     from gunicorn.app.base import BaseApplication
+
+    if with_worker:
+        timer_worker = subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"])  # noqa: S603
+        atexit.register(timer_worker.terminate)
 
     from webapp import create_app
 
@@ -276,3 +284,7 @@ def _load_json(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise click.BadParameter("the data must be a JSON object")
     return value
+
+
+if __name__ == "__main__":
+    main()
