@@ -346,7 +346,7 @@ class Engine:
             ids = IdSource(case_namespace(case.id))
             with clock.pinned(now), task_ids(ids):
                 workflow = new_workflow(version.specs, self.script_engine)
-                self._apply(workflow, "case_started", {"data": initial}, case.id)
+                apply_event(workflow, "case_started", {"data": initial}, case.id)
             live = _Live(workflow, ids, 0, 0, 0)
             self._after_change(s, case, live, version, now, None)
             self._record(s, case, live, NewEvent("case_started", actor.username, now, {
@@ -604,7 +604,7 @@ class Engine:
         live = self._live(s, case, version)
         try:
             with clock.pinned(now), task_ids(live.ids):
-                self._apply(live.workflow, event_type, payload, case.id)
+                apply_event(live.workflow, event_type, payload, case.id)
             self._after_change(s, case, live, version, now, done_task)
             if event_type == "case_terminated":
                 case.status, case.ended_at = "terminated", now
@@ -636,30 +636,6 @@ class Engine:
             pending, self._local.pending = list(self._pending), []
         for case_id, live in pending:
             self._remember(case_id, live)
-
-    def _apply(self, workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
-               case_id: int) -> None:
-        """Re-run one recorded event against a workflow (commands and replays share this)."""
-        try:
-            if event_type == "case_started":
-                workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
-                workflow.do_engine_steps()
-            elif event_type == "task_completed":
-                task = workflow.get_task_from_id(UUID(payload["task_id"]))
-                if task is None or task.state != TaskState.READY:
-                    raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
-                task.data.update(copy.deepcopy(payload["data"]))
-                task.run()
-                workflow.do_engine_steps()
-            elif event_type == "timer_fired":
-                workflow.refresh_timers()
-                workflow.do_engine_steps()
-            elif event_type == "case_terminated":
-                workflow.cancel()
-        except SpiffWorkflowException as exc:
-            raise WorkflowError(f"the process failed: {exc}") from exc
-        except expressions.UnsafeExpression as exc:
-            raise WorkflowError(f"an expression was refused: {exc.message}") from exc
 
     def _after_change(self, s: Session, case: Case, live: _Live, version: _Version,
                       now: datetime, done_task: str | None) -> None:
@@ -777,7 +753,7 @@ class Engine:
                           .order_by(Event.seq))
         for event in later:
             with clock.pinned(event.at), task_ids(ids):
-                self._apply(workflow, event.type, event.data, case.id)
+                apply_event(workflow, event.type, event.data, case.id)
         return _Live(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
 
     def _peek(self, s: Session, case: Case) -> BpmnWorkflow:
@@ -798,7 +774,7 @@ class Engine:
             if event.type not in WORKFLOW_EVENTS:
                 continue
             with clock.pinned(event.at), task_ids(ids):
-                self._apply(workflow, event.type, event.data, case_id)
+                apply_event(workflow, event.type, event.data, case_id)
         return workflow, ids
 
     def _replay_matches(self, s: Session, case: Case, events: list[Event]) -> ChainBreak | None:
@@ -812,7 +788,7 @@ class Engine:
                 continue
             try:
                 with clock.pinned(event.at), task_ids(ids):
-                    self._apply(workflow, event.type, event.data, case.id)
+                    apply_event(workflow, event.type, event.data, case.id)
             except EngineError as exc:
                 return ChainBreak(event.seq, f"the event cannot be re-executed: {exc.message}",
                                   event.id)
@@ -901,6 +877,31 @@ class Engine:
                 "task_claimed" if claim else "task_released", actor.username, now,
                 {"task_id": row.id, "task_spec": row.spec_name}))
             return _to_view(row, case.title)
+
+
+def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+                case_id: int) -> None:
+    """Re-run one recorded event against a workflow (commands and replays share this)."""
+    try:
+        if event_type == "case_started":
+            workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
+            workflow.do_engine_steps()
+        elif event_type == "task_completed":
+            task = workflow.get_task_from_id(UUID(payload["task_id"]))
+            if task is None or task.state != TaskState.READY:
+                raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
+            task.data.update(copy.deepcopy(payload["data"]))
+            task.run()
+            workflow.do_engine_steps()
+        elif event_type == "timer_fired":
+            workflow.refresh_timers()
+            workflow.do_engine_steps()
+        elif event_type == "case_terminated":
+            workflow.cancel()
+    except SpiffWorkflowException as exc:
+        raise WorkflowError(f"the process failed: {exc}") from exc
+    except expressions.UnsafeExpression as exc:
+        raise WorkflowError(f"an expression was refused: {exc.message}") from exc
 
 
 @dataclass(frozen=True)

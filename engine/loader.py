@@ -164,7 +164,7 @@ class PackParser:
                 process_id=process_id,
                 name=spec.description or process_id,
                 specs=ProcessSpecs(spec, subprocess_specs),
-                content_hash=_content_hash(hashed.values()),
+                content_hash=content_hash(hashed.values()),
                 files=sorted(hashed),
                 task_specs=tasks,
                 startable=_is_startable(trees[file], process_id),
@@ -379,7 +379,8 @@ def _decision_files(trees: dict[str, etree._ElementTree], involved: set[str],
     return refs
 
 
-def _content_hash(files: Iterable[SourceFile]) -> str:
+def content_hash(files: Iterable[SourceFile]) -> str:
+    """The identity of a process version: a hash over its files' names and contents."""
     digest = hashlib.sha256()
     for source in sorted(files, key=lambda s: s.name):
         digest.update(f"{source.name}\0{source.digest}\n".encode())

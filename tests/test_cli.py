@@ -62,3 +62,17 @@ def test_bad_json_is_a_clear_error(cli):
     result = runner.invoke(main, ["start-case", "mini", "--data", "{nope"])
     assert result.exit_code == 2
     assert "not valid JSON" in result.output
+
+
+def test_an_exported_case_verifies_offline_and_tampering_is_caught(cli, tmp_path):
+    cli("load-processes")
+    case = json.loads(cli("start-case", "mini", "--data", '{"due": null}'))["case"]
+    [line] = cli("tasks", "--json").splitlines()
+    cli("complete-task", json.loads(line)["id"], "--data", '{"total": 9, "divisor": 3}')
+    target = tmp_path / "case.json"
+    cli("export-case", str(case), "-o", str(target))
+    assert "ok: 2 events verified" in cli("verify-export", str(target))
+    document = json.loads(target.read_text(encoding="utf-8"))
+    document["events"][1]["data"]["data"]["total"] = 90
+    target.write_text(json.dumps(document), encoding="utf-8")
+    assert "FAILED at event 2" in cli("verify-export", str(target), code=1)

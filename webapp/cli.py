@@ -174,6 +174,44 @@ def verify_audit(case_id: int | None) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command("export-case")
+@click.argument("case_id", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default stdout).")
+def export_case_command(case_id: int, output: str | None) -> None:
+    """Write a case's history (events, hashes, process files) as one JSON file."""
+    from engine.export import export_case
+
+    try:
+        document = export_case(_engine(), case_id)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    text = json.dumps(document, ensure_ascii=False, indent=1)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"case {case_id}: {len(document['events'])} events written to {output}")
+    else:
+        click.echo(text)
+
+
+@main.command("verify-export")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def verify_export_command(file: str) -> None:
+    """Verify an exported case offline: hash chain, process files, re-execution."""
+    from engine.export import verify_export
+
+    try:
+        document = json.loads(Path(file).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from exc
+    result = verify_export(document, _engine().script_engine)
+    if result.ok:
+        click.echo(f"ok: {result.events} events verified")
+        return
+    click.echo(f"FAILED at event {result.first_bad_seq}: {result.reason}")
+    sys.exit(1)
+
+
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
