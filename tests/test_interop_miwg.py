@@ -1,0 +1,36 @@
+"""The MIWG reference diagrams: each loads, or is refused with a message naming file and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidProcess
+from engine.loader import PackParser, SourceFile
+
+MIWG = Path(__file__).resolve().parents[2] / "shared" / "interop" / "miwg"
+FILES = sorted(MIWG.glob("*.bpmn"))
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/interop/miwg is not beside the project")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_reference_diagrams_load_or_are_refused_clearly(path):
+    parser = PackParser({"dept_a": "dept_a"}, [])
+    try:
+        parser.parse([SourceFile(path.name, path.read_bytes())])
+    except InvalidProcess as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.file == path.name
+            assert problem.message
+            assert problem.element or problem.line or "Data Store" in problem.message
+
+
+def test_a_diagram_with_foreign_expressions_is_refused_naming_the_file():
+    path = MIWG / "C.1.0.bpmn"
+    if not path.exists():
+        pytest.skip("MIWG corpus not present")
+    with pytest.raises(InvalidProcess) as info:
+        PackParser({}, []).parse([SourceFile(path.name, path.read_bytes())])
+    assert any("C.1.0.bpmn" in str(p) for p in info.value.problems)
