@@ -518,6 +518,15 @@ class Engine:
         with self.db.reading() as s:
             return list(s.scalars(select(Case.id).order_by(Case.id)))
 
+    @staticmethod
+    def _case_and_events(s: Session, case_id: int) -> tuple[Case, list[Event]]:
+        case = s.get(Case, case_id)
+        if case is None:
+            raise CaseNotFound(f"case {case_id} does not exist")
+        events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                .order_by(Event.seq)))
+        return case, events
+
     def case_events(self, case_id: int) -> list[Event]:
         """A case's audit events in order."""
         with self.db.reading() as s:
@@ -527,11 +536,7 @@ class Engine:
     def verify_case(self, case_id: int) -> Verification:
         """Check the hash chain, then re-execute the events and compare with stored state."""
         with self.db.reading() as s:
-            case = s.get(Case, case_id)
-            if case is None:
-                raise CaseNotFound(f"case {case_id} does not exist")
-            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
-                                    .order_by(Event.seq)))
+            case, events = self._case_and_events(s, case_id)
             broken = audit.verify_events(events)
             if broken is None and events and events[-1].hash != case.last_hash:
                 broken = ChainBreak(events[-1].seq, "the last event is not the one the case "
@@ -546,11 +551,7 @@ class Engine:
     def replay(self, case_id: int, upto_seq: int | None = None) -> BpmnWorkflow:
         """Rebuild a case's workflow by re-executing its events up to a sequence number."""
         with self.db.reading() as s:
-            case = s.get(Case, case_id)
-            if case is None:
-                raise CaseNotFound(f"case {case_id} does not exist")
-            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
-                                    .order_by(Event.seq)))
+            case, events = self._case_and_events(s, case_id)
             version = self._version(s, case.process_version_id)
         workflow, _ = self._reexecute(case.id, version, events, upto_seq)
         return workflow
@@ -773,25 +774,21 @@ class Engine:
                 break
             if event.type not in WORKFLOW_EVENTS:
                 continue
-            with clock.pinned(event.at), task_ids(ids):
-                apply_event(workflow, event.type, event.data, case_id)
+            try:
+                with clock.pinned(event.at), task_ids(ids):
+                    apply_event(workflow, event.type, event.data, case_id)
+            except EngineError as exc:
+                raise _ReplayFailed(exc.message, event.seq, event.id) from exc
         return workflow, ids
 
     def _replay_matches(self, s: Session, case: Case, events: list[Event]) -> ChainBreak | None:
         """Re-execute the events; report where the stored state disagrees."""
         version = self._version(s, case.process_version_id)
-        ids = IdSource(case_namespace(case.id))
-        with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
-            workflow = new_workflow(version.specs, self.script_engine)
-        for event in events:
-            if event.type not in WORKFLOW_EVENTS:
-                continue
-            try:
-                with clock.pinned(event.at), task_ids(ids):
-                    apply_event(workflow, event.type, event.data, case.id)
-            except EngineError as exc:
-                return ChainBreak(event.seq, f"the event cannot be re-executed: {exc.message}",
-                                  event.id)
+        try:
+            workflow, _ = self._reexecute(case.id, version, events, None)
+        except _ReplayFailed as exc:
+            return ChainBreak(exc.seq, f"the event cannot be re-executed: {exc.message}",
+                              exc.event_id)
         scan = _scan(workflow)
         expected = {str(t.id) for t in scan.ready_manual}
         stored = set(s.scalars(select(HumanTask.id).where(HumanTask.case_id == case.id,
@@ -902,6 +899,14 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
         raise WorkflowError(f"the process failed: {exc}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+
+class _ReplayFailed(EngineError):
+    """A recorded event could not be re-executed."""
+
+    def __init__(self, message: str, seq: int, event_id: int | None) -> None:
+        super().__init__(message)
+        self.seq, self.event_id = seq, event_id
 
 
 @dataclass(frozen=True)
