@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
@@ -57,6 +57,7 @@ from .spiff import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Local time of the service: date-only due dates end at 18:00 Beijing time.
 SERVICE_TZ = timezone(timedelta(hours=8))
@@ -471,9 +472,7 @@ class Engine:
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
             data: dict[str, Any] = {}
             if row.state == "ready":
-                workflow = self._peek(s, case)
-                task = workflow.get_task_from_id(UUID(row.id))
-                data = plain_data(task.data) if task is not None else {}
+                data = self._read(s, case, lambda wf: _task_data(wf, row.id))
             return TaskDetail(
                 task=_to_view(row, case.title),
                 form_schema=version.forms.schema(meta.get("form")),
@@ -486,32 +485,13 @@ class Engine:
 
         With `upto_seq`, the states are those after that event, rebuilt by re-execution.
         """
-        if upto_seq is None:
-            with self.db.reading() as s:
-                case = s.get(Case, case_id)
-                if case is None:
-                    raise CaseNotFound(f"case {case_id} does not exist")
-                workflow = self._peek(s, case)
-        else:
-            workflow = self.replay(case_id, upto_seq)
-        states: dict[str, dict[str, set[str]]] = {}
-        for task in workflow.get_tasks():
-            bpmn_id = getattr(task.task_spec, "bpmn_id", None)
-            if bpmn_id is None:
-                continue
-            if task.state == TaskState.COMPLETED:
-                key = "completed"
-            elif task.state in (TaskState.READY, TaskState.STARTED):
-                key = "active"
-            elif task.state == TaskState.WAITING:
-                key = "waiting"
-            else:
-                continue
-            process = states.setdefault(task.workflow.spec.name,
-                                        {"completed": set(), "active": set(), "waiting": set()})
-            process[key].add(bpmn_id)
-        return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
-                states.items()}
+        if upto_seq is not None:
+            return _element_states(self.replay(case_id, upto_seq))
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return self._read(s, case, _element_states)
 
     def case_ids(self) -> list[int]:
         """Every case id, oldest first."""
@@ -757,12 +737,17 @@ class Engine:
                 apply_event(workflow, event.type, event.data, case.id)
         return _Live(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
 
-    def _peek(self, s: Session, case: Case) -> BpmnWorkflow:
-        """The current workflow for reading; it stays in (or enters) the cache."""
+    def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
+        """Read from the case's current workflow, then return it to the cache.
+
+        The live workflow is taken out of the cache while it is read, so a command
+        in another thread never changes it under the reader.
+        """
         version = self._version(s, case.process_version_id)
         live = self._live(s, case, version)
+        result = reader(live.workflow)
         self._remember(case.id, live)
-        return live.workflow
+        return result
 
     def _reexecute(self, case_id: int, version: _Version, events: list[Event],
                    upto_seq: int | None) -> tuple[BpmnWorkflow, IdSource]:
@@ -899,6 +884,33 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
         raise WorkflowError(f"the process failed: {exc}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+
+def _element_states(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:
+    """BPMN element ids of a workflow by state, per process."""
+    states: dict[str, dict[str, set[str]]] = {}
+    for task in workflow.get_tasks():
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        if bpmn_id is None:
+            continue
+        if task.state == TaskState.COMPLETED:
+            key = "completed"
+        elif task.state in (TaskState.READY, TaskState.STARTED):
+            key = "active"
+        elif task.state == TaskState.WAITING:
+            key = "waiting"
+        else:
+            continue
+        process = states.setdefault(task.workflow.spec.name,
+                                    {"completed": set(), "active": set(), "waiting": set()})
+        process[key].add(bpmn_id)
+    return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
+            states.items()}
+
+
+def _task_data(workflow: BpmnWorkflow, task_id: str) -> dict[str, Any]:
+    task = workflow.get_task_from_id(UUID(task_id))
+    return plain_data(task.data) if task is not None else {}
 
 
 class _ReplayFailed(EngineError):

@@ -255,3 +255,28 @@ def test_system_actor_may_complete_any_task(make_engine, sqlite_url, bench_pack)
     [task] = engine.list_tasks(case_id=case.id)
     engine.complete_task(task.id, {}, SYSTEM)
     assert engine.case_events(case.id)[-1].actor == "system"
+
+
+def test_element_states_now_and_at_an_earlier_step(make_engine, sqlite_url):
+    engine = make_engine(sqlite_url, MINI)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
+    [task] = engine.list_tasks(case_id=case.id)
+    engine.complete_task(task.id, {"total": 8, "divisor": 4}, AGENT_A)
+    now = engine.element_states(case.id)["mini"]
+    assert "review" in now["active"] and {"fill", "compute"} <= set(now["completed"])
+    assert "review_late" in now["waiting"]
+    before = engine.element_states(case.id, upto_seq=1)["mini"]
+    assert before["active"] == ["fill"] and "review" not in before["completed"]
+
+
+def test_a_task_shows_its_form_and_data_only_to_its_department(make_engine, sqlite_url):
+    engine = make_engine(sqlite_url, MINI)
+    case = engine.start_case("mini", {"due": None, "project": {"name": "示范"}}, OFFICE)
+    [task] = engine.list_tasks(case_id=case.id)
+    detail = engine.get_task(task.id, AGENT_A)
+    assert detail.form_schema["required"] == ["total", "divisor"]
+    assert detail.data["project"] == {"name": "示范"}
+    with pytest.raises(Forbidden):
+        engine.get_task(task.id, AGENT_B)
+    engine.save_draft(task.id, {"total": 3}, AGENT_A)
+    assert engine.get_task(task.id, AGENT_A).draft == {"total": 3}
