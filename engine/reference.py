@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import expressions
 from .errors import EngineError
 
 
@@ -66,6 +67,9 @@ class ReferenceData:
             raise ReferenceDataError(f"{directory / 'departments.json'} lists no departments")
         items = {i["code"]: i for i in _read(directory / "items.json", [])}
         materials = {m["code"]: m for m in _read(directory / "materials.json", [])}
+        policies = _read(directory / "policies.json", [])
+        for policy in policies:
+            expressions.check(policy.get("eligibility", "True"), "eval")
         for item in items.values():
             if item.get("department") not in departments:
                 raise ReferenceDataError(f"items.json: item {item['code']} names unknown "
@@ -78,8 +82,7 @@ class ReferenceData:
         calendar = WorkingCalendar(
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("workdays", [])))
-        return cls(departments, items, materials, _read(directory / "policies.json", []),
-                   calendar)
+        return cls(departments, items, materials, policies, calendar)
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -125,6 +128,13 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                 entry["items"].append(item.get("code"))
         return list(merged.values())
 
-    return {"today": today, "now": now_iso, "working_days_after": working_days_after,
+    def eligible_policies(project: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{key: policy[key] for key in ("code", "name", "department", "benefit")
+                 if key in policy}
+                for policy in ref.policies
+                if expressions.evaluate(policy.get("eligibility", "True"),
+                                        {"project": project})]
+
+    return {"eligible_policies": eligible_policies, "today": today, "now": now_iso, "working_days_after": working_days_after,
             "department_name": department_name, "catalogue_item": catalogue_item,
             "merged_materials": merged_materials}
