@@ -135,6 +135,6 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                 if expressions.evaluate(policy.get("eligibility", "True"),
                                         {"project": project})]
 
-    return {"eligible_policies": eligible_policies, "today": today, "now": now_iso, "working_days_after": working_days_after,
-            "department_name": department_name, "catalogue_item": catalogue_item,
-            "merged_materials": merged_materials}
+    return {"eligible_policies": eligible_policies, "today": today, "now": now_iso,
+            "working_days_after": working_days_after, "department_name": department_name,
+            "catalogue_item": catalogue_item, "merged_materials": merged_materials}
