@@ -54,3 +54,38 @@ def test_forms_without_csrf_token_are_refused(app):
     response = app.test_client().post("/login", data={"username": "agent_a",
                                                       "password": "password-a"})
     assert response.status_code == 400
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_an_agent_fixes_a_wrong_value_and_completes_the_task(app, make_engine):
+    engine = app.extensions["zerorun"]
+    with engine.db.transaction() as s:
+        accounts.create_user(s, "agent_b", "password-b", "agent", department="dept_b",
+                             now=engine.clock())
+    [task] = engine.list_tasks(department="dept_a")
+    client = app.test_client()
+    login(client, "agent_a", "password-a")
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "总数" in page and 'name="total"' in page
+    wrong = client.post(f"/tasks/{task.id}", data={
+        "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
+        "total": "-5", "divisor": "2"})
+    assert wrong.status_code == 422
+    text = wrong.get_data(as_text=True)
+    assert "请修正" in text and 'value="-5"' in text and "minimum" in text
+    done = client.post(f"/tasks/{task.id}", data={
+        "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
+        "total": "10", "divisor": "2"}, follow_redirects=True)
+    assert "已完成" in done.get_data(as_text=True)
+    again = client.post(f"/tasks/{task.id}", data={
+        "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
+        "total": "10", "divisor": "2"}, follow_redirects=True)
+    assert "already completed" in again.get_data(as_text=True)
+    other = app.test_client()
+    login(other, "agent_b", "password-b")
+    assert "审核" in other.get("/").get_data(as_text=True)
+    [review] = engine.list_tasks(department="dept_b")
+    assert client.get(f"/tasks/{review.id}").status_code == 403
