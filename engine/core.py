@@ -493,6 +493,30 @@ class Engine:
                 raise CaseNotFound(f"case {case_id} does not exist")
             return self._read(s, case, _element_states)
 
+    def case_diagrams(self, case_id: int) -> dict[str, str]:
+        """The BPMN XML of each process a case runs (its own and the ones it calls)."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            version = s.get(ProcessVersion, case.process_version_id)
+            sources = version.sources if version is not None else {}
+            called = self._version(s, case.process_version_id).specs.subprocess_specs
+        wanted = {case.process_id} | set(called)
+        diagrams: dict[str, str] = {}
+        for name, text in sources.items():
+            if name.endswith(".bpmn"):
+                for process_id in _process_ids(text):
+                    if process_id in wanted:
+                        diagrams[process_id] = text
+        return diagrams
+
+    def case_departments(self, case_id: int) -> set[str]:
+        """Departments that hold or held a task in the case."""
+        with self.db.reading() as s:
+            return {d for d in s.scalars(select(HumanTask.department).where(
+                HumanTask.case_id == case_id).distinct()) if d}
+
     def case_ids(self) -> list[int]:
         """Every case id, oldest first."""
         with self.db.reading() as s:
@@ -906,6 +930,12 @@ def _element_states(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:
         process[key].add(bpmn_id)
     return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
             states.items()}
+
+
+def _process_ids(xml_text: str) -> list[str]:
+    import re
+
+    return re.findall(r'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"', xml_text)
 
 
 def _task_data(workflow: BpmnWorkflow, task_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -89,3 +90,18 @@ def test_an_agent_fixes_a_wrong_value_and_completes_the_task(app, make_engine):
     assert "审核" in other.get("/").get_data(as_text=True)
     [review] = engine.list_tasks(department="dept_b")
     assert client.get(f"/tasks/{review.id}").status_code == 403
+
+
+def test_the_case_page_shows_the_diagram_states_and_timeline(app):
+    engine = app.extensions["zerorun"]
+    [task] = engine.list_tasks(department="dept_a")
+    engine.complete_task(task.id, {"total": 4, "divisor": 2}, Actor("a", "agent", "dept_a"))
+    client = app.test_client()
+    login(client, "agent_a", "password-a")
+    page = client.get(f"/cases/{task.case_id}").get_data(as_text=True)
+    assert "示范项目" in page and "bpmn-viewer.js" in page
+    data = json.loads(re.search(r'id="case-diagram-data">(.*?)</script>', page, re.S).group(1))
+    assert "<bpmn:userTask" in data["diagrams"]["mini"]
+    assert "fill" in data["states"]["mini"]["completed"]
+    assert data["states"]["mini"]["active"] == ["review"]
+    assert "task_completed" in page and "已完成" in page

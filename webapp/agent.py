@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from engine.errors import Conflict, InvalidData
 
@@ -56,3 +56,20 @@ def task(task_id: str) -> Any:
     fields = fields_for(detail.form_schema, values, errors)
     return render_template("agent/task.html", detail=detail, fields=fields,
                            errors=errors), status
+
+
+@bp.route("/cases/<int:case_id>")
+@requires("agent", "leader", "office", "admin", "auditor")
+def case(case_id: int) -> Any:
+    """A case: status, open tasks and who holds them, the live diagram, the timeline."""
+    engine = get_engine()
+    view = engine.get_case(case_id)
+    if g.user.role in ("agent", "leader") and \
+            g.user.department not in engine.case_departments(case_id):
+        abort(403)
+    tasks = engine.list_tasks(case_id=case_id, states=("ready", "completed", "cancelled"),
+                              limit=500)
+    return render_template("agent/case.html", case=view, tasks=tasks,
+                           events=engine.case_events(case_id),
+                           diagrams=engine.case_diagrams(case_id),
+                           states=engine.element_states(case_id))
