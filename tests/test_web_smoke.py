@@ -105,3 +105,22 @@ def test_the_case_page_shows_the_diagram_states_and_timeline(app):
     assert "fill" in data["states"]["mini"]["completed"]
     assert data["states"]["mini"]["active"] == ["review"]
     assert "task_completed" in page and "已完成" in page
+
+
+def test_claim_and_release_from_the_inbox(app):
+    engine = app.extensions["zerorun"]
+    [task] = engine.list_tasks(department="dept_a")
+    client = app.test_client()
+    login(client, "agent_a", "password-a")
+    page = client.get("/").get_data(as_text=True)
+    claimed = client.post(f"/tasks/{task.id}/claim", data={
+        "csrf_token": csrf_of(page), "version": task.version}, follow_redirects=True)
+    assert "已认领" in claimed.get_data(as_text=True)
+    assert engine.list_tasks(assignee="agent_a")[0].id == task.id
+    stale = client.post(f"/tasks/{task.id}/claim", data={
+        "csrf_token": csrf_of(page), "version": task.version}, follow_redirects=True)
+    assert "changed since you opened it" in stale.get_data(as_text=True)
+    fresh = engine.list_tasks(assignee="agent_a")[0]
+    client.post(f"/tasks/{task.id}/release", data={
+        "csrf_token": csrf_of(page), "version": fresh.version})
+    assert engine.list_tasks(assignee="agent_a") == []

@@ -26,6 +26,24 @@ def inbox() -> Any:
     return render_template("agent/inbox.html", tasks=tasks)
 
 
+@bp.route("/tasks/<task_id>/<any(claim, release):action>", methods=["POST"])
+@requires("agent", "leader", "office")
+def assign(task_id: str, action: str) -> Any:
+    """Claim a task for oneself, or give it back to the department."""
+    engine = get_engine()
+    seen = request.form.get("version", type=int)
+    try:
+        if action == "claim":
+            engine.claim_task(task_id, g.user.actor, seen)
+            flash("已认领")
+        else:
+            engine.release_task(task_id, g.user.actor, seen)
+            flash("已退回部门待办")
+    except Conflict as exc:
+        flash(exc.message)
+    return redirect(url_for("agent.inbox"))
+
+
 @bp.route("/tasks/<task_id>", methods=["GET", "POST"])
 @requires("agent", "leader", "office", "admin", "auditor")
 def task(task_id: str) -> Any:
