@@ -152,8 +152,7 @@ def _check_node(node: ast.AST, allowed: tuple[type, ...], functions: set[str]) -
                                    **_where(node))
     if isinstance(node, ast.comprehension) and node.is_async:
         raise UnsafeExpression("async comprehensions are not allowed", **_where(node))
-    if isinstance(node, (ast.For, ast.If)) and getattr(node, "orelse", None) \
-            and isinstance(node, ast.For):
+    if isinstance(node, ast.For) and node.orelse:
         raise UnsafeExpression("for ... else is not allowed", **_where(node))
 
 
