@@ -120,7 +120,7 @@ class PackParser:
                     for proc in root.findall("bpmn:process", NS):
                         process_files[proc.get("id", "")] = name
                 else:
-                    parser.add_dmn_xml(tree, filename=name)
+                    parser.add_dmn_xml(tree.getroot(), filename=name)
                     for decision in root.iter("{*}decision"):
                         decision_files[decision.get("id", "")] = name
             except ValidationException as exc:
@@ -260,7 +260,12 @@ class PackParser:
                 uischema = props.get("formUiSchemaFilename")
                 if uischema and uischema not in schemas:
                     problem(f"UI schema file {FORMS_DIR}/{uischema} does not exist or is invalid")
+                container = _container(task)
                 lane = lanes.get(task_id)
+                outer = task.getparent()
+                while lane is None and outer is not None and outer is not process:
+                    lane = lanes.get(outer.get("id", ""))  # a sub-process's lane covers it
+                    outer = outer.getparent()
                 static = None
                 if lane is not None:
                     static = self.departments.get(lane.strip())
@@ -272,8 +277,8 @@ class PackParser:
                             "it a departmentExpression")
                 instructions = task.find("bpmn:extensionElements/spiffworkflow:"
                                          "instructionsForEndUser", NS)
-                found[f"{process.get('id')}:{task_id}"] = {
-                    "process_id": process.get("id"),
+                found[f"{container}:{task_id}"] = {
+                    "process_id": container,
                     "spec_name": task_id,
                     "title": task.get("name") or task_id,
                     "form": form,
@@ -295,6 +300,17 @@ def _properties(node: etree._Element) -> dict[str, str]:
                               "spiffworkflow:property", NS):
         props[prop.get("name", "")] = prop.get("value", "")
     return props
+
+
+def _container(node: etree._Element) -> str:
+    """The id of the process or embedded sub-process a task runs in (its Spiff spec name)."""
+    parent = node.getparent()
+    while parent is not None:
+        local = etree.QName(parent).localname
+        if local in ("process", "subProcess", "transaction", "adHocSubProcess"):
+            return parent.get("id", "")
+        parent = parent.getparent()
+    return ""
 
 
 def _is_startable(tree: etree._ElementTree, process_id: str) -> bool:
