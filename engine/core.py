@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -44,6 +44,7 @@ from .errors import (
 from .forms import FormCatalogue
 from .loader import Pack, PackParser, ParsedProcess, SourceFile, read_pack_dir
 from .models import Case, CaseSnapshot, Department, Event, HumanTask, ProcessVersion, Timer
+from .reference import SERVICE_TZ
 from .spiff import (
     IdSource,
     ProcessSpecs,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 # Local time of the service: date-only due dates end at 18:00 Beijing time.
-SERVICE_TZ = timezone(timedelta(hours=8))
 END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
 WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated")
 

@@ -127,6 +127,7 @@ class PackParser:
                 problems.append(_problem_from_spiff(exc, name, tree))
         for name, tree in trees.items():
             problems.extend(self._check_expressions(tree, name))
+            problems.extend(_flow_problems(tree, name))
         task_specs: dict[str, dict[str, dict[str, Any]]] = {}
         for name, tree in trees.items():
             found, owner_problems = self._user_tasks(tree, name, schemas)
@@ -300,6 +301,48 @@ def _properties(node: etree._Element) -> dict[str, str]:
                               "spiffworkflow:property", NS):
         props[prop.get("name", "")] = prop.get("value", "")
     return props
+
+
+_FLOW_NODES = frozenset({
+    "task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
+    "businessRuleTask", "callActivity", "subProcess", "transaction", "adHocSubProcess",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway",
+    "complexGateway", "startEvent", "endEvent", "intermediateCatchEvent",
+    "intermediateThrowEvent", "boundaryEvent"})
+
+
+def _flow_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
+    """Nodes a token can never reach, and events that lead nowhere."""
+    root = tree.getroot()
+    if not root.tag.startswith("{" + NS["bpmn"]):
+        return []
+    problems: list[Problem] = []
+    for process in root.findall("bpmn:process", NS):
+        scopes = [process, *process.iter(*(f"{{{NS['bpmn']}}}{tag}" for tag in
+                                          ("subProcess", "transaction", "adHocSubProcess")))]
+        for scope in scopes:
+            if scope.get("triggeredByEvent") == "true" or scope.tag.endswith("adHocSubProcess"):
+                continue  # event sub-processes start by event; ad-hoc ones have no flow
+            flows = scope.findall("bpmn:sequenceFlow", NS)
+            incoming = {f.get("targetRef") for f in flows}
+            outgoing = {f.get("sourceRef") for f in flows}
+            for node in scope:
+                if not isinstance(node.tag, str) or etree.QName(node).localname not in _FLOW_NODES:
+                    continue
+                kind = etree.QName(node).localname
+                node_id = node.get("id", "")
+                compensation = node.get("isForCompensation") == "true"
+                message = None
+                if kind in ("startEvent", "boundaryEvent"):
+                    if node_id not in outgoing:
+                        message = f"{kind} has no outgoing sequence flow, so it leads nowhere"
+                elif node_id not in incoming and not compensation:
+                    message = (f"{kind} has no incoming sequence flow, so the process can never "
+                               "reach it; connect it or remove it")
+                if message:
+                    problems.append(Problem(message, file=name, line=node.sourceline,
+                                            element=node_id, element_name=node.get("name")))
+    return problems
 
 
 def _container(node: etree._Element) -> str:

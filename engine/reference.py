@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from . import expressions
 from .errors import EngineError
+
+# The service works on Beijing time: "today" and working days are counted there.
+SERVICE_TZ = timezone(timedelta(hours=8))
 
 
 class ReferenceDataError(EngineError):
@@ -99,10 +102,10 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
     """The functions diagrams may call; each returns plain data."""
 
     def today() -> str:
-        return now().date().isoformat()
+        return now().astimezone(SERVICE_TZ).date().isoformat()
 
     def now_iso() -> str:
-        return now().isoformat()
+        return now().astimezone(SERVICE_TZ).isoformat()
 
     def working_days_after(start: str, days: int) -> str:
         return ref.calendar.add_working_days(date.fromisoformat(start[:10]), int(days)).isoformat()

@@ -117,3 +117,21 @@ def test_engine_imports_without_flask():
     code = ("import sys, engine.core, engine.bootstrap, engine.loader; "
             "assert 'flask' not in sys.modules, 'engine imported flask'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_start_event_leading_nowhere_is_refused(make_engine, sqlite_url, pack):
+    # A start event without its outgoing flow used to load and then stall every case.
+    engine = make_engine(sqlite_url, pack, load=False)
+    edit(pack, '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fill"/>', "")
+    found = {(p.element, p.message.split(" has ")[0]) for p in problems_of(engine, pack)}
+    assert ("start", "startEvent") in found
+    assert ("fill", "userTask") in found  # and the task it fed can no longer be reached
+
+
+def test_an_unreachable_task_is_named(make_engine, sqlite_url, pack):
+    engine = make_engine(sqlite_url, pack, load=False)
+    edit(pack, '<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="review"/>',
+         '<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="end"/>')
+    [problem] = problems_of(engine, pack)
+    assert problem.element == "review" and problem.element_name == "审核"
+    assert "can never reach it" in problem.message and problem.line is not None
