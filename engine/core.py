@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -658,9 +659,15 @@ class Engine:
             if task_id not in open_rows:
                 s.add(self._index_row(case, version, task, now))
         self._sync_timers(s, case, workflow)
+        case.data = _case_data(case, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
-        case.data = _case_data(case, workflow, scan, done_task)
+            stop = next((t for t in scan.top_ends if isinstance(
+                getattr(t.task_spec, "event_definition", None), TerminateEventDefinition)), None)
+            if stop is not None:  # the diagram ended the case through a terminate end event
+                case.status = "terminated"
+                reason = case.data.get("termination_reason")
+                case.end_reason = str(reason or stop.task_spec.bpmn_name or stop.task_spec.name)
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version

@@ -127,3 +127,29 @@ def make_engine(tmp_path: Path, clock: MovableClock) -> Iterator[EngineFactory]:
     yield factory
     for engine in made:
         engine.db.dispose()
+
+
+PACK = ROOT / "processes"
+
+
+@pytest.fixture
+def make_pack_engine(tmp_path: Path, clock: MovableClock) -> Iterator[Callable[[str], Engine]]:
+    """Engines running the real process pack with the real reference data and functions."""
+    from engine import bootstrap
+
+    made: list[Engine] = []
+
+    def factory(url: str) -> Engine:
+        config = Config.from_env(database_url=url, processes_dir=PACK, data_dir=ROOT / "data",
+                                 instance_dir=tmp_path)
+        engine = Engine(config, database=Database(url), clock_source=clock)
+        check_round_trips(engine)
+        made.append(engine)
+        schema.upgrade(engine.db)
+        bootstrap.sync_departments(engine)
+        engine.load_processes()
+        return engine
+
+    yield factory
+    for engine in made:
+        engine.db.dispose()

@@ -38,6 +38,17 @@ KEY_PROJECT: dict[str, Any] = {
     "water_supply": False,
 }
 
+
+
+def small_project(**changes: Any) -> dict[str, Any]:
+    """A filing-only project without buildings: phase 1 alone, one item unless changed."""
+    project = {**KEY_PROJECT, "name": "沙坡头区农产品冷链仓储项目", "industry": "logistics",
+               "investment_wan": 2600, "key_project": False, "new_land": False, "eia": "none",
+               "buildings": False, "power": False, "code": "2026-640502-59-03-000311"}
+    project.update(changes)
+    return project
+
+
 # What an agent submits at each task when a scenario does not say otherwise.
 DEFAULT_DATA: dict[str, dict[str, Any]] = {
     "select_items": {"consulted_departments": ["natural_resources", "housing_construction"],
@@ -116,9 +127,12 @@ class Service:
                        f"{[(t.spec_name, t.item_code) for t in self.ready()]}")
         return found[0]
 
-    def complete(self, spec_name: str, item: str | None = None, **data: Any) -> TaskView:
-        """Complete a ready task as an agent of the department that owns it."""
+    def complete(self, spec_name: str, item: str | None = None, *, by: str | None = None,
+                 **data: Any) -> TaskView:
+        """Complete a ready task as an agent of the department that owns it (`by`, if given)."""
         task = self.task(spec_name, item)
+        if by is not None:
+            assert task.department == by, f"{spec_name} is owned by {task.department}, not {by}"
         submitted = {**copy.deepcopy(DEFAULT_DATA.get(spec_name, {})), **data}
         agent = Actor(f"agent_{task.department}", "agent", task.department)
         self.engine.complete_task(task.id, submitted, agent, seen_version=task.version)

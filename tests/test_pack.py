@@ -1,0 +1,196 @@
+"""The process pack as files: schema, layout, owners and forms of every task, the decision table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from lxml import etree
+
+from engine import expressions
+from engine.loader import NS, read_pack_dir
+from engine.reference import ReferenceData
+
+from .conftest import PACK, ROOT
+from .service import KEY_PROJECT, small_project
+
+BPMN_FILES = sorted(PACK.glob("*.bpmn"))
+FORMS = PACK / "forms"
+REF = ReferenceData.load(ROOT / "data")
+FLOW_NODES = ("task", "userTask", "manualTask", "scriptTask", "serviceTask", "businessRuleTask",
+              "callActivity", "subProcess", "exclusiveGateway", "parallelGateway",
+              "inclusiveGateway", "eventBasedGateway", "startEvent", "endEvent",
+              "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent")
+EXPECTED_PROCESSES = {
+    "case_flow", "phase_1", "phase_2", "phase_3", "phase_4", "item_approval",
+    "stage_preparation", "stage_handling", "stage_acceleration", "stage_closing",
+    "joint_meeting", "return_visit", "policy_redemption", "industry_symposium",
+    "agent_training", "public_opinion"}
+# Data the diagrams route on; a form field of the same name would let an agent re-route a case.
+ROUTING_DATA = {"project", "item", "items", "materials", "policies", "phase_items",
+                "phase_results", "item_results", "terminated", "outcome", "channel",
+                "committed_days", "due_date", "yellow_at", "red_at", "rejections", "result",
+                "invitee", "action", "policy", "opinion", "simulated", "selected_items_source"}
+
+
+def tree(path: Path) -> etree._ElementTree:
+    return etree.parse(str(path))  # noqa: S320 - our own files
+
+
+def user_tasks() -> list[tuple[str, etree._Element]]:
+    found = []
+    for path in BPMN_FILES:
+        for task in tree(path).getroot().iter(f"{{{NS['bpmn']}}}userTask"):
+            found.append((path.name, task))
+    return found
+
+
+def properties(node: etree._Element) -> dict[str, str]:
+    return {p.get("name"): p.get("value") for p in node.iterfind(
+        "bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property", NS)}
+
+
+def test_the_whole_pack_validates_and_loads(make_pack_engine, sqlite_url):
+    engine = make_pack_engine(sqlite_url)
+    pack = engine.parse_pack(read_pack_dir(PACK))
+    assert set(pack.processes) == EXPECTED_PROCESSES
+    assert {p for p in pack.processes if pack.processes[p].startable} == {
+        "case_flow", "industry_symposium", "agent_training", "public_opinion"}
+
+
+@pytest.mark.parametrize("path", BPMN_FILES, ids=lambda p: p.name)
+def test_every_node_has_a_shape_and_every_flow_an_edge(path):
+    root = tree(path).getroot()
+    shapes = {s.get("bpmnElement"): s for s in root.iter(f"{{{NS['bpmndi']}}}BPMNShape")}
+    edges = {e.get("bpmnElement"): e for e in root.iter(f"{{{NS['bpmndi']}}}BPMNEdge")}
+    nodes = [n for tag in FLOW_NODES for n in root.iter(f"{{{NS['bpmn']}}}{tag}")]
+    assert nodes
+    for node in nodes:
+        shape = shapes.get(node.get("id"))
+        assert shape is not None, f"{path.name}: {node.get('id')} has no shape"
+        bounds = shape.find("{http://www.omg.org/spec/DD/20100524/DC}Bounds")
+        assert float(bounds.get("width")) > 0 and float(bounds.get("height")) > 0
+    for flow in root.iter(f"{{{NS['bpmn']}}}sequenceFlow"):
+        edge = edges.get(flow.get("id"))
+        assert edge is not None, f"{path.name}: flow {flow.get('id')} has no edge"
+        assert len(edge.findall("{http://www.omg.org/spec/DD/20100524/DI}waypoint")) >= 2
+    for lane in root.iter(f"{{{NS['bpmn']}}}lane"):
+        assert lane.get("id") in shapes, f"{path.name}: lane {lane.get('id')} has no shape"
+
+
+def test_every_diagram_names_its_tasks_and_documents_its_process():
+    for path in BPMN_FILES:
+        root = tree(path).getroot()
+        process = root.find("bpmn:process", NS)
+        assert process.get("name") and process.find("bpmn:documentation", NS) is not None
+        for tag in ("userTask", "callActivity", "scriptTask", "businessRuleTask"):
+            for node in root.iter(f"{{{NS['bpmn']}}}{tag}"):
+                assert node.get("name"), f"{path.name}: {node.get('id')} has no name"
+
+
+# Every departmentExpression of the pack, with the data it can meet at run time.
+OWNER_BINDINGS: dict[str, list[dict[str, Any]]] = {
+    "item['department']": [{"item": item} for item in REF.items.values()],
+    "policy['department']": [{"policy": policy} for policy in REF.policies],
+    "invitee": [{"invitee": code} for code in REF.departments],
+    "action['department']": [{"action": {"department": code}} for code in REF.departments],
+    "opinion['department']": [{"opinion": {"department": code}} for code in REF.departments],
+    "handling_department": [{"handling_department": code} for code in REF.departments],
+}
+
+
+def test_every_user_task_has_a_form_and_an_owner():
+    names = {d["name"]: code for code, d in REF.departments.items()}
+    seen_expressions = set()
+    tasks = user_tasks()
+    assert len(tasks) >= 35
+    for file, task in tasks:
+        label = f"{file}:{task.get('id')} {task.get('name')}"
+        props = properties(task)
+        form = props.get("formJsonSchemaFilename")
+        assert form and (FORMS / form).exists(), f"{label}: form {form} missing"
+        assert task.find("bpmn:extensionElements/spiffworkflow:instructionsForEndUser",
+                         NS) is not None, f"{label}: no instructions for the agent"
+        expression = props.get("departmentExpression")
+        if expression:
+            seen_expressions.add(expression)
+            assert expression in OWNER_BINDINGS, f"{label}: add {expression!r} to the table"
+            for binding in OWNER_BINDINGS[expression]:
+                owner = expressions.evaluate(expression, binding)
+                assert owner in REF.departments, f"{label}: {binding} gives {owner!r}"
+            continue
+        lane = lane_of(file, task)
+        assert lane in names or lane in REF.departments, f"{label}: lane {lane!r} is no department"
+    assert seen_expressions == set(OWNER_BINDINGS)
+
+
+def lane_of(file: str, task: etree._Element) -> str | None:
+    root = tree(PACK / file).getroot()
+    ids = {task.get("id")}
+    parent = task.getparent()
+    while parent is not None:  # a task inside a sub-process sits in the sub-process's lane
+        if parent.get("id"):
+            ids.add(parent.get("id"))
+        parent = parent.getparent()
+    for lane in root.iter(f"{{{NS['bpmn']}}}lane"):
+        if ids & {ref.text for ref in lane.findall("bpmn:flowNodeRef", NS)}:
+            return lane.get("name")
+    return None
+
+
+def test_department_fields_of_forms_only_offer_departments():
+    # Rules route tasks to whatever department a form field holds, so those fields are closed.
+    for name in ("meeting_convene", "meeting_minutes", "symposium", "opinion_register"):
+        schema = json.loads((FORMS / f"{name}.schema.json").read_text(encoding="utf-8"))
+        fields = json.dumps(schema, ensure_ascii=False)
+        for code in REF.departments:
+            assert f'"const": "{code}"' in fields
+        assert '"oneOf"' in fields
+
+
+def test_forms_are_valid_titled_and_do_not_touch_routing_data():
+    referenced = {properties(t).get("formJsonSchemaFilename") for _, t in user_tasks()}
+    files = {p.name for p in FORMS.glob("*.schema.json")}
+    assert referenced <= files
+    assert files - referenced == {"project_registration.schema.json"}  # the start form
+    for path in FORMS.glob("*.schema.json"):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        Draft202012Validator.check_schema(schema)
+        assert schema.get("title"), path.name
+        for field, prop in schema["properties"].items():
+            assert prop.get("title"), f"{path.name}: {field} has no title"
+            if path.name != "project_registration.schema.json":
+                assert field not in ROUTING_DATA, f"{path.name}: {field} is routing data"
+
+
+def test_the_registration_form_checks_the_project_code_and_phone():
+    schema = json.loads((FORMS / "project_registration.schema.json").read_text("utf-8"))
+    validator = Draft202012Validator(schema)
+    assert not list(validator.iter_errors({"project": KEY_PROJECT}))
+    bad = {**KEY_PROJECT, "code": "2026-640502-34-03-0001", "phone": "12345"}
+    fields = {e.path[-1] for e in validator.iter_errors({"project": bad})}
+    assert fields == {"code", "phone"}
+
+
+def suggested(project: dict[str, Any]) -> set[str]:
+    """Run the item-selection table of the pack the way the case flow does."""
+    root = tree(PACK / "item_selection.dmn").getroot()
+    inputs = [i.find("{*}inputExpression/{*}text").text for i in root.iter("{*}input")]
+    found = set()
+    for rule in root.iter("{*}rule"):
+        cells = [c.find("{*}text").text for c in rule.findall("{*}inputEntry")]
+        if all(not cell or expressions.evaluate(f"({expr}) == ({cell})", {"project": project})
+               for expr, cell in zip(inputs, cells, strict=True)):
+            found.add(expressions.evaluate(rule.find("{*}outputEntry/{*}text").text, {}))
+    return found
+
+
+def test_the_decision_table_can_suggest_every_catalogue_item_and_nothing_else():
+    everything = {**KEY_PROJECT, "energy_review": True, "soil_water": True, "water_draw": True,
+                  "special_fire": True, "civil_air_defence": True, "water_supply": True}
+    book = {**everything, "eia": "book", "approval_type": "approval"}
+    assert suggested(everything) | suggested(book) == set(REF.items)
+    assert suggested(small_project()) == {"project_filing"}
