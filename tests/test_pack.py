@@ -194,3 +194,22 @@ def test_the_decision_table_can_suggest_every_catalogue_item_and_nothing_else():
     book = {**everything, "eia": "book", "approval_type": "approval"}
     assert suggested(everything) | suggested(book) == set(REF.items)
     assert suggested(small_project()) == {"project_filing"}
+
+
+def test_setup_leaves_a_demo_case_with_work_in_several_departments(tmp_path, clock):
+    from engine import bootstrap
+    from engine.config import Config
+    from engine.core import Engine
+
+    config = Config.from_env(database_url=f"sqlite:///{tmp_path / 'demo.db'}",
+                             instance_dir=tmp_path, processes_dir=PACK, data_dir=ROOT / "data")
+    engine = Engine(config, clock_source=clock)
+    report = bootstrap.setup(engine)
+    demo = json.loads((ROOT / "data" / "demo_case.json").read_text(encoding="utf-8"))
+    case = engine.get_case(report.demo_case)
+    assert case.status == "running" and case.title == demo["data"]["project"]["name"]
+    events = [e.type for e in engine.case_events(case.id)]
+    assert events.count("task_completed") == len(demo["steps"])  # every step applied
+    departments = {t.department for t in engine.list_tasks(case_id=case.id)}
+    assert {"approval_bureau", "natural_resources", "ecology_env", "drc"} <= departments
+    engine.db.dispose()
