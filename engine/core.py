@@ -911,10 +911,30 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
             workflow.do_engine_steps()
         elif event_type == "case_terminated":
             workflow.cancel()
+        if workflow.completed:
+            _drop_orphans(workflow)
     except SpiffWorkflowException as exc:
         raise WorkflowError(f"the process failed: {exc}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+
+def _drop_orphans(workflow: BpmnWorkflow) -> None:
+    """Forget sub-processes whose calling task was dropped when the case was cancelled.
+
+    Cancelling drops the children of unfinished tasks, but SpiffWorkflow keeps the
+    sub-processes they had started; a restored case would not have them, so the
+    running state would differ from its snapshot.
+    """
+    while True:
+        alive = set(workflow.tasks)
+        for sub in workflow.subprocesses.values():
+            alive.update(sub.tasks)
+        orphans = [key for key in workflow.subprocesses if key not in alive]
+        if not orphans:
+            return
+        for key in orphans:
+            del workflow.subprocesses[key]
 
 
 def _element_states(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:

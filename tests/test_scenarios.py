@@ -303,3 +303,23 @@ def test_joint_meeting_raised_from_acceleration(service):
     meetings = [s.spec_name for s in service.steps]
     assert meetings.index("convene_meeting") < meetings.index("record_minutes")
     assert service.case().data["item_results"][0]["outcome"] == "approved"
+
+
+def test_the_office_can_terminate_a_case_at_any_point_with_a_reason(service, clock):
+    intake(service, small_project(eia="form"))
+    service.complete("confirm_project_code")
+    service.complete("prepare_materials", "eia_report_form")
+    service.complete("check_materials", "eia_report_form")  # timers are now armed
+    office = Actor("office", "office", "leading_group_office")
+    agent = Actor("agent_ab", "agent", "approval_bureau")
+    with pytest.raises(Forbidden):
+        service.engine.terminate_case(service.case_id, "企业撤回投资", agent)
+    with pytest.raises(Exception, match="reason"):
+        service.engine.terminate_case(service.case_id, "  ", office)
+    case = service.engine.terminate_case(service.case_id, "企业撤回投资，书面申请终止代办", office)
+    assert (case.status, case.end_reason) == ("terminated", "企业撤回投资，书面申请终止代办")
+    assert service.ready() == []
+    clock.advance(days=90)
+    assert service.engine.fire_due_timers() == 0  # no warning fires for a stopped case
+    assert service.events()[-1] == "case_terminated"
+    assert service.engine.verify_case(service.case_id).ok
