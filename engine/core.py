@@ -458,6 +458,20 @@ class Engine:
         with self.db.reading() as s:
             return [_to_view(row, title) for row, title in s.execute(query)]
 
+    def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
+                    case_id: int | None = None, states: Iterable[str] = ("ready",)) -> int:
+        """How many human tasks `list_tasks` would page through with the same filters."""
+        query = select(func.count()).select_from(HumanTask).where(
+            HumanTask.state.in_(tuple(states)))
+        if department is not None:
+            query = query.where(HumanTask.department == department)
+        if assignee is not None:
+            query = query.where(HumanTask.assignee == assignee)
+        if case_id is not None:
+            query = query.where(HumanTask.case_id == case_id)
+        with self.db.reading() as s:
+            return s.scalar(query) or 0
+
     def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
         """A task with its form and the case data it shows (actor must be allowed to see it)."""
         with self.db.reading() as s:
