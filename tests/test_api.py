@@ -18,6 +18,7 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, select
+from werkzeug.exceptions import HTTPException
 from werkzeug.test import TestResponse
 
 from engine import accounts, schema
@@ -495,7 +496,12 @@ def test_query_parameters_are_checked_and_pages_say_what_follows(api):
     api.post("agent_own", f"/tasks/{task.id}/claim", {})
     mine = api.get("agent_own", "/tasks?mine=true").get_json()
     assert [t["id"] for t in mine["tasks"]] == [task.id] and mine["total"] == 1
+    assert api.get("agent_own", "/tasks").get_json()["total"] == 3
+    # A task a colleague claimed leaves the others' list, as in the inbox.
+    colleague = api.get("leader_own", "/tasks").get_json()
+    assert colleague["total"] == 2 and task.id not in [t["id"] for t in colleague["tasks"]]
     assert api.get("leader_own", "/tasks?mine=true").get_json()["total"] == 0
+    assert api.get("auditor", "/tasks").get_json()["total"] == 3
     assert api.get("agent_own", "/tasks?state=completed").get_json()["total"] == 0
 
 
@@ -537,6 +543,18 @@ def test_unknown_paths_and_methods_under_the_api_answer_in_json(api):
     assert "GET" in wrong_method.headers["Allow"]
     page = api.client.get("/no-such-page")  # outside the API, errors stay as they were
     assert page.status_code == 404 and page.mimetype == "text/html"
+
+
+def test_a_general_error_handler_of_the_pages_keeps_api_errors_in_api_form(api):
+    @api.app.errorhandler(HTTPException)
+    def pages(exc: HTTPException) -> Any:
+        return f"page error {exc.code}", exc.code or 500
+
+    assert api.client.get("/no-such-page").get_data(as_text=True) == "page error 404"
+    missing = api.client.get(f"{PREFIX}/nothing-here")
+    assert missing.get_json()["error"]["code"] == "not_found"
+    assert api.client.put(f"{PREFIX}/cases").get_json()["error"]["code"] == \
+        "method_not_allowed"
 
 
 def test_tokens_are_checked_and_a_session_cookie_is_not_enough(api):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from engine import accounts
@@ -41,9 +41,16 @@ csrf.exempt(bp)
 
 
 def init_app(app: Flask) -> None:
-    """Register the API and make every error under /api/v1 a JSON error, routing ones too."""
+    """Register the API and make every error under /api/v1 a JSON error, routing ones too.
+
+    Errors raised by the API's views go to the blueprint's handlers. An unknown path or
+    a wrong method matches no view, so those two are handled app-wide by status code
+    (which Flask prefers to any handler of HTTPException, whatever the order in which
+    they are registered); outside /api/v1 they go on to the app's own handling.
+    """
     app.register_blueprint(bp)
-    app.register_error_handler(HTTPException, _routing_error)
+    for status in (404, 405):
+        app.register_error_handler(status, _routing_error)
 
 
 # Errors ----------------------------------------------------------------------------
@@ -103,7 +110,8 @@ def _routing_error(exc: HTTPException) -> Any:
     """Unknown paths and wrong methods under /api/v1 answer in JSON; elsewhere unchanged."""
     if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         return _http_error(exc)
-    return exc
+    pages_handler = current_app.error_handler_spec[None][None].get(HTTPException)
+    return pages_handler(exc) if pages_handler is not None else exc
 
 
 def _allow_header(exc: HTTPException) -> dict[str, str]:
@@ -277,10 +285,11 @@ def case_json(engine: Engine, case: CaseView) -> dict[str, Any]:
 
 
 def _readable_case(engine: Engine, case_id: int) -> CaseView:
-    """The case, if the caller may read it: its departments, its starter, or read-all roles."""
+    """The case, if the caller may read it: as on the case page, the office, administrators
+    and auditors read every case, agents and leaders those their department takes part in."""
     case = engine.get_case(case_id)
     user: UserView = g.api_user
-    if user.role in READ_ALL_ROLES or case.started_by == user.username:
+    if user.role in READ_ALL_ROLES:
         return case
     if user.department is None or user.department not in engine.case_departments(case_id):
         raise Forbidden("this case does not involve your department")
@@ -299,7 +308,11 @@ def openapi() -> Response:
 @bp.get("/tasks")
 @authenticated
 def list_tasks() -> Response:
-    """The caller's department's tasks (every task for admins and auditors), paged."""
+    """The caller's department's tasks (every task for admins and auditors), paged.
+
+    Ready tasks claimed by a colleague are left out, as in the inbox: a department
+    member sees the ready tasks nobody claimed and the ones they claimed themselves.
+    """
     engine = get_engine()
     user: UserView = g.api_user
     state = request.args.get("state", "ready")
@@ -312,9 +325,11 @@ def list_tasks() -> Response:
                        [FieldError("mine", "must be true or false")])
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, None)
-    department = user.department if user.role not in ("admin", "auditor") else None
-    filters: dict[str, Any] = {"department": department, "states": (state,),
-                               "assignee": user.username if mine == "true" else None}
+    inbox = user.role not in ("admin", "auditor")
+    filters: dict[str, Any] = {
+        "department": user.department if inbox else None, "states": (state,),
+        "assignee": user.username if mine == "true" else None,
+        "open_to": user.username if inbox and state == "ready" else None}
     tasks = engine.list_tasks(**filters, limit=limit, offset=offset)
     total = engine.count_tasks(**filters)
     return jsonify({

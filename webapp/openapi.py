@@ -260,9 +260,10 @@ _PATHS: dict[str, Any] = {
     }},
     "/tasks": {"get": _operation(
         "List tasks",
-        "The tasks of the caller's department (agents, leaders, the office), including "
-        "those claimed by colleagues; every department's for administrators and auditors. "
-        "Oldest due first.",
+        "For agents, leaders and the office: their department's ready tasks that nobody "
+        "claimed plus those they claimed (with `state=completed` or `cancelled`, all of "
+        "the department's). For administrators and auditors: every department's tasks. "
+        "Soonest due first.",
         "listTasks", {"200": _json(_ref("TaskPage"), "A page of tasks.")}, (400, 401),
         parameters=[
             {"name": "state", "in": "query", "description": "Task state (default `ready`).",
@@ -309,8 +310,9 @@ _PATHS: dict[str, Any] = {
         (400, 401, 403, 404, 415, 422), body=_body("StartCaseRequest"))},
     "/cases/{case_id}": {"get": _operation(
         "Read a case",
-        "Status, data, open tasks and who holds them. For departments involved in the "
-        "case, the user who started it, the office, administrators and auditors.",
+        "Status, data, open tasks and who holds them. For agents and leaders of the "
+        "departments that hold or held a task of the case, the office, administrators "
+        "and auditors.",
         "getCase", {"200": _json(_ref("Case"), "The case.")}, (401, 403, 404),
         parameters=[_CASE_ID])},
     "/cases/{case_id}/events": {"get": _operation(
