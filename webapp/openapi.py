@@ -46,7 +46,8 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
                       "or the case has ended (`case_not_running`). Nothing was changed."),
     415: ("UnsupportedMediaType", "The body is not sent as `application/json` "
                                   "(code `unsupported_media_type`)."),
-    422: ("UnprocessableEntity", "The data does not satisfy the task's form (`invalid_data`, "
+    422: ("UnprocessableEntity", "The data does not satisfy the form (`invalid_data`: the "
+                                 "task's form, or the process's start form where it has one; "
                                  "one entry in `fields` per problem), or the process refused "
                                  "it (`workflow_error`). Nothing was changed."),
 }
