@@ -114,9 +114,21 @@ def issue_token(s: Session, username: str) -> str:
     user = s.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"user {username!r} does not exist")
+    if not user.active:
+        raise Forbidden(f"user {username!r} is deactivated; an API token would not work")
     token = secrets.token_urlsafe(32)
     user.api_token_hash = token_digest(token)
     return token
+
+
+def revoke_tokens(s: Session, username: str) -> bool:
+    """Make a user's API token stop working; False when the user had none."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    had_token = user.api_token_hash is not None
+    user.api_token_hash = None
+    return had_token
 
 
 def token_digest(token: str) -> str:

@@ -22,7 +22,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, clock, expressions
@@ -444,20 +444,43 @@ class Engine:
 
     def list_tasks(self, *, department: str | None = None, assignee: str | None = None,
                    case_id: int | None = None, states: Iterable[str] = ("ready",),
-                   limit: int = 50, offset: int = 0) -> list[TaskView]:
-        """Human tasks from the index, by department, assignee or case, oldest due first."""
+                   limit: int = 50, offset: int = 0, open_to: str | None = None
+                   ) -> list[TaskView]:
+        """Human tasks from the index, by department, assignee or case, oldest due first.
+
+        `open_to` keeps the tasks nobody claimed plus those claimed by that user.
+        """
         query = select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id)
         query = query.where(HumanTask.state.in_(tuple(states)))
         if department is not None:
             query = query.where(HumanTask.department == department)
         if assignee is not None:
             query = query.where(HumanTask.assignee == assignee)
+        if open_to is not None:
+            query = query.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to))
         if case_id is not None:
             query = query.where(HumanTask.case_id == case_id)
         query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
                                HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
         with self.db.reading() as s:
             return [_to_view(row, title) for row, title in s.execute(query)]
+
+    def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
+                    case_id: int | None = None, states: Iterable[str] = ("ready",),
+                    open_to: str | None = None) -> int:
+        """How many human tasks `list_tasks` would page through with the same filters."""
+        query = select(func.count()).select_from(HumanTask).where(
+            HumanTask.state.in_(tuple(states)))
+        if department is not None:
+            query = query.where(HumanTask.department == department)
+        if assignee is not None:
+            query = query.where(HumanTask.assignee == assignee)
+        if open_to is not None:
+            query = query.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to))
+        if case_id is not None:
+            query = query.where(HumanTask.case_id == case_id)
+        with self.db.reading() as s:
+            return s.scalar(query) or 0
 
     def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
         """A task with its form and the case data it shows (actor must be allowed to see it)."""

@@ -34,10 +34,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 
-    from . import agent, auth
+    from . import agent, api, auth
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    api.init_app(app)
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError) -> Any:

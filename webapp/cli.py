@@ -266,6 +266,41 @@ def reset_password(username: str, password: str) -> None:
     click.echo(f"password of {username} changed")
 
 
+@main.command("issue-token")
+@click.argument("username")
+def issue_token(username: str) -> None:
+    """Print a new API token for a user (replaces the user's previous token)."""
+    from engine import accounts
+
+    engine = _engine()
+    try:
+        with engine.db.transaction() as s:
+            token = accounts.issue_token(s, username)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    click.echo(f"API token of {username} (shown once; any earlier token no longer works):",
+               err=True)
+    click.echo(token)
+
+
+@main.command("revoke-tokens")
+@click.argument("username")
+def revoke_tokens(username: str) -> None:
+    """Make a user's API token stop working."""
+    from engine import accounts
+
+    engine = _engine()
+    try:
+        with engine.db.transaction() as s:
+            had_token = accounts.revoke_tokens(s, username)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    click.echo(f"API token of {username} revoked" if had_token
+               else f"{username} had no API token; nothing to revoke")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
