@@ -249,8 +249,12 @@ def _task_filters(query: _Q, *, department: str | None, assignee: str | None,
     return query
 
 
-def _case_filters(query: _Q, search: str | None, statuses: Iterable[str]) -> _Q:
+def _case_filters(query: _Q, search: str | None, statuses: Iterable[str],
+                  department: str | None = None) -> _Q:
     query = query.where(Case.status.in_(tuple(statuses)))
+    if department is not None:
+        query = query.where(Case.id.in_(select(HumanTask.case_id).where(
+            HumanTask.department == department)))
     text = (search or "").strip()
     if text:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -584,16 +588,21 @@ class Engine:
         return phases, items
 
     def list_cases(self, *, search: str | None = None, statuses: Iterable[str] = ("running",),
-                   limit: int = 50, offset: int = 0) -> list[CaseView]:
-        """Cases by status, newest first; `search` matches the project name or code."""
-        query = _case_filters(select(Case), search, statuses).order_by(Case.id.desc())
+                   department: str | None = None, limit: int = 50, offset: int = 0
+                   ) -> list[CaseView]:
+        """Cases by status, newest first; `search` matches the project name or code;
+        `department` keeps the cases where that department holds or held a task."""
+        query = _case_filters(select(Case), search, statuses, department
+                              ).order_by(Case.id.desc())
         with self.db.reading() as s:
             return [_case_view(c) for c in s.scalars(query.limit(limit).offset(offset))]
 
     def count_cases(self, *, search: str | None = None,
-                    statuses: Iterable[str] = ("running",)) -> int:
+                    statuses: Iterable[str] = ("running",), department: str | None = None
+                    ) -> int:
         """How many cases `list_cases` would list, without paging."""
-        query = _case_filters(select(func.count()).select_from(Case), search, statuses)
+        query = _case_filters(select(func.count()).select_from(Case), search, statuses,
+                              department)
         with self.db.reading() as s:
             return int(s.scalar(query) or 0)
 
