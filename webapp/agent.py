@@ -169,7 +169,10 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
     engine = get_engine()
     detail = detail or engine.get_task(task_id, g.user.actor)
     if values is None:
-        values = dict(detail.draft or {})
+        # what the process already knows for the form's fields, then the saved draft
+        declared = (detail.form_schema or {}).get("properties", {})
+        values = {k: v for k, v in detail.data.items() if k in declared}
+        values.update(detail.draft or {})
     errors = errors or {}
     fields = fields_for(detail.form_schema, values, errors)
     known = {f.name for f in fields} | {"__attachment__"}

@@ -47,7 +47,8 @@ def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
         widget = _widget(prop)
         item = Field(name=path, key=key, title=prop.get("title", key), widget=widget,
                      required=key in required, help=prop.get("description", ""),
-                     options=_options(prop), value=values.get(key), error=errors.get(path))
+                     options=_options(prop["items"] if widget == "multiselect" else prop),
+                     value=values.get(key), error=errors.get(path))
         if widget == "object":
             inner = values.get(key) if isinstance(values.get(key), dict) else {}
             item.columns = fields_for(prop, inner, errors, prefix=f"{path}.")
