@@ -4,10 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := webapp/static/vendor/.installed
+TRANSLATIONS := webapp/translations
+MO_FILES := $(TRANSLATIONS)/zh/LC_MESSAGES/messages.mo $(TRANSLATIONS)/en/LC_MESSAGES/messages.mo
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run setup test lint typecheck pytest bench worker clean
+.PHONY: run setup test lint typecheck pytest bench worker clean translations
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,17 @@ $(NPM_STAMP): package.json package-lock.json
 	$(BIN)/python -m webapp.assets
 	touch $(NPM_STAMP)
 
-setup: $(STAMP) $(NPM_STAMP)
+# Compiled message catalogues (not committed): Chinese is the default language.
+$(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile --use-fuzzy -d $(TRANSLATIONS) -l $* -i $< -o $@
+
+# After changing user-facing strings: refresh the template and both catalogues.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k lazy_gettext --no-location \
+		--sort-output --project zerorun -o $(TRANSLATIONS)/messages.pot webapp
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching
+
+setup: $(STAMP) $(NPM_STAMP) $(MO_FILES)
 	$(BIN)/zerorun setup
 
 run: setup
@@ -35,7 +47,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy engine
 
-pytest: $(STAMP) $(NPM_STAMP)
+pytest: $(STAMP) $(NPM_STAMP) $(MO_FILES)
 	$(BIN)/python -m pytest -n auto --dist loadfile -q
 
 test: setup lint typecheck pytest

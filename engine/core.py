@@ -22,11 +22,12 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, clock, expressions
 from .actors import SYSTEM, Actor
+from .attachments import AttachmentView, FileStore, check_upload
 from .audit import GENESIS, NewEvent
 from .config import Config
 from .db import Database
@@ -37,14 +38,31 @@ from .errors import (
     Conflict,
     EngineError,
     Forbidden,
+    NotFound,
     ProcessNotFound,
     TaskNotFound,
     TaskNotReady,
     WorkflowError,
 )
 from .forms import FormCatalogue
-from .loader import Pack, PackParser, ParsedProcess, SourceFile, read_pack_dir
-from .models import Case, CaseSnapshot, Department, Event, HumanTask, ProcessVersion, Timer
+from .loader import (
+    Pack,
+    PackParser,
+    ParsedProcess,
+    SourceFile,
+    read_pack_dir,
+    start_form_files,
+)
+from .models import (
+    Attachment,
+    Case,
+    CaseSnapshot,
+    Department,
+    Event,
+    HumanTask,
+    ProcessVersion,
+    Timer,
+)
 from .reference import SERVICE_TZ
 from .spiff import (
     IdSource,
@@ -60,10 +78,12 @@ from .spiff import (
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
 # Local time of the service: date-only due dates end at 18:00 Beijing time.
 END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
 WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated")
+TASK_ORDERS = ("due", "age")
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,25 @@ class TaskDetail:
 
 
 @dataclass(frozen=True)
+class StartForm:
+    """The form a new case of a process is registered with (see loader.start_form_files)."""
+
+    process_id: str
+    name: str
+    schema: dict[str, Any]
+    ui_schema: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """How many open tasks an inbox holds, by state."""
+
+    ready: int
+    claimed_by_me: int
+    overdue: int
+
+
+@dataclass(frozen=True)
 class Verification:
     """The result of checking a case's chain and re-executing it."""
 
@@ -180,6 +219,49 @@ def _case_view(case: Case) -> CaseView:
         state_version=case.state_version, data=case.data, started_by=case.started_by,
         started_at=case.started_at, updated_at=case.updated_at, ended_at=case.ended_at,
         end_reason=case.end_reason)
+
+
+def _attachment_view(row: Attachment) -> AttachmentView:
+    return AttachmentView(
+        id=row.id, case_id=row.case_id, task_id=row.task_id, material=row.material,
+        filename=row.filename, content_type=row.content_type, size=row.size,
+        sha256=row.sha256, uploaded_by=row.uploaded_by, uploaded_at=row.uploaded_at)
+
+
+def _task_filters(query: _Q, *, department: str | None, assignee: str | None,
+                  case_id: int | None, states: Iterable[str], phase: str | None,
+                  item_code: str | None, due_before: datetime | None,
+                  open_to: str | None) -> _Q:
+    query = query.where(HumanTask.state.in_(tuple(states)))
+    if department is not None:
+        query = query.where(HumanTask.department == department)
+    if assignee is not None:
+        query = query.where(HumanTask.assignee == assignee)
+    if open_to is not None:
+        query = query.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to))
+    if case_id is not None:
+        query = query.where(HumanTask.case_id == case_id)
+    if phase is not None:
+        query = query.where(HumanTask.phase == phase)
+    if item_code is not None:
+        query = query.where(HumanTask.item_code == item_code)
+    if due_before is not None:
+        query = query.where(HumanTask.due_at < due_before)
+    return query
+
+
+def _case_filters(query: _Q, search: str | None, statuses: Iterable[str],
+                  department: str | None = None) -> _Q:
+    query = query.where(Case.status.in_(tuple(statuses)))
+    if department is not None:
+        query = query.where(Case.id.in_(select(HumanTask.case_id).where(
+            HumanTask.department == department)))
+    text = (search or "").strip()
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(or_(Case.title.like(f"%{escaped}%", escape="\\"),
+                                Case.project_code.like(f"{escaped}%", escape="\\")))
+    return query
 
 
 def plain_data(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -336,6 +418,9 @@ class Engine:
                     or (row.startable and actor.role in ("agent", "leader"))):
                 raise Forbidden("you may not start cases of this process")
             version = self._version(s, row.id)
+            start_form = start_form_files(process_id)[0]
+            if version.forms.schema(start_form) is not None:
+                version.forms.validate(start_form, initial)
             raw_project = initial.get("project")
             project: dict[str, Any] = raw_project if isinstance(raw_project, dict) else {}
             case = Case(process_version_id=row.id, process_id=process_id,
@@ -444,43 +529,177 @@ class Engine:
 
     def list_tasks(self, *, department: str | None = None, assignee: str | None = None,
                    case_id: int | None = None, states: Iterable[str] = ("ready",),
-                   limit: int = 50, offset: int = 0, open_to: str | None = None
-                   ) -> list[TaskView]:
-        """Human tasks from the index, by department, assignee or case, oldest due first.
+                   limit: int = 50, offset: int = 0, phase: str | None = None,
+                   item_code: str | None = None, due_before: datetime | None = None,
+                   open_to: str | None = None, order: str = "due") -> list[TaskView]:
+        """Human tasks from the index, filtered and paged in SQL.
 
-        `open_to` keeps the tasks nobody claimed plus those claimed by that user.
+        `open_to` keeps the tasks nobody claimed plus those claimed by that user;
+        `due_before` keeps tasks due before that moment (pass now for the overdue ones);
+        `order` is "due" (soonest due first) or "age" (oldest first).
         """
-        query = select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id)
-        query = query.where(HumanTask.state.in_(tuple(states)))
-        if department is not None:
-            query = query.where(HumanTask.department == department)
-        if assignee is not None:
-            query = query.where(HumanTask.assignee == assignee)
-        if open_to is not None:
-            query = query.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to))
-        if case_id is not None:
-            query = query.where(HumanTask.case_id == case_id)
-        query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                               HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
+        if order not in TASK_ORDERS:
+            raise EngineError(f"unknown task order {order!r}")
+        query = _task_filters(
+            select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
+            department=department, assignee=assignee, case_id=case_id, states=states,
+            phase=phase, item_code=item_code, due_before=due_before, open_to=open_to)
+        if order == "age":
+            query = query.order_by(HumanTask.created_at, HumanTask.id)
+        else:
+            query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                                   HumanTask.created_at, HumanTask.id)
+        query = query.limit(limit).offset(offset)
         with self.db.reading() as s:
             return [_to_view(row, title) for row, title in s.execute(query)]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
                     case_id: int | None = None, states: Iterable[str] = ("ready",),
-                    open_to: str | None = None) -> int:
-        """How many human tasks `list_tasks` would page through with the same filters."""
-        query = select(func.count()).select_from(HumanTask).where(
-            HumanTask.state.in_(tuple(states)))
-        if department is not None:
-            query = query.where(HumanTask.department == department)
-        if assignee is not None:
-            query = query.where(HumanTask.assignee == assignee)
-        if open_to is not None:
-            query = query.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to))
-        if case_id is not None:
-            query = query.where(HumanTask.case_id == case_id)
+                    phase: str | None = None, item_code: str | None = None,
+                    due_before: datetime | None = None, open_to: str | None = None) -> int:
+        """How many tasks `list_tasks` would list with the same filters, without paging."""
+        query = _task_filters(
+            select(func.count()).select_from(HumanTask), department=department,
+            assignee=assignee, case_id=case_id, states=states, phase=phase,
+            item_code=item_code, due_before=due_before, open_to=open_to)
         with self.db.reading() as s:
-            return s.scalar(query) or 0
+            return int(s.scalar(query) or 0)
+
+    def task_counts(self, username: str, *, department: str | None = None,
+                    open_to: str | None = None) -> TaskCounts:
+        """Open tasks of an inbox (a department's, or all when None): ready, claimed by
+        the user, past due."""
+        now = self.clock()
+        return TaskCounts(
+            ready=self.count_tasks(department=department, open_to=open_to),
+            claimed_by_me=self.count_tasks(department=department, assignee=username),
+            overdue=self.count_tasks(department=department, open_to=open_to, due_before=now))
+
+    def task_phases_and_items(self, department: str | None) -> tuple[list[str],
+                                                                     list[tuple[str, str]]]:
+        """The phases and items (code, name) of a department's open tasks, for filters."""
+        base = select(HumanTask.phase, HumanTask.item_code, HumanTask.item_name).where(
+            HumanTask.state == "ready")
+        if department is not None:
+            base = base.where(HumanTask.department == department)
+        with self.db.reading() as s:
+            rows = s.execute(base.distinct().limit(500)).all()
+        phases = sorted({p for p, _, _ in rows if p})
+        items = sorted({(c, n or c) for _, c, n in rows if c}, key=lambda pair: pair[1])
+        return phases, items
+
+    def list_cases(self, *, search: str | None = None, statuses: Iterable[str] = ("running",),
+                   department: str | None = None, limit: int = 50, offset: int = 0
+                   ) -> list[CaseView]:
+        """Cases by status, newest first; `search` matches the project name or code;
+        `department` keeps the cases where that department holds or held a task."""
+        query = _case_filters(select(Case), search, statuses, department
+                              ).order_by(Case.id.desc())
+        with self.db.reading() as s:
+            return [_case_view(c) for c in s.scalars(query.limit(limit).offset(offset))]
+
+    def count_cases(self, *, search: str | None = None,
+                    statuses: Iterable[str] = ("running",), department: str | None = None
+                    ) -> int:
+        """How many cases `list_cases` would list, without paging."""
+        query = _case_filters(select(func.count()).select_from(Case), search, statuses,
+                              department)
+        with self.db.reading() as s:
+            return int(s.scalar(query) or 0)
+
+    def start_form(self, process_id: str) -> StartForm | None:
+        """The registration form of the published version of a process, if it has one."""
+        with self.db.reading() as s:
+            row = self.published_version(s, process_id)
+            version = self._version(s, row.id)
+        name, ui_name = start_form_files(process_id)
+        schema = version.forms.schema(name)
+        if schema is None:
+            return None
+        return StartForm(process_id, row.name, schema, version.forms.schema(ui_name))
+
+    def startable_processes(self, actor: Actor) -> list[tuple[str, str]]:
+        """(process id, name) of the published processes the actor may start."""
+        with self.db.reading() as s:
+            rows = s.execute(select(ProcessVersion.process_id, ProcessVersion.name,
+                                    ProcessVersion.startable)
+                             .where(ProcessVersion.status == "published")
+                             .order_by(ProcessVersion.process_id)).all()
+        return [(pid, name) for pid, name, startable in rows
+                if actor.role in ("office", "admin")
+                or (startable and actor.role in ("agent", "leader"))]
+
+    def may_see_case(self, case_id: int, actor: Actor) -> bool:
+        """Whether the actor may read a case: the office, administrators and auditors see
+        every case; agents and leaders the cases where their department holds or held a task."""
+        if actor.is_system or actor.role in ("office", "admin", "auditor"):
+            return True
+        if actor.role not in ("agent", "leader") or actor.department is None:
+            return False
+        with self.db.reading() as s:
+            found = s.scalar(select(HumanTask.id).where(
+                HumanTask.case_id == case_id, HumanTask.department == actor.department)
+                .limit(1))
+        return found is not None
+
+    def check_case_visible(self, case_id: int, actor: Actor) -> None:
+        """Raise NotFound for a missing case, Forbidden for a case the actor may not read."""
+        self.get_case(case_id)
+        if not self.may_see_case(case_id, actor):
+            raise Forbidden("this case does not involve your department")
+
+    # Attachments --------------------------------------------------------------------
+
+    @property
+    def files(self) -> FileStore:
+        """Where attachment contents are kept."""
+        return FileStore(self.config.instance_dir / "attachments")
+
+    def add_attachment(self, task_id: str, filename: str, content: bytes, actor: Actor,
+                       material: str | None = None) -> AttachmentView:
+        """Attach a file to a ready task the actor may work on (recorded in the case's
+        audit chain with its SHA-256)."""
+        name, content_type = check_upload(filename, content)
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self.db.transaction() as s:
+            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            digest = self.files.put(content)
+            attachment = Attachment(case_id=case.id, task_id=row.id, material=material or None,
+                                    filename=name, content_type=content_type,
+                                    size=len(content), sha256=digest,
+                                    uploaded_by=actor.username, uploaded_at=now)
+            s.add(attachment)
+            s.flush()
+            self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
+                "attachment_id": attachment.id, "task_id": row.id, "material": material,
+                "filename": name, "size": len(content), "sha256": digest}))
+            return _attachment_view(attachment)
+
+    def list_attachments(self, *, case_id: int, task_id: str | None = None
+                         ) -> list[AttachmentView]:
+        """A case's attachments (or one task's), oldest first."""
+        query = select(Attachment).where(Attachment.case_id == case_id)
+        if task_id is not None:
+            query = query.where(Attachment.task_id == task_id)
+        with self.db.reading() as s:
+            return [_attachment_view(a) for a in s.scalars(query.order_by(Attachment.id))]
+
+    def get_attachment(self, attachment_id: int, actor: Actor) -> tuple[AttachmentView, Path]:
+        """An attachment and the file holding it, for an actor who may read its case."""
+        with self.db.reading() as s:
+            row = s.get(Attachment, attachment_id)
+            if row is None:
+                raise NotFound(f"attachment {attachment_id} does not exist")
+            view = _attachment_view(row)
+        if not self.may_see_case(view.case_id, actor):
+            raise Forbidden("this case does not involve your department")
+        return view, self.files.path(view.sha256)
 
     def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
         """A task with its form and the case data it shows (actor must be allowed to see it)."""

@@ -159,7 +159,9 @@ class PackParser:
                      if meta["process_id"] in ({process_id} | set(subprocess_specs))}
             form_names = sorted({f"{FORMS_DIR}/{meta['form']}" for meta in tasks.values()}
                                 | {f"{FORMS_DIR}/{meta['uischema']}" for meta in tasks.values()
-                                   if meta.get("uischema")})
+                                   if meta.get("uischema")}
+                                | {f"{FORMS_DIR}/{name}" for name in start_form_files(process_id)
+                                   if name in schemas})
             hashed = {s.name: s for s in files if s.name in involved or s.name in form_names}
             processes[process_id] = ParsedProcess(
                 process_id=process_id,
@@ -293,6 +295,16 @@ class PackParser:
                     if instructions is not None and instructions.text else "",
                 }
         return found, problems
+
+
+def start_form_files(process_id: str) -> tuple[str, str]:
+    """The start form of a process and its UI schema, by convention (names under forms/).
+
+    A process whose pack has `forms/<process id>.start.schema.json` takes its start data
+    through that form: the engine validates the data of every new case against it, and
+    the web app renders it on the new-case page.
+    """
+    return f"{process_id}.start.schema.json", f"{process_id}.start.uischema.json"
 
 
 def _properties(node: etree._Element) -> dict[str, str]:

@@ -113,6 +113,7 @@ class Case(Base):
     """A running (or finished) case of a process version."""
 
     __tablename__ = "case"
+    __table_args__ = (Index("ix_case_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
@@ -153,6 +154,11 @@ class HumanTask(Base):
         Index("ix_human_task_department_state", "department", "state", "due_at"),
         Index("ix_human_task_assignee_state", "assignee", "state"),
         Index("ix_human_task_case_state", "case_id", "state"),
+        # Inbox filters and the "oldest first" order within a department's open tasks.
+        Index("ix_human_task_department_state_created", "department", "state", "created_at"),
+        Index("ix_human_task_department_state_phase", "department", "state", "phase", "due_at"),
+        Index("ix_human_task_department_state_item", "department", "state", "item_code",
+              "due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -207,3 +213,22 @@ class Event(Base):
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Attachment(Base):
+    """A file uploaded for a case (a material of an item), kept under the instance folder."""
+
+    __tablename__ = "attachment"
+    __table_args__ = (Index("ix_attachment_case", "case_id", "id"),
+                      Index("ix_attachment_task", "task_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    material: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime]

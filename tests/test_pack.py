@@ -155,19 +155,19 @@ def test_forms_are_valid_titled_and_do_not_touch_routing_data():
     referenced = {properties(t).get("formJsonSchemaFilename") for _, t in user_tasks()}
     files = {p.name for p in FORMS.glob("*.schema.json")}
     assert referenced <= files
-    assert files - referenced == {"project_registration.schema.json"}  # the start form
+    assert files - referenced == {"case_flow.start.schema.json"}  # the start form
     for path in FORMS.glob("*.schema.json"):
         schema = json.loads(path.read_text(encoding="utf-8"))
         Draft202012Validator.check_schema(schema)
         assert schema.get("title"), path.name
         for field, prop in schema["properties"].items():
             assert prop.get("title"), f"{path.name}: {field} has no title"
-            if path.name != "project_registration.schema.json":
+            if path.name != "case_flow.start.schema.json":
                 assert field not in ROUTING_DATA, f"{path.name}: {field} is routing data"
 
 
 def test_the_registration_form_checks_the_project_code_and_phone():
-    schema = json.loads((FORMS / "project_registration.schema.json").read_text("utf-8"))
+    schema = json.loads((FORMS / "case_flow.start.schema.json").read_text("utf-8"))
     validator = Draft202012Validator(schema)
     assert not list(validator.iter_errors({"project": KEY_PROJECT}))
     bad = {**KEY_PROJECT, "code": "2026-640502-34-03-0001", "phone": "12345"}

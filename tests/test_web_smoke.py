@@ -48,7 +48,7 @@ def test_an_agent_sees_the_department_tasks(app):
 def test_a_wrong_password_is_refused_clearly(app):
     response = login(app.test_client(), "agent_a", "wrong-password")
     assert response.status_code == 401
-    assert "wrong user name or password" in response.get_data(as_text=True)
+    assert "用户名或密码错误" in response.get_data(as_text=True)
 
 
 def test_forms_without_csrf_token_are_refused(app):
@@ -76,15 +76,16 @@ def test_an_agent_fixes_a_wrong_value_and_completes_the_task(app, make_engine):
         "total": "-5", "divisor": "2"})
     assert wrong.status_code == 422
     text = wrong.get_data(as_text=True)
-    assert "请修正" in text and 'value="-5"' in text and "minimum" in text
+    assert "请修正" in text and 'value="-5"' in text and "不能小于 0" in text
     done = client.post(f"/tasks/{task.id}", data={
         "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
         "total": "10", "divisor": "2"}, follow_redirects=True)
     assert "已完成" in done.get_data(as_text=True)
     again = client.post(f"/tasks/{task.id}", data={
         "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
-        "total": "10", "divisor": "2"}, follow_redirects=True)
-    assert "already completed" in again.get_data(as_text=True)
+        "total": "10", "divisor": "2"})
+    assert again.status_code == 409
+    assert "该任务已由 agent_a 于" in again.get_data(as_text=True)
     other = app.test_client()
     login(other, "agent_b", "password-b")
     assert "审核" in other.get("/").get_data(as_text=True)
@@ -104,7 +105,7 @@ def test_the_case_page_shows_the_diagram_states_and_timeline(app):
     assert "<bpmn:userTask" in data["diagrams"]["mini"]
     assert "fill" in data["states"]["mini"]["completed"]
     assert data["states"]["mini"]["active"] == ["review"]
-    assert "task_completed" in page and "已完成" in page
+    assert 'data-event="task_completed"' in page and "已完成" in page
 
 
 def test_claim_and_release_from_the_inbox(app):
@@ -119,7 +120,7 @@ def test_claim_and_release_from_the_inbox(app):
     assert engine.list_tasks(assignee="agent_a")[0].id == task.id
     stale = client.post(f"/tasks/{task.id}/claim", data={
         "csrf_token": csrf_of(page), "version": task.version}, follow_redirects=True)
-    assert "changed since you opened it" in stale.get_data(as_text=True)
+    assert "已被他人认领、退回或保存过" in stale.get_data(as_text=True)
     fresh = engine.list_tasks(assignee="agent_a")[0]
     client.post(f"/tasks/{task.id}/release", data={
         "csrf_token": csrf_of(page), "version": fresh.version})

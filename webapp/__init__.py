@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from engine.config import Config
 from engine.core import Engine
@@ -27,6 +28,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=os.environ.get("ZERORUN_SECURE_COOKIES", "") == "1",
+        # attachments are at most 10 MB; the rest of a task form is small
+        MAX_CONTENT_LENGTH=11 * 1024 * 1024,
     )
     if test_config:
         app.config.update(test_config)
@@ -34,17 +37,43 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 
-    from . import agent, api, auth
+    from . import agent, api, auth, cases, i18n, labels
 
+    i18n.init_app(app)
+    app.jinja_env.globals.update(labels.template_globals())
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(cases.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
     def engine_error(exc: EngineError) -> Any:
         if request.path.startswith("/api/"):
             return jsonify(exc.to_dict()), exc.status
-        return render_template("error.html", error=exc), exc.status
+        return render_template("error.html", title=i18n.engine_title(exc.title),
+                               message=i18n.engine_message(exc.message)), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if request.path.startswith("/api/"):
+            return jsonify({"error": exc.name, "message": exc.description}), exc.code
+        from flask_babel import gettext as _
+
+        status = exc.code or 500
+        messages = {
+            400: (_("Bad request"), _("The request could not be understood.")),
+            403: (_("Forbidden"), _("You may not open this page.")),
+            404: (_("Not found"), _("There is no such page.")),
+            405: (_("Not allowed"), _("This page does not accept that kind of request.")),
+            413: (_("File too large"), _("The upload is larger than 10 MB; nothing was "
+                                         "saved. Choose a smaller file.")),
+        }
+        if isinstance(exc, CSRFError):
+            title, message = _("Form expired"), _("The form expired or was not sent from this "
+                                                  "site; go back, reload it and try again.")
+        else:
+            title, message = messages.get(status, (exc.name, exc.description or ""))
+        return render_template("error.html", title=title, message=message), status
 
     return app
 

@@ -1,18 +1,84 @@
-"""Agents' pages: the department inbox."""
+"""Agents' pages: the department inbox, task forms with the case's context, the case page."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
 
+from engine.attachments import AttachmentRefused
+from engine.core import CaseView, TaskDetail, TaskView
 from engine.errors import Conflict, InvalidData
+from engine.reference import ReferenceData
 
 from . import get_engine
 from .auth import requires
-from .forms import data_from_form, fields_for
+from .deadlines import age_text, due_state
+from .forms import data_from_form, error_paths, fields_for
+from .i18n import engine_message
 
 bp = Blueprint("agent", __name__)
+PAGE_SIZE = 25
+WORKERS = ("agent", "leader", "office")
+READERS = ("agent", "leader", "office", "admin", "auditor")
+
+
+def reference() -> ReferenceData:
+    """The reference data (items with their time limits, departments, materials)."""
+    data: ReferenceData | None = current_app.extensions.get("zerorun_reference")
+    if data is None:
+        data = ReferenceData.load(get_engine().config.data_dir)
+        current_app.extensions["zerorun_reference"] = data
+    return data
+
+
+def department_name(code: str | None) -> str:
+    """A department's name in the user's language."""
+    if not code:
+        return ""
+    entry = reference().departments.get(code, {})
+    from .i18n import current_language
+
+    if current_language() == "en" and entry.get("name_en"):
+        return str(entry["name_en"])
+    return str(entry.get("name", code))
+
+
+def time_limit(item_code: str | None) -> int | None:
+    """An item's committed time limit in working days."""
+    item = reference().items.get(item_code or "", {})
+    limit = item.get("time_limit_days")
+    return int(limit) if isinstance(limit, int | float) else None
+
+
+def task_row(task: TaskView, now: datetime) -> dict[str, Any]:
+    """What an inbox or case page shows of a task beside the task itself."""
+    days, hours = age_text(task.created_at, now)
+    return {"task": task, "due_state": due_state(task.due_at, now, time_limit(task.item_code)),
+            "age_days": days, "age_hours": hours}
+
+
+def inbox_scope() -> tuple[str | None, str | None]:
+    """(department, open_to) of the user's inbox: agents see their department's unclaimed
+    tasks and their own; leaders and the office all of their department's; administrators
+    and auditors every open task."""
+    user = g.user
+    if user.role in WORKERS:
+        return user.department, user.username if user.role == "agent" else None
+    return None, None
 
 
 @bp.route("/")
@@ -20,14 +86,40 @@ bp = Blueprint("agent", __name__)
 def inbox() -> Any:
     """The ready tasks of the user's department and the ones they claimed."""
     engine = get_engine()
-    department = g.user.department if g.user.role in ("agent", "leader", "office") else None
-    tasks = engine.list_tasks(department=department, limit=100) if department else \
-        engine.list_tasks(limit=100)
-    return render_template("agent/inbox.html", tasks=tasks)
+    now = engine.clock()
+    department, open_to = inbox_scope()
+    args = request.args
+    mine = args.get("mine") == "1"
+    overdue = args.get("overdue") == "1"
+    sort = args.get("sort") if args.get("sort") in ("due", "age") else "due"
+    phase = args.get("phase") or None
+    item = args.get("item") or None
+    page = max(1, args.get("page", 1, type=int) or 1)
+    filters: dict[str, Any] = {
+        "department": department, "phase": phase, "item_code": item,
+        "due_before": now if overdue else None,
+        "assignee": g.user.username if mine else None,
+        "open_to": None if mine else open_to}
+    total = engine.count_tasks(**filters)
+    pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+    page = min(page, pages)
+    tasks = engine.list_tasks(**filters, order=sort, limit=PAGE_SIZE,
+                              offset=(page - 1) * PAGE_SIZE)
+    counts = engine.task_counts(g.user.username, department=department, open_to=open_to)
+    phases, items = engine.task_phases_and_items(department)
+    query = {k: v for k, v in {"phase": phase, "item": item, "overdue": "1" if overdue else None,
+                               "mine": "1" if mine else None, "sort": sort}.items() if v}
+    return render_template(
+        "agent/inbox.html", rows=[task_row(t, now) for t in tasks], counts=counts,
+        total=total, page=page, pages=pages, query=query, phases=phases, items=items,
+        page_url=lambda n: url_for("agent.inbox") + "?" + urlencode({**query, "page": n}),
+        filter_url=lambda **change: url_for("agent.inbox") + "?" + urlencode(
+            {k: v for k, v in {**query, **change}.items() if v}),
+        back=request.full_path.rstrip("?"))
 
 
 @bp.route("/tasks/<task_id>/<any(claim, release):action>", methods=["POST"])
-@requires("agent", "leader", "office")
+@requires(*WORKERS)
 def assign(task_id: str, action: str) -> Any:
     """Claim a task for oneself, or give it back to the department."""
     engine = get_engine()
@@ -35,59 +127,150 @@ def assign(task_id: str, action: str) -> Any:
     try:
         if action == "claim":
             engine.claim_task(task_id, g.user.actor, seen)
-            flash("已认领")
+            flash(_("Claimed: the task is now yours."))
         else:
             engine.release_task(task_id, g.user.actor, seen)
-            flash("已退回部门待办")
+            flash(_("Released: the task is back in the department's inbox."))
     except Conflict as exc:
-        flash(exc.message)
-    return redirect(url_for("agent.inbox"))
+        flash(engine_message(exc.message), "warning")
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("agent.inbox")
+    return redirect(target)
+
+
+def task_context(detail: TaskDetail) -> dict[str, Any]:
+    """The case around a task: project, item, materials checklist, earlier decisions, files."""
+    engine = get_engine()
+    task = detail.task
+    case = engine.get_case(task.case_id)
+    item = dict(reference().items.get(task.item_code or "", {}))
+    if not item and isinstance(detail.data.get("item"), dict):
+        item = dict(detail.data["item"])
+    attachments = engine.list_attachments(case_id=case.id)
+    attached = {a.material for a in attachments if a.material}
+    materials = []
+    for entry in case.data.get("materials") or []:
+        if not isinstance(entry, dict):
+            continue
+        if task.item_code and task.item_code not in (entry.get("items") or []):
+            continue
+        materials.append({**entry, "attached": entry.get("code") in attached})
+    done = engine.list_tasks(case_id=case.id, states=("completed",), limit=500)
+    done.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
+    return {"case": case, "project": case.data.get("project") or {}, "item": item,
+            "materials": materials, "decisions": done, "attachments": attachments}
+
+
+def render_task(task_id: str, values: dict[str, Any] | None = None,
+                errors: dict[str, str] | None = None, message: str | None = None,
+                status: int = 200, detail: TaskDetail | None = None) -> Any:
+    """The task page: form (with values and errors) beside the case's context."""
+    engine = get_engine()
+    detail = detail or engine.get_task(task_id, g.user.actor)
+    if values is None:
+        # what the process already knows for the form's fields, then the saved draft
+        declared = (detail.form_schema or {}).get("properties", {})
+        values = {k: v for k, v in detail.data.items() if k in declared}
+        values.update(detail.draft or {})
+    errors = errors or {}
+    fields = fields_for(detail.form_schema, values, errors)
+    known = {f.name for f in fields} | {"__attachment__"}
+    other_errors = [msg for path, msg in errors.items()
+                    if path.split(".")[0].split("-")[0] not in known]
+    may_work = detail.task.state == "ready" and g.user.actor.may_work_on(detail.task.department)
+    now = engine.clock()
+    return render_template("agent/task.html", detail=detail, fields=fields, errors=errors,
+                           other_errors=other_errors, message=message, may_work=may_work,
+                           row=task_row(detail.task, now), department_name=department_name,
+                           time_limit=time_limit(detail.task.item_code),
+                           **task_context(detail)), status
 
 
 @bp.route("/tasks/<task_id>", methods=["GET", "POST"])
-@requires("agent", "leader", "office", "admin", "auditor")
+@requires(*READERS)
 def task(task_id: str) -> Any:
-    """A task's form with its instructions; completing it."""
+    """A task's form with its instructions; completing it, saving a draft, attaching files."""
     engine = get_engine()
     detail = engine.get_task(task_id, g.user.actor)
-    values: dict[str, Any] = dict(detail.draft or {})
-    errors: dict[str, str] = {}
-    status = 200
-    if request.method == "POST":
-        values = data_from_form(detail.form_schema, request.form)
-        seen = request.form.get("version", type=int)
-        try:
-            if request.form.get("action") == "draft":
-                engine.save_draft(task_id, values, g.user.actor)
-                flash("草稿已保存")
-                return redirect(url_for("agent.task", task_id=task_id))
-            engine.complete_task(task_id, values, g.user.actor, seen)
-        except InvalidData as exc:
-            errors = {e.field.split(".")[0]: e.message for e in exc.errors}
-            status = 422
-        except Conflict as exc:
-            flash(exc.message)
-            return redirect(url_for("agent.inbox"))
-        else:
-            flash(f"已完成：{detail.task.title}")
-            return redirect(url_for("agent.inbox"))
-    fields = fields_for(detail.form_schema, values, errors)
-    return render_template("agent/task.html", detail=detail, fields=fields,
-                           errors=errors), status
+    if request.method == "GET":
+        return render_task(task_id, detail=detail)
+    values = data_from_form(detail.form_schema, request.form)
+    action = request.form.get("action", "complete")
+    seen = request.form.get("version", type=int)
+    upload = request.files.get("attachment")
+    try:
+        if upload is not None and upload.filename:
+            try:
+                engine.add_attachment(task_id, upload.filename, upload.read(), g.user.actor,
+                                      material=request.form.get("material") or None)
+            except AttachmentRefused as exc:
+                return render_task(task_id, values, {"__attachment__": engine_message(
+                    exc.message)}, status=422)
+            flash(_("File attached: %(name)s", name=upload.filename))
+        elif action == "upload":
+            return render_task(task_id, values, {"__attachment__": _("Choose a file first.")},
+                               status=422)
+        if action in ("draft", "upload"):
+            engine.save_draft(task_id, values, g.user.actor)
+            if action == "draft":
+                flash(_("Draft saved."))
+            return redirect(url_for("agent.task", task_id=task_id))
+        engine.complete_task(task_id, values, g.user.actor, seen)
+    except InvalidData as exc:
+        errors = {path: engine_message(msg) for path, msg in error_paths(exc.errors).items()}
+        return render_task(task_id, values, errors, status=422)
+    except Conflict as exc:
+        return render_task(task_id, values, message=engine_message(exc.message), status=409)
+    flash(_("Completed: %(title)s", title=detail.task.title))
+    return redirect(url_for("agent.inbox"))
+
+
+@bp.route("/attachments/<int:attachment_id>")
+@requires(*READERS)
+def attachment(attachment_id: int) -> Any:
+    """Download an attached file (only for users who may read its case)."""
+    view, path = get_engine().get_attachment(attachment_id, g.user.actor)
+    return send_file(path, mimetype=view.content_type, as_attachment=True,
+                     download_name=view.filename)
+
+
+def item_states(case: CaseView, tasks: list[TaskView]) -> list[dict[str, Any]]:
+    """The case's approval items by phase, each with its open task or its progress."""
+    selected = case.data.get("items")
+    codes = [i.get("code") for i in selected if isinstance(i, dict)] if isinstance(
+        selected, list) else []
+    if not codes:
+        codes = list(dict.fromkeys(t.item_code for t in tasks if t.item_code))
+    result = []
+    for code in codes:
+        entry = reference().items.get(code or "", {})
+        mine = [t for t in tasks if t.item_code == code]
+        open_tasks = [t for t in mine if t.state == "ready"]
+        result.append({"code": code, "name": entry.get("name", code),
+                       "phase": str(entry.get("phase", "")),
+                       "department": entry.get("department"),
+                       "time_limit": entry.get("time_limit_days"),
+                       "open": open_tasks,
+                       "completed": sum(1 for t in mine if t.state == "completed")})
+    result.sort(key=lambda r: (r["phase"], r["code"] or ""))
+    return result
 
 
 @bp.route("/cases/<int:case_id>")
-@requires("agent", "leader", "office", "admin", "auditor")
+@requires(*READERS)
 def case(case_id: int) -> Any:
-    """A case: status, open tasks and who holds them, the live diagram, the timeline."""
+    """A case: project, items, open tasks and who holds them, the live diagram, timeline."""
     engine = get_engine()
+    engine.check_case_visible(case_id, g.user.actor)
     view = engine.get_case(case_id)
-    if g.user.role in ("agent", "leader") and \
-            g.user.department not in engine.case_departments(case_id):
-        abort(403)
     tasks = engine.list_tasks(case_id=case_id, states=("ready", "completed", "cancelled"),
-                              limit=500)
-    return render_template("agent/case.html", case=view, tasks=tasks,
+                              limit=2000)
+    now = engine.clock()
+    return render_template("agent/case.html", case=view, rows=[task_row(t, now) for t in tasks],
+                           items=item_states(view, tasks), project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
+                           attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
-                           states=engine.element_states(case_id))
+                           states=engine.element_states(case_id),
+                           department_name=department_name)

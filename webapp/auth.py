@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from engine import accounts
 
 from . import get_engine
+from .i18n import engine_message
 
 bp = Blueprint("auth", __name__)
 
@@ -57,9 +59,12 @@ def login() -> Any:
                                              request.form.get("password", ""), engine.clock())
         except accounts.LoginFailed as exc:
             time.sleep(0.5)  # slows down guessing; the account locks after repeated failures
-            error = exc.message
+            error = engine_message(exc.message)
         else:
+            lang = session.get("lang")
             session.clear()
+            if lang:
+                session["lang"] = lang
             session["user_id"] = user.id
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/") and not target.startswith("//")
@@ -70,6 +75,9 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     """End the session."""
+    lang = session.get("lang")
     session.clear()
-    flash("已退出登录")
+    if lang:
+        session["lang"] = lang
+    flash(_("You are logged out."))
     return redirect(url_for("auth.login"))

@@ -221,7 +221,7 @@ _SCHEMAS: dict[str, Any] = {
             "process_id": {"type": "string", "examples": ["case_flow"]},
             "data": {"type": "object",
                      "description": "Start data; for `case_flow`, `{\"project\": {...}}` as "
-                                    "in forms/project_registration.schema.json."},
+                                    "in forms/case_flow.start.schema.json."},
             "title": {"type": "string", "description": "Case title (default: the project's "
                                                        "name)."},
         },

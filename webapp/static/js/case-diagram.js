@@ -15,10 +15,12 @@
       }
     }
     canvas.zoom("fit-viewport");
+    document.getElementById("diagram").dataset.ready = processId;
   }
 
   select.addEventListener("change", () => show(select.value));
   show(select.value).catch((err) => {
-    document.getElementById("diagram").textContent = "流程图无法显示：" + err.message;
+    const box = document.getElementById("diagram");
+    box.textContent = box.dataset.error + " " + err.message;
   });
 })();

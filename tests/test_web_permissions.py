@@ -1,0 +1,176 @@
+"""Every web route for every role: the status each gets, and nothing changes when refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.actors import Actor
+from engine.clock import MovableClock
+from engine.models import Attachment, Case, Event, HumanTask
+
+from .conftest import START
+from .service import KEY_PROJECT
+from .workspace import Workspace, csrf_of, logged_in, make_workspace
+
+PDF = b"%PDF-1.4\n%%EOF\n"
+ROLES = {  # role in the table -> account (None: not logged in)
+    "anonymous": None,
+    "owner_agent": "agent_approval_bureau",
+    "other_agent": "agent_drc",
+    "leader": "leader_approval_bureau",
+    "office": "office",
+    "admin": "admin",
+    "auditor": "auditor",
+}
+OWNER = Actor("agent_approval_bureau", "agent", "approval_bureau")
+
+
+@dataclass
+class Target:
+    """A fresh case whose first task (编制项目事项清单, approval bureau) has a file attached."""
+
+    case_id: int
+    task_id: str
+    version: int
+    attachment_id: int
+
+
+def fresh(ws: Workspace, claimed: bool = False) -> Target:
+    case_id = ws.start()
+    [task] = ws.ready(case_id, "select_items")
+    attachment = ws.engine.add_attachment(task.id, "证照.pdf", PDF, OWNER)
+    if claimed:
+        ws.engine.claim_task(task.id, OWNER)
+    version = ws.engine.list_tasks(case_id=case_id)[0].version
+    return Target(case_id, task.id, version, attachment.id)
+
+
+def complete_form(ws: Workspace, t: Target) -> dict[str, Any]:
+    return {"version": t.version, "action": "complete",
+            "selected_items": ws.engine.get_case(t.case_id).data["selected_items"]}
+
+
+def start_form() -> dict[str, Any]:
+    form = {f"project.{k}": ("on" if v is True else str(v)) for k, v in KEY_PROJECT.items()
+            if v is not False}
+    return {"process": "case_flow", **form}
+
+
+Request = Callable[[Workspace, Target], tuple[str, dict[str, Any] | None]]
+ALL = dict.fromkeys(ROLES, 200)
+LOGIN = {"anonymous": 302}
+# (rule, method) -> (request builder, needs a claimed task, expected status per role)
+TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
+    ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
+    ("/login", "POST"): (lambda ws, t: ("/login", {"username": "agent_drc",
+                                                   "password": "wrong"}), False,
+                         dict.fromkeys(ROLES, 401)),
+    ("/logout", "POST"): (lambda ws, t: ("/logout", {}), False, dict.fromkeys(ROLES, 302)),
+    ("/lang/<any(zh, en):code>", "GET"): (lambda ws, t: ("/lang/en", None), False,
+                                         dict.fromkeys(ROLES, 302)),
+    ("/", "GET"): (lambda ws, t: ("/", None), False, {**ALL, **LOGIN}),
+    ("/tasks/<task_id>", "GET"): (lambda ws, t: (f"/tasks/{t.task_id}", None), False,
+                                  {**ALL, **LOGIN, "other_agent": 403}),
+    ("/tasks/<task_id>", "POST"): (
+        lambda ws, t: (f"/tasks/{t.task_id}", complete_form(ws, t)), False,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+         "admin": 403, "auditor": 403}),
+    ("/tasks/<task_id>/<any(claim, release):action>", "POST"): (
+        lambda ws, t: (f"/tasks/{t.task_id}/claim", {"version": t.version}), False,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+         "admin": 403, "auditor": 403}),
+    ("/tasks/<task_id>/release", "POST"): (
+        lambda ws, t: (f"/tasks/{t.task_id}/release", {"version": t.version}), True,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+         "admin": 403, "auditor": 403}),
+    ("/attachments/<int:attachment_id>", "GET"): (
+        lambda ws, t: (f"/attachments/{t.attachment_id}", None), False,
+        {**ALL, **LOGIN, "other_agent": 403}),
+    ("/cases/<int:case_id>", "GET"): (lambda ws, t: (f"/cases/{t.case_id}", None), False,
+                                      {**ALL, **LOGIN, "other_agent": 403}),
+    ("/cases", "GET"): (lambda ws, t: ("/cases", None), False, {**ALL, **LOGIN}),
+    ("/cases/new", "GET"): (lambda ws, t: ("/cases/new", None), False,
+                            {**ALL, **LOGIN, "auditor": 403}),
+    ("/cases/new", "POST"): (lambda ws, t: ("/cases/new", start_form()), False,
+                             {**dict.fromkeys(ROLES, 302), "auditor": 403}),
+}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    return make_workspace(tmp_path_factory.mktemp("permissions"), MovableClock(START))
+
+
+@pytest.fixture(scope="module")
+def clients(ws):
+    made = {role: logged_in(ws.app, user) if user else ws.app.test_client()
+            for role, user in ROLES.items()}
+    yield made
+
+
+def test_the_table_covers_every_web_route(ws):
+    routes = {(rule.rule, method) for rule in ws.app.url_map.iter_rules()
+              if rule.endpoint != "static" and not rule.rule.startswith("/api/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes <= set(TABLE), f"routes without expectations: {sorted(routes - set(TABLE))}"
+
+
+def state_of(ws: Workspace, t: Target) -> tuple[Any, ...]:
+    with ws.engine.db.reading() as s:
+        row = s.get(HumanTask, t.task_id)
+        case = s.get(Case, t.case_id)
+        return (row.state, row.version, row.assignee, row.draft, case.event_seq,
+                case.state_version, s.scalar(select(func.count()).select_from(Attachment)),
+                s.scalar(select(func.count()).select_from(Event)))
+
+
+@pytest.mark.parametrize("route", sorted(TABLE), ids=lambda r: f"{r[1]} {r[0]}")
+@pytest.mark.parametrize("role", list(ROLES))
+def test_every_role_gets_the_expected_status(ws, clients, route, role):
+    build, claimed, expected = TABLE[route]
+    target = fresh(ws, claimed)
+    path, form = build(ws, target)
+    client = clients[role]
+    if form is None:
+        response = client.get(path)
+    else:
+        page = client.get("/login").get_data(as_text=True) if role == "anonymous" else \
+            client.get("/cases").get_data(as_text=True)
+        before = state_of(ws, target)
+        response = client.post(path, data={**form, "csrf_token": csrf_of(page)})
+        if expected[role] in (401, 403) or (role == "anonymous" and expected[role] == 302
+                                            and path not in ("/logout",)):
+            assert state_of(ws, target) == before, "a refused request changed the database"
+    response.close()
+    assert response.status_code == expected[role], (role, route, response.status_code)
+    if role == "anonymous" and expected[role] == 302 and path not in ("/logout",) \
+            and not path.startswith("/lang/"):
+        assert "/login" in response.headers["Location"]
+    if route == ("/logout", "POST") and role != "anonymous":
+        clients[role] = logged_in(ws.app, ROLES[role])  # log back in for the next tests
+
+
+def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
+    target = fresh(ws)
+    other = logged_in(ws.app, "agent_drc")
+    token = csrf_of(other.get("/").get_data(as_text=True))
+    before = state_of(ws, target)
+    opened = other.get(f"/tasks/{target.task_id}")
+    assert opened.status_code == 403
+    assert "该任务属于其他部门" in opened.get_data(as_text=True)
+    for path, form in [
+        (f"/tasks/{target.task_id}/claim", {"version": target.version}),
+        (f"/tasks/{target.task_id}", complete_form(ws, target)),
+        (f"/tasks/{target.task_id}", {"version": target.version, "action": "draft",
+                                      "item_list_note": "越权草稿"}),
+    ]:
+        response = other.post(path, data={**form, "csrf_token": token})
+        assert response.status_code == 403, path
+    assert state_of(ws, target) == before
+    assert other.get(f"/cases/{target.case_id}").status_code == 403
+    assert "没有待办任务" in other.get("/").get_data(as_text=True)

@@ -1,0 +1,102 @@
+"""An app over the real process pack, with a few accounts, for the web workspace tests."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine import accounts, bootstrap
+from engine.actors import Actor
+from engine.clock import MovableClock
+from engine.config import Config
+from engine.core import Engine, TaskView
+from webapp import create_app
+
+from .conftest import ROOT
+from .service import DEFAULT_DATA, KEY_PROJECT, OFFICE
+
+PASSWORD = "workspace-pass-1"
+USERS = [
+    ("agent_approval_bureau", "agent", "approval_bureau"),
+    ("agent2_approval_bureau", "agent", "approval_bureau"),
+    ("leader_approval_bureau", "leader", "approval_bureau"),
+    ("agent_housing_construction", "agent", "housing_construction"),
+    ("agent_drc", "agent", "drc"),
+    ("leader_drc", "leader", "drc"),
+    ("agent_water", "agent", "water"),
+    ("office", "office", "leading_group_office"),
+    ("admin", "admin", None),
+    ("auditor", "auditor", None),
+]
+
+
+@dataclass
+class Workspace:
+    """The app, its engine and clock."""
+
+    app: Flask
+    engine: Engine
+    clock: MovableClock
+
+    def start(self, **project: Any) -> int:
+        return self.engine.start_case("case_flow", {"project": {**KEY_PROJECT, **project}},
+                                      OFFICE).id
+
+    def ready(self, case_id: int, spec_name: str | None = None) -> list[TaskView]:
+        return [t for t in self.engine.list_tasks(case_id=case_id, limit=500)
+                if spec_name is None or t.spec_name == spec_name]
+
+    def complete(self, case_id: int, spec_name: str, **data: Any) -> TaskView:
+        [task] = self.ready(case_id, spec_name)[:1]
+        submitted = {**copy.deepcopy(DEFAULT_DATA.get(spec_name, {})), **data}
+        if spec_name == "select_items" and "selected_items" not in submitted:
+            submitted["selected_items"] = self.engine.get_case(case_id).data["selected_items"]
+        self.engine.complete_task(task.id, submitted,
+                                  Actor("agent", "agent", task.department), task.version)
+        return task
+
+    def to_phase_one(self, case_id: int) -> None:
+        """Take a new case through the item list, material list, notice and dispatch."""
+        for spec in ("select_items", "review_material_list", "one_time_notice", "dispatch",
+                     "confirm_project_code"):
+            self.complete(case_id, spec)
+
+
+def make_workspace(tmp_path: Path, clock: MovableClock) -> Workspace:
+    url = f"sqlite:///{tmp_path / 'workspace.db'}"
+    config = Config.from_env(database_url=url, processes_dir=ROOT / "processes",
+                             data_dir=ROOT / "data", instance_dir=tmp_path)
+    engine = Engine(config, clock_source=clock)
+    bootstrap.setup(engine, demo=False)
+    with engine.db.transaction() as s:
+        for username, role, department in USERS:
+            accounts.create_user(s, username, PASSWORD, role, department=department,
+                                 display_name=username, now=clock())
+    app = create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
+                      "ENGINE": {"database_url": url, "instance_dir": tmp_path}})
+    return Workspace(app, engine, clock)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def logged_in(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post("/login", data={"username": username, "password": PASSWORD,
+                                           "csrf_token": csrf_of(page)})
+    assert response.status_code == 302, f"{username} could not log in"
+    return client
+
+
+def token(client: FlaskClient) -> str:
+    return csrf_of(client.get("/").get_data(as_text=True))
