@@ -277,3 +277,14 @@ def test_engine_queries_filter_and_count_in_sql(ws):
         ws.engine.check_case_visible(ids[0], Actor("x", "leader", "drc"))
     with ws.engine.db.reading() as s:
         assert s.query(HumanTask).count() == 3
+
+
+def test_the_case_timeline_names_the_completed_tasks(ws):
+    case_id = ws.start()
+    ws.complete(case_id, "select_items")
+    ws.complete(case_id, "review_material_list")
+    page = logged_in(ws.app, "office").get(f"/cases/{case_id}").get_data(as_text=True)
+    timeline = page[page.index('class="timeline"'):]
+    assert "编制项目事项清单" in timeline and "编制事项材料清单" in timeline
+    [completed] = [e for e in ws.engine.case_events(case_id) if e.type == "task_completed"][:1]
+    assert completed.data["task_id"] not in timeline  # names, not internal ids

@@ -270,6 +270,7 @@ def case(case_id: int) -> Any:
     return render_template("agent/case.html", case=view, rows=[task_row(t, now) for t in tasks],
                            items=item_states(view, tasks), project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
+                           task_titles={t.id: (t.title, t.item_name) for t in tasks},
                            attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
                            states=engine.element_states(case_id),
