@@ -1,0 +1,86 @@
+"""The inbox with 10,000 open cases: the queries one inbox page makes, timed on SQLite.
+
+The task index is filled directly (cases of the real pack, each with three ready tasks
+and ten finished ones) so that only the inbox queries are measured.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from engine import bootstrap
+from engine.config import Config
+from engine.core import Engine
+from engine.models import Case, HumanTask, ProcessVersion
+from engine.reference import ReferenceData
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 6, 1, 1, 0, tzinfo=UTC)
+
+
+def fill(engine: Engine, cases: int, seed: int = 7) -> None:
+    """Insert `cases` running cases of case_flow with their task index rows."""
+    rng = random.Random(seed)
+    items = list(ReferenceData.load(ROOT / "data").items.values())
+    with engine.db.transaction() as s:
+        version_id = s.scalar(select(ProcessVersion.id).where(
+            ProcessVersion.process_id == "case_flow"))
+        s.execute(insert(Case), [{
+            "id": n, "process_version_id": version_id, "process_id": "case_flow",
+            "title": f"项目 {n}", "project_code": f"2026-640502-34-03-{n:06d}",
+            "status": "running", "data": {}, "started_by": "office",
+            "started_at": NOW - timedelta(days=60), "updated_at": NOW,
+        } for n in range(1, cases + 1)])
+        rows: list[dict[str, Any]] = []
+        for n in range(1, cases + 1):
+            item = rng.choice(items)
+            for k, (spec, department, state) in enumerate(
+                    [("prepare_materials", "approval_bureau", "ready"),
+                     ("check_materials", item["department"], "ready"),
+                     ("track_approval", item["department"], "ready")]
+                    + [("handover_results", "approval_bureau", "completed")] * 10):
+                rows.append({
+                    "id": f"{n:08d}-{k:04d}-0000-0000-000000000000", "case_id": n,
+                    "process_id": "stage_handling", "spec_name": spec, "title": spec,
+                    "department": department, "state": state, "version": 1,
+                    "item_code": item["code"], "item_name": item["name"],
+                    "phase": str(item["phase"]), "stage": "handling",
+                    "assignee": "agent_x" if rng.random() < 0.1 else None,
+                    "due_at": NOW + timedelta(hours=rng.randint(-240, 480)),
+                    "created_at": NOW - timedelta(hours=rng.randint(1, 2000))})
+        for start in range(0, len(rows), 5000):
+            s.execute(insert(HumanTask), rows[start:start + 5000])
+
+
+def inbox_page(engine: Engine, department: str, username: str, **filters: Any) -> None:
+    """The queries the web inbox makes for one page."""
+    query = {"department": department, "open_to": username, **filters}
+    engine.count_tasks(**query)
+    engine.list_tasks(**query, order="due", limit=25, offset=0)
+    engine.task_counts(username, department=department, open_to=username)
+    engine.task_phases_and_items(department)
+
+
+def measure(directory: Path, cases: int = 10_000, repeat: int = 30) -> dict[str, float]:
+    url = f"sqlite:///{directory / 'inbox.db'}"
+    config = Config.from_env(database_url=url, instance_dir=directory,
+                             processes_dir=ROOT / "processes", data_dir=ROOT / "data")
+    engine = Engine(config, clock_source=lambda: NOW)
+    bootstrap.setup(engine, demo=False)
+    fill(engine, cases)
+    timings: dict[str, list[float]] = {"plain": [], "filtered": [], "overdue": []}
+    for _ in range(repeat):
+        for name, filters in (("plain", {}), ("filtered", {"phase": "1"}),
+                              ("overdue", {"due_before": NOW})):
+            began = time.perf_counter()
+            inbox_page(engine, "approval_bureau", "agent_approval_bureau", **filters)
+            timings[name].append((time.perf_counter() - began) * 1000)
+    engine.db.dispose()
+    return {name: statistics.median(values) for name, values in timings.items()}
