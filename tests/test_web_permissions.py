@@ -98,6 +98,10 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                             {**ALL, **LOGIN, "auditor": 403}),
     ("/cases/new", "POST"): (lambda ws, t: ("/cases/new", start_form()), False,
                              {**dict.fromkeys(ROLES, 302), "auditor": 403}),
+    ("/cases/<int:case_id>/terminate", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
+        {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
+         "admin": 302, "auditor": 403}),
 }
 
 

@@ -288,3 +288,24 @@ def test_the_case_timeline_names_the_completed_tasks(ws):
     assert "编制项目事项清单" in timeline and "编制事项材料清单" in timeline
     [completed] = [e for e in ws.engine.case_events(case_id) if e.type == "task_completed"][:1]
     assert completed.data["task_id"] not in timeline  # names, not internal ids
+
+
+def test_the_office_terminates_a_case_from_its_page_with_a_reason(ws):
+    case_id = ws.start()
+    agent = logged_in(ws.app, "agent_approval_bureau")
+    assert "终止代办服务" not in agent.get(f"/cases/{case_id}").get_data(as_text=True)
+    office = logged_in(ws.app, "office")
+    page = office.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "终止代办服务" in page
+    empty = office.post(f"/cases/{case_id}/terminate", data={"csrf_token": csrf_of(page),
+                                                            "reason": "  "})
+    assert empty.status_code == 302
+    assert "请填写终止代办服务的原因" in office.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert ws.engine.get_case(case_id).status == "running"
+    office.post(f"/cases/{case_id}/terminate", data={"csrf_token": csrf_of(page),
+                                                   "reason": "项目单位主动要求终止"})
+    shown = office.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "已终止代办服务：项目单位主动要求终止" in shown
+    case = ws.engine.get_case(case_id)
+    assert (case.status, case.end_reason) == ("terminated", "项目单位主动要求终止")
+    assert ws.ready(case_id) == []

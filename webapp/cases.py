@@ -75,3 +75,21 @@ def new() -> Any:
     return render_template("cases/new.html", startable=startable, process_id=process_id,
                            form=form, fields=fields, errors=errors,
                            other_errors=other_errors), status
+
+
+@bp.route("/cases/<int:case_id>/terminate", methods=["POST"])
+@requires("office", "admin")
+def terminate(case_id: int) -> Any:
+    """Stop a running case at any point, with the reason recorded in its history."""
+    engine = get_engine()
+    reason = request.form.get("reason", "").strip()
+    if not reason:
+        flash(_("Give the reason for terminating the case; nothing was changed."), "error")
+        return redirect(url_for("agent.case", case_id=case_id))
+    if len(reason) > 1000:
+        flash(_("The reason is too long (at most 1000 characters); nothing was changed."),
+              "error")
+        return redirect(url_for("agent.case", case_id=case_id))
+    engine.terminate_case(case_id, reason, g.user.actor)
+    flash(_("Case terminated: %(reason)s", reason=reason))
+    return redirect(url_for("agent.case", case_id=case_id))
