@@ -544,14 +544,27 @@ class Engine:
             select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
             department=department, assignee=assignee, case_id=case_id, states=states,
             phase=phase, item_code=item_code, due_before=due_before, open_to=open_to)
-        if order == "age":
-            query = query.order_by(HumanTask.created_at, HumanTask.id)
-        else:
-            query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                                   HumanTask.created_at, HumanTask.id)
-        query = query.limit(limit).offset(offset)
         with self.db.reading() as s:
-            return [_to_view(row, title) for row, title in s.execute(query)]
+            if order == "age":
+                rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
+                                      .limit(limit).offset(offset)))
+                return [_to_view(row, title) for row, title in rows]
+            # Soonest due first, tasks without a due date last. Two index-ordered queries
+            # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
+            # whole department's tasks would be sorted for every inbox page).
+            rows = list(s.execute(query.where(HumanTask.due_at.is_not(None))
+                                  .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+                                  .limit(limit).offset(offset)))
+            if len(rows) < limit:
+                skip = 0
+                if not rows and offset:  # the page starts inside the undated tasks
+                    dated = s.scalar(select(func.count()).select_from(
+                        query.where(HumanTask.due_at.is_not(None)).subquery())) or 0
+                    skip = max(0, offset - dated)
+                rows += list(s.execute(query.where(HumanTask.due_at.is_(None))
+                                       .order_by(HumanTask.created_at, HumanTask.id)
+                                       .limit(limit - len(rows)).offset(skip)))
+            return [_to_view(row, title) for row, title in rows]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
                     case_id: int | None = None, states: Iterable[str] = ("ready",),
