@@ -317,7 +317,9 @@ class Engine:
     def _default_functions(self) -> dict[str, Callable[..., Any]]:
         from .reference import ReferenceData, script_functions
 
-        return script_functions(ReferenceData.load(self.config.data_dir), self.clock)
+        # The functions read the clock in force: a command pins it to its own time and a
+        # replay to the recorded event's, so re-execution computes the same dates.
+        return script_functions(ReferenceData.load(self.config.data_dir), clock.now)
 
     # Process versions ---------------------------------------------------------------
 
@@ -434,8 +436,8 @@ class Engine:
             with clock.pinned(now), task_ids(ids):
                 workflow = new_workflow(version.specs, self.script_engine)
                 apply_event(workflow, "case_started", {"data": initial}, case.id)
-            live = _Live(workflow, ids, 0, 0, 0)
-            self._after_change(s, case, live, version, now, None)
+                live = _Live(workflow, ids, 0, 0, 0)
+                self._after_change(s, case, live, version, now, None)
             self._record(s, case, live, NewEvent("case_started", actor.username, now, {
                 "process_id": process_id, "process_version_id": row.id,
                 "version": row.number, "content_hash": row.content_hash, "data": initial}))
@@ -866,7 +868,7 @@ class Engine:
         try:
             with clock.pinned(now), task_ids(live.ids):
                 apply_event(live.workflow, event_type, payload, case.id)
-            self._after_change(s, case, live, version, now, done_task)
+                self._after_change(s, case, live, version, now, done_task)
             if event_type == "case_terminated":
                 case.status, case.ended_at = "terminated", now
                 case.end_reason = payload["reason"]

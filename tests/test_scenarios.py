@@ -181,6 +181,7 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
     results = {r["code"]: r for r in service.case().data["item_results"]}
     assert results["eia_report_book"]["channel"] == "deficiency"
     assert results["eia_report_book"]["outcome"] == "approved"
+    assert service.engine.verify_case(service.case_id).ok
 
 
 def test_simulated_approval_converted_to_formal(service):
@@ -270,6 +271,8 @@ def test_item_past_its_limit_raises_yellow_then_red(service, clock):
     service.complete("track_approval", "eia_report_form")
     service.complete("handover_results", "eia_report_form")
     assert {r["outcome"] for r in service.case().data["item_results"]} == {"approved"}
+    # Re-executing the events at their recorded times gives the same warnings.
+    assert service.engine.verify_case(service.case_id).ok
 
 
 def test_joint_meeting_raised_from_acceleration(service):
