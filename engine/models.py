@@ -113,6 +113,7 @@ class Case(Base):
     """A running (or finished) case of a process version."""
 
     __tablename__ = "case"
+    __table_args__ = (Index("ix_case_started_at", "started_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
@@ -153,6 +154,8 @@ class HumanTask(Base):
         Index("ix_human_task_department_state", "department", "state", "due_at"),
         Index("ix_human_task_assignee_state", "assignee", "state"),
         Index("ix_human_task_case_state", "case_id", "state"),
+        Index("ix_human_task_completed_by", "completed_by", "case_id"),
+        Index("ix_human_task_item_code", "item_code", "case_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -32,6 +32,13 @@ def _fail(exc: EngineError) -> None:
     sys.exit(1)
 
 
+def _operator() -> str:
+    """Who runs an operation from the command line, as the operations log names them."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _actor(username: str | None, role: str, department: str | None) -> Actor:
     return Actor(username, role, department) if username else SYSTEM
 
@@ -242,7 +249,8 @@ def add_user(username: str, role: str, department: str | None, display_name: str
     try:
         with engine.db.transaction() as s:
             accounts.create_user(s, username, password, role, display_name=display_name,
-                                 department=department, now=engine.clock())
+                                 department=department, now=engine.clock(),
+                                 actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -259,7 +267,7 @@ def reset_password(username: str, password: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            accounts.set_password(s, username, password)
+            accounts.set_password(s, username, password, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -275,7 +283,7 @@ def issue_token(username: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            token = accounts.issue_token(s, username)
+            token = accounts.issue_token(s, username, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -293,7 +301,7 @@ def revoke_tokens(username: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            had_token = accounts.revoke_tokens(s, username)
+            had_token = accounts.revoke_tokens(s, username, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
