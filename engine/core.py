@@ -953,6 +953,8 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
             _drop_orphans(workflow)
     except SpiffWorkflowException as exc:
         raise WorkflowError(f"the process failed: {exc}") from exc
+    except (KeyError, ValueError) as exc:  # a recorded event whose data is not what it names
+        raise WorkflowError(f"the event's data cannot be applied: {exc!r}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
 

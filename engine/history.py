@@ -22,6 +22,7 @@ from .core import (
     _case_view,
     _element_states,
     _item_of,
+    _ReplayFailed,
     _scan,
 )
 from .errors import CaseNotFound, NotFound
@@ -91,6 +92,9 @@ class History:
     case: CaseView
     steps: list[Step]
     moment: Moment | None
+    # Where re-execution stopped: the event that could not be applied, and why.
+    failed_seq: int | None = None
+    failure: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -132,7 +136,10 @@ def case_history(engine: Engine, case_id: int, at_seq: int | None = None) -> His
             moments.append(Moment(event.seq, _element_states(workflow), open_tasks,
                                   data.data))
 
-    engine._reexecute(case_id, version, events, None, after)
+    try:
+        engine._reexecute(case_id, version, events, None, after)
+    except _ReplayFailed as exc:
+        return History(view, steps, moments[0] if moments else None, exc.seq, exc.message)
     return History(view, steps, moments[0] if moments else None)
 
 

@@ -204,13 +204,14 @@ def export_case_command(case_id: int, output: str | None) -> None:
 @main.command("verify-export")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def verify_export_command(file: str) -> None:
-    """Verify an exported case offline: hash chain, process files, re-execution."""
-    from engine.export import verify_export
+    """Verify an exported case offline (JSON export or HTML report): chain, files, re-execution."""
+    from engine.export import read_export, verify_export
 
     try:
-        document = json.loads(Path(file).read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}") from exc
+        document = read_export(Path(file).read_text(encoding="utf-8"))
+    except EngineError as exc:
+        _fail(exc)
+        return
     result = verify_export(document, _engine().script_engine)
     if result.ok:
         click.echo(f"ok: {result.events} events verified")
