@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import audit, clock
 from .actors import ROLES, Actor
 from .errors import EngineError, Forbidden, NotFound
 from .models import Department, User
@@ -49,8 +50,15 @@ def _view(user: User) -> UserView:
                     user.active)
 
 
+def _record(s: Session, event_type: str, actor: str, data: dict[str, object],
+            now: datetime | None = None) -> None:
+    """Account changes are operations: they go to the hash-chained `ops` stream."""
+    audit.append_ops(s, audit.NewEvent(event_type, actor, now or clock.now(), dict(data)))
+
+
 def create_user(s: Session, username: str, password: str, role: str, *, display_name: str = "",
-                department: str | None = None, now: datetime) -> UserView:
+                department: str | None = None, now: datetime, actor: str = "system"
+                ) -> UserView:
     """Add an account; the role and department are checked."""
     username = username.strip()
     if not username:
@@ -70,6 +78,8 @@ def create_user(s: Session, username: str, password: str, role: str, *, display_
                 active=True, failed_logins=0, created_at=now)
     s.add(user)
     s.flush()
+    _record(s, "account_created", actor, {"username": username, "role": role,
+                                          "department": department}, now)
     return _view(user)
 
 
@@ -78,7 +88,7 @@ def _check_password(password: str) -> None:
         raise EngineError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def set_password(s: Session, username: str, password: str) -> None:
+def set_password(s: Session, username: str, password: str, *, actor: str = "system") -> None:
     """Replace a user's password and unlock the account."""
     user = s.scalar(select(User).where(User.username == username))
     if user is None:
@@ -86,6 +96,7 @@ def set_password(s: Session, username: str, password: str) -> None:
     _check_password(password)
     user.password_hash = HASHER.hash(password)
     user.failed_logins, user.locked_until = 0, None
+    _record(s, "password_reset", actor, {"username": username})
 
 
 def authenticate(s: Session, username: str, password: str, now: datetime) -> UserView:
@@ -109,7 +120,7 @@ def authenticate(s: Session, username: str, password: str, now: datetime) -> Use
     return _view(user)
 
 
-def issue_token(s: Session, username: str) -> str:
+def issue_token(s: Session, username: str, *, actor: str = "system") -> str:
     """Create (or replace) a user's API token; only its hash is stored."""
     user = s.scalar(select(User).where(User.username == username))
     if user is None:
@@ -118,16 +129,18 @@ def issue_token(s: Session, username: str) -> str:
         raise Forbidden(f"user {username!r} is deactivated; an API token would not work")
     token = secrets.token_urlsafe(32)
     user.api_token_hash = token_digest(token)
+    _record(s, "api_token_issued", actor, {"username": username})
     return token
 
 
-def revoke_tokens(s: Session, username: str) -> bool:
+def revoke_tokens(s: Session, username: str, *, actor: str = "system") -> bool:
     """Make a user's API token stop working; False when the user had none."""
     user = s.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"user {username!r} does not exist")
     had_token = user.api_token_hash is not None
     user.api_token_hash = None
+    _record(s, "api_tokens_revoked", actor, {"username": username, "had_token": had_token})
     return had_token
 
 

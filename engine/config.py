@@ -41,6 +41,8 @@ SETTINGS: dict[str, Setting] = {
                           "running cases kept in memory per process"),
     "timer_poll_seconds": Setting("ZERORUN_TIMER_POLL", "5",
                                   "seconds between two polls of the timer worker"),
+    "chromium": Setting("ZERORUN_CHROMIUM", "/usr/bin/chromium",
+                        "headless Chromium that prints case reports to PDF"),
 }
 
 
@@ -55,6 +57,7 @@ class Config:
     snapshot_every: int
     cache_size: int
     timer_poll_seconds: float
+    chromium: str
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

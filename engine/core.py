@@ -916,7 +916,7 @@ class Engine:
             if task_id not in open_rows:
                 s.add(self._index_row(case, version, task, now))
         self._sync_timers(s, case, workflow)
-        case.data = _case_data(case, workflow, scan, done_task)
+        case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
             stop = next((t for t in scan.top_ends if isinstance(
@@ -1038,34 +1038,43 @@ class Engine:
         return result
 
     def _reexecute(self, case_id: int, version: _Version, events: list[Event],
-                   upto_seq: int | None) -> tuple[BpmnWorkflow, IdSource]:
+                   upto_seq: int | None,
+                   after: Callable[[Event, BpmnWorkflow], None] | None = None
+                   ) -> tuple[BpmnWorkflow, IdSource]:
+        """Rebuild a case from its first event; `after` sees the workflow after each event."""
         ids = IdSource(case_namespace(case_id))
         with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine)
         for event in events:
             if upto_seq is not None and event.seq > upto_seq:
                 break
-            if event.type not in WORKFLOW_EVENTS:
-                continue
-            try:
-                with clock.pinned(event.at), task_ids(ids):
-                    apply_event(workflow, event.type, event.data, case_id)
-            except EngineError as exc:
-                raise _ReplayFailed(exc.message, event.seq, event.id) from exc
+            if event.type in WORKFLOW_EVENTS:
+                try:
+                    with clock.pinned(event.at), task_ids(ids):
+                        apply_event(workflow, event.type, event.data, case_id)
+                except EngineError as exc:
+                    raise _ReplayFailed(exc.message, event.seq, event.id) from exc
+            if after is not None:
+                after(event, workflow)
         return workflow, ids
 
     def _replay_matches(self, s: Session, case: Case, events: list[Event]) -> ChainBreak | None:
         """Re-execute the events; report where the stored state disagrees."""
         version = self._version(s, case.process_version_id)
+        data = DataReplay()
         try:
-            workflow, _ = self._reexecute(case.id, version, events, None)
+            workflow, _ = self._reexecute(case.id, version, events, None, data)
         except _ReplayFailed as exc:
             return ChainBreak(exc.seq, f"the event cannot be re-executed: {exc.message}",
                               exc.event_id)
+        rows = {row.id: row for row in s.scalars(select(HumanTask).where(
+            HumanTask.case_id == case.id))}
+        broken = _completions_match(events, rows)
+        if broken is not None:
+            return broken
         scan = _scan(workflow)
         expected = {str(t.id) for t in scan.ready_manual}
-        stored = set(s.scalars(select(HumanTask.id).where(HumanTask.case_id == case.id,
-                                                          HumanTask.state == "ready")))
+        stored = {row.id for row in rows.values() if row.state == "ready"}
         last = events[-1].seq if events else 0
         if expected != stored:
             return ChainBreak(last, "the stored open tasks differ from the re-executed case: "
@@ -1075,6 +1084,12 @@ class Engine:
         if case.status != "terminated" and case.status != status:
             return ChainBreak(last, f"the stored status {case.status!r} differs from the "
                               f"re-executed status {status!r}")
+        if case.data != data.data:
+            stored_data = case.data if isinstance(case.data, dict) else {}
+            keys = sorted(k for k in set(stored_data) | set(data.data)
+                          if stored_data.get(k) != data.data.get(k))
+            return ChainBreak(data.seq, "the stored case data differs from the re-executed "
+                              f"case in {', '.join(keys) or 'its whole value'}")
         return None
 
     def _remember(self, case_id: int, live: _Live) -> None:
@@ -1172,6 +1187,8 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
             _drop_orphans(workflow)
     except SpiffWorkflowException as exc:
         raise WorkflowError(f"the process failed: {exc}") from exc
+    except (KeyError, ValueError) as exc:  # a recorded event whose data is not what it names
+        raise WorkflowError(f"the event's data cannot be applied: {exc!r}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
 
@@ -1214,6 +1231,49 @@ def _element_states(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:
         process[key].add(bpmn_id)
     return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
             states.items()}
+
+
+class DataReplay:
+    """Follows the case-level data through a re-execution, as the commands stored it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.seq = 0
+
+    def __call__(self, event: Event, workflow: BpmnWorkflow) -> None:
+        if event.type not in WORKFLOW_EVENTS:
+            return
+        previous = event.data["data"] if event.type == "case_started" else self.data
+        done = event.data.get("task_id") if event.type == "task_completed" else None
+        self.data = case_data_after(previous, workflow, _scan(workflow), done)
+        self.seq = event.seq
+
+
+def _completions_match(events: list[Event], rows: Mapping[str, HumanTask]) -> ChainBreak | None:
+    """Every completion event has its task stored as completed by that actor at that time."""
+    completed: set[str] = set()
+    for event in events:
+        if event.type != "task_completed":
+            continue
+        task_id = str(event.data.get("task_id"))
+        row = rows.get(task_id)
+        if row is None:
+            return ChainBreak(event.seq, f"the task {task_id} this event completed is missing "
+                              "from the stored tasks", event.id)
+        if (row.state, row.completed_by, row.completed_at) != ("completed", event.actor,
+                                                                event.at):
+            when = f"{row.completed_at:%Y-%m-%d %H:%M}" if row.completed_at else "-"
+            return ChainBreak(event.seq, f"the stored task {row.title!r} ({row.state}, by "
+                              f"{row.completed_by or '-'} at {when}) does not match this "
+                              f"event (completed by {event.actor} at "
+                              f"{event.at:%Y-%m-%d %H:%M})", event.id)
+        completed.add(task_id)
+    for row in rows.values():
+        if row.state == "completed" and row.id not in completed:
+            last = events[-1].seq if events else 0
+            return ChainBreak(last, f"the stored task {row.title!r} is marked completed by "
+                              f"{row.completed_by} but no event completed it")
+    return None
 
 
 def _process_ids(xml_text: str) -> list[str]:
@@ -1272,14 +1332,14 @@ def _scan(workflow: BpmnWorkflow) -> _Scan:
     return _Scan(ready, active, ends, not unfinished)
 
 
-def _case_data(case: Case, workflow: BpmnWorkflow, scan: _Scan, done_task: str | None
-               ) -> dict[str, Any]:
-    """The case-level data: what the main process knows after this command.
+def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: _Scan,
+                    done_task: str | None) -> dict[str, Any]:
+    """The case-level data: what the main process knows after a command.
 
     Item-level data stays in the called processes (and in the task index); the case
     keeps the newest data of its top-level tasks that are under way.
     """
-    data = dict(case.data)
+    data = dict(previous)
     if done_task is not None:
         done = workflow.tasks.get(UUID(done_task))
         if done is not None:

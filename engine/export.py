@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,13 +13,33 @@ from sqlalchemy import select
 
 from . import audit, clock
 from .core import WORKFLOW_EVENTS, Engine, _scan, apply_event
-from .errors import CaseNotFound
+from .errors import CaseNotFound, EngineError
 from .loader import SourceFile, content_hash
 from .models import Case, Event, HumanTask, ProcessVersion
 from .spiff import IdSource, ProcessSpecs, case_namespace, new_workflow, task_ids
 from .xml import parse_xml
 
 FORMAT = "zerorun-case-export/1"
+# The printable HTML report carries the same document in this script element.
+_EMBEDDED = re.compile(r'<script type="application/json" id="zerorun-export">(.*?)</script>',
+                       re.S)
+
+
+class ExportUnreadable(EngineError):
+    """The file is neither an exported case nor a report that embeds one."""
+
+
+def read_export(text: str) -> dict[str, Any]:
+    """The export document of a JSON export file or of an HTML report that embeds it."""
+    embedded = _EMBEDDED.search(text) if text.lstrip().startswith("<") else None
+    try:
+        document = json.loads(embedded.group(1) if embedded else text)
+    except ValueError as exc:
+        what = "the report's embedded export" if embedded else "the file"
+        raise ExportUnreadable(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ExportUnreadable("the file does not hold an exported case")
+    return document
 
 
 def export_case(engine: Engine, case_id: int) -> dict[str, Any]:
@@ -110,5 +132,5 @@ def _specs(process_id: str, sources: dict[str, str]) -> ProcessSpecs:
         if name.endswith(".bpmn"):
             parser.add_bpmn_xml(parse_xml(text.encode("utf-8"), name), filename=name)
         elif name.endswith(".dmn"):
-            parser.add_dmn_xml(parse_xml(text.encode("utf-8"), name), filename=name)
+            parser.add_dmn_xml(parse_xml(text.encode("utf-8"), name).getroot(), filename=name)
     return ProcessSpecs(parser.get_spec(process_id), parser.get_subprocess_specs(process_id))

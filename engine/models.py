@@ -113,7 +113,8 @@ class Case(Base):
     """A running (or finished) case of a process version."""
 
     __tablename__ = "case"
-    __table_args__ = (Index("ix_case_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_case_status_id", "status", "id"),
+                      Index("ix_case_started_at", "started_at", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
@@ -159,6 +160,8 @@ class HumanTask(Base):
         Index("ix_human_task_department_state_phase", "department", "state", "phase", "due_at"),
         Index("ix_human_task_department_state_item", "department", "state", "item_code",
               "due_at"),
+        Index("ix_human_task_completed_by", "completed_by", "case_id"),
+        Index("ix_human_task_item_code", "item_code", "case_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

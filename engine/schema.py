@@ -6,7 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.orm import Session
 
+from . import audit, clock
 from .db import Database
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -20,10 +23,17 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def upgrade(db: Database) -> None:
-    """Bring the database to the newest schema (creating it if empty)."""
+def upgrade(db: Database, actor: str = "system") -> None:
+    """Bring the database to the newest schema (creating it if empty); log it as an operation."""
     cfg = alembic_config(db.url)
     with db.engine.connect() as connection:
+        before = sorted(MigrationContext.configure(connection).get_current_heads())
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+        after = sorted(MigrationContext.configure(connection).get_current_heads())
+        if after != before:
+            with Session(bind=connection) as s:
+                audit.append_ops(s, audit.NewEvent("schema_migrated", actor, clock.now(), {
+                    "from": ", ".join(before) or None, "to": ", ".join(after)}))
+                s.flush()
         connection.commit()

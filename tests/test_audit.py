@@ -102,3 +102,53 @@ def test_stored_state_changed_behind_the_engine_is_detected(finished_case):
         s.execute(text("UPDATE \"case\" SET status = 'running' WHERE id = :c"), {"c": case_id})
     result = engine.verify_case(case_id)
     assert not result.ok and "status" in result.reason
+
+
+@pytest.mark.parametrize("sql, seq, words", [
+    # The first completion's task is reopened: its event no longer matches the task index.
+    ("UPDATE human_task SET state = 'ready', completed_by = NULL "
+     "WHERE case_id = :c AND spec_name = 'fill'", 3, "does not match this event"),
+    # Someone else is named as the one who completed the review.
+    ("UPDATE human_task SET completed_by = 'mallory' WHERE case_id = :c AND spec_name = 'review'",
+     4, "by mallory"),
+    # The case data is edited behind the engine's back.
+    ("UPDATE \"case\" SET data = :d WHERE id = :c", 4, "re-executed case in project"),
+])
+def test_stored_tasks_and_data_changed_behind_the_engine_are_detected(finished_case, sql, seq,
+                                                                      words):
+    engine, case_id = finished_case
+    params = {"c": case_id}
+    if ":d" in sql:
+        params["d"] = '{"project": {"name": "另一个项目"}, "due": null, "total": 6, ' \
+            '"divisor": 3, "approved": true}'
+        if engine.db.postgres:
+            sql = sql.replace(":d", "CAST(:d AS JSON)")
+    with engine.db.transaction() as s:
+        s.execute(text(sql), params)
+    result = engine.verify_case(case_id)
+    assert not result.ok
+    assert (result.first_bad_seq, words in result.reason) == (seq, True), result.reason
+
+
+def test_account_changes_and_migrations_are_operations_events(make_engine, db_url):
+    from engine import accounts
+    from engine.reports import ops_log
+
+    engine = make_engine(db_url, FIXTURES / "mini")
+    with engine.db.transaction() as s:
+        accounts.create_user(s, "clerk", "password-1", "agent", department="dept_a",
+                             now=engine.clock(), actor="admin")
+        accounts.issue_token(s, "clerk", actor="admin")
+        accounts.revoke_tokens(s, "clerk", actor="admin")
+        accounts.set_password(s, "clerk", "password-2", actor="admin")
+    page = ops_log(engine)
+    assert page.chain_ok and page.total == len(page.events)
+    newest_first = [(e.type, e.actor, e.data.get("username")) for e in page.events[:4]]
+    assert newest_first == [("password_reset", "admin", "clerk"),
+                            ("api_tokens_revoked", "admin", "clerk"),
+                            ("api_token_issued", "admin", "clerk"),
+                            ("account_created", "admin", "clerk")]
+    assert page.events[-1].type == "schema_migrated"
+    assert "process_version_saved" in {e.type for e in page.events}
+    assert not any("password" in str(e.data.get(k, "")) for e in page.events for k in e.data
+                   if k != "username")

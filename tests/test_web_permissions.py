@@ -64,6 +64,8 @@ def start_form() -> dict[str, Any]:
 Request = Callable[[Workspace, Target], tuple[str, dict[str, Any] | None]]
 ALL = dict.fromkeys(ROLES, 200)
 LOGIN = {"anonymous": 302}
+AUDIT_READERS = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 200,
+                 "admin": 200, "auditor": 200}
 # (rule, method) -> (request builder, needs a claimed task, expected status per role)
 TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
@@ -98,6 +100,15 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                             {**ALL, **LOGIN, "auditor": 403}),
     ("/cases/new", "POST"): (lambda ws, t: ("/cases/new", start_form()), False,
                              {**dict.fromkeys(ROLES, 302), "auditor": 403}),
+    **{(rule, "GET"): (lambda ws, t, path=path: (path.format(case=t.case_id), None), False,
+                       AUDIT_READERS)
+       for rule, path in [
+           ("/audit/", "/audit/"), ("/audit/cases/<int:case_id>", "/audit/cases/{case}"),
+           ("/audit/cases/<int:case_id>/export.json", "/audit/cases/{case}/export.json"),
+           ("/audit/cases/<int:case_id>/report.html", "/audit/cases/{case}/report.html"),
+           ("/audit/cases/<int:case_id>/report.pdf", "/audit/cases/{case}/report.pdf"),
+           ("/audit/ops", "/audit/ops"), ("/audit/processes", "/audit/processes"),
+           ("/audit/processes/<process_id>/<int:version>", "/audit/processes/case_flow/1")]},
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

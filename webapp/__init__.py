@@ -37,13 +37,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 
-    from . import agent, api, auth, cases, i18n, labels
+    from . import agent, api, audit, auth, cases, i18n, labels
 
     i18n.init_app(app)
     app.jinja_env.globals.update(labels.template_globals())
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(cases.bp)
+    app.register_blueprint(audit.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

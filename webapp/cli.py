@@ -32,6 +32,13 @@ def _fail(exc: EngineError) -> None:
     sys.exit(1)
 
 
+def _operator() -> str:
+    """Who runs an operation from the command line, as the operations log names them."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _actor(username: str | None, role: str, department: str | None) -> Actor:
     return Actor(username, role, department) if username else SYSTEM
 
@@ -197,13 +204,14 @@ def export_case_command(case_id: int, output: str | None) -> None:
 @main.command("verify-export")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def verify_export_command(file: str) -> None:
-    """Verify an exported case offline: hash chain, process files, re-execution."""
-    from engine.export import verify_export
+    """Verify an exported case offline (JSON export or HTML report): chain, files, re-execution."""
+    from engine.export import read_export, verify_export
 
     try:
-        document = json.loads(Path(file).read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}") from exc
+        document = read_export(Path(file).read_text(encoding="utf-8"))
+    except EngineError as exc:
+        _fail(exc)
+        return
     result = verify_export(document, _engine().script_engine)
     if result.ok:
         click.echo(f"ok: {result.events} events verified")
@@ -242,7 +250,8 @@ def add_user(username: str, role: str, department: str | None, display_name: str
     try:
         with engine.db.transaction() as s:
             accounts.create_user(s, username, password, role, display_name=display_name,
-                                 department=department, now=engine.clock())
+                                 department=department, now=engine.clock(),
+                                 actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -259,7 +268,7 @@ def reset_password(username: str, password: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            accounts.set_password(s, username, password)
+            accounts.set_password(s, username, password, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -275,7 +284,7 @@ def issue_token(username: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            token = accounts.issue_token(s, username)
+            token = accounts.issue_token(s, username, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
@@ -293,7 +302,7 @@ def revoke_tokens(username: str) -> None:
     engine = _engine()
     try:
         with engine.db.transaction() as s:
-            had_token = accounts.revoke_tokens(s, username)
+            had_token = accounts.revoke_tokens(s, username, actor=_operator())
     except EngineError as exc:
         _fail(exc)
         return
