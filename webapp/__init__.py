@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
 from engine.config import Config
@@ -15,6 +16,7 @@ from engine.core import Engine
 from engine.errors import EngineError
 
 csrf = CSRFProtect()
+babel = Babel()
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -33,11 +35,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = app.config.get("ENGINE_INSTANCE") or Engine(config)
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh_Hans_CN")
+    babel.init_app(app)
 
-    from . import agent, api, auth
+    from . import admin, agent, api, auth
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(admin.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
