@@ -15,7 +15,7 @@ from .audit import NewEvent
 from .bpmn_diff import ElementChange, diff_xml
 from .core import Engine, LoadResult
 from .errors import Conflict, Forbidden, InvalidProcess, Problem, ProcessNotFound
-from .loader import FORMS_DIR, SourceFile
+from .loader import FORMS_DIR, NS, SourceFile
 from .models import Case, ProcessVersion
 from .xml import parse_xml
 
@@ -187,12 +187,20 @@ class Library:
                                         file=f"{FORMS_DIR}/{name}"))
         if problems:
             raise InvalidProcess(problems)
-        parse_xml(data, file_name)  # refuses DTDs, entities and oversized files first
+        tree = parse_xml(data, file_name)  # refuses DTDs, entities and oversized files first
         files = {name: text.encode("utf-8") for name, text in self.current_files().items()}
         files[file_name] = data
         for name, body in (forms or {}).items():
             files[f"{FORMS_DIR}/{name}"] = body
         pack = self.engine.parse_pack([SourceFile(n, b) for n, b in sorted(files.items())])
+        if file_name.endswith(".bpmn"):
+            processes = tree.getroot().findall(f"{{{NS['bpmn']}}}process")
+            if not any(p.get("id") in pack.processes for p in processes):
+                raise InvalidProcess([Problem(
+                    'process is not executable (isExecutable is not "true"), so no case '
+                    "could run it", file=file_name, line=p.sourceline, element=p.get("id"),
+                    element_name=p.get("name")) for p in processes]
+                    or [Problem("the file defines no process", file=file_name)])
         return self.engine.store_pack(pack, actor=actor, comment=comment or "", publish=False)
 
     def publish(self, version_id: int, actor: Actor) -> list[tuple[str, int]]:

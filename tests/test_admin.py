@@ -14,6 +14,7 @@ from engine.models import Event, ProcessVersion
 from webapp import create_app
 
 from .conftest import PACK
+from .test_interop_miwg import FILES as MIWG_FILES
 from .test_library import phase_3_data, review, with_condition, with_confirmation_task
 
 PASSWORD = "password-123"
@@ -262,3 +263,28 @@ def test_the_decision_table_is_edited_as_a_table(app):
                                                       ProcessVersion.number == 2))
     assert "核准类项目（已修订）" in draft.sources["item_selection.dmn"]
     assert draft.sources["item_selection.dmn"].count("<rule ") == 20
+
+
+@pytest.mark.parametrize("path", MIWG_FILES, ids=lambda p: p.name)
+def test_deploying_a_miwg_diagram_stores_it_or_names_each_element_and_reason(app, path):
+    from io import BytesIO
+
+    client = client_for(app, "admin")
+    before = version_count(app)
+    response = client.post("/admin/processes/upload", data={
+        "csrf_token": token(client), "file": (BytesIO(path.read_bytes()), path.name)},
+        content_type="multipart/form-data")
+    if response.status_code == 302:
+        assert version_count(app) > before
+        page = client.get("/admin/processes").get_data(as_text=True)
+        assert "已上传并保存为草稿" in page
+        return
+    assert response.status_code == 422
+    assert version_count(app) == before
+    page = response.get_data(as_text=True)
+    assert f"上传的文件 {path.name} 未被接受，未存储任何内容" in page
+    items = re.findall(r"<li>(.*?)</li>", page.split('id="upload-problems"')[1]
+                       .split("</section>")[0], re.S)
+    assert items
+    for item in items:
+        assert "<strong>" in item, item  # every refusal names its element

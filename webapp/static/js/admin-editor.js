@@ -39,9 +39,26 @@
 
   // Opening ----------------------------------------------------------------------------
 
+  // SpiffWorkflow names a multi-instance collection by a task-data variable, e.g.
+  // <loopDataInputRef>phase_items</loopDataInputRef>, which is no element id; bpmn-moddle
+  // would drop such a reference on export. Keep it as a bare id so it is written back.
+  function keepUnresolvedReferences(warnings) {
+    warnings.forEach(function (w) {
+      if (!/^unresolved reference/.test(w.message || '') || !w.element || !w.property) { return; }
+      var descriptor = w.element.$descriptor.propertiesByName[w.property];
+      var ref = { id: w.value, $type: 'bpmn:ItemAwareElement' };
+      if (descriptor && descriptor.isMany) {
+        w.element.get(descriptor.name).push(ref);
+      } else if (descriptor) {
+        w.element.set(descriptor.name, ref);
+      }
+    });
+  }
+
   function open(xml) {
     clearProblems();
     return modeler.importXML(xml).then(function (result) {
+      keepUnresolvedReferences(result.warnings || []);
       api.lastImportError = null;
       api.importWarnings = (result.warnings || []).map(function (w) { return String(w.message); });
       canvas.zoom('fit-viewport');
