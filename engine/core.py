@@ -25,7 +25,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock, expressions
+from . import audit, clock, expressions, migration
 from .actors import SYSTEM, Actor
 from .attachments import AttachmentView, FileStore, check_upload
 from .audit import GENESIS, NewEvent
@@ -82,7 +82,9 @@ _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
 # Local time of the service: date-only due dates end at 18:00 Beijing time.
 END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
-WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated")
+WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated",
+                   "case_migrated", "case_migration_reverted")
+MIGRATION_EVENTS = ("case_migrated", "case_migration_reverted")
 TASK_ORDERS = ("due", "age")
 
 
@@ -518,6 +520,91 @@ class Engine:
             self._change(s, case, actor, now, "timer_fired",
                          {"timers": names, "due": audit.format_time(min(t.due_at for t in timers))})
         return True
+
+    # Migration of running cases ------------------------------------------------------
+
+    def migration_check(self, case_id: int, to_version_id: int) -> migration.MigrationCheck:
+        """Whether a running case could move to another version of its process, and why not."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            target = self._target_version(s, case, to_version_id)
+            specs = self._version(s, target.id).specs
+            if case.status != "running":
+                return migration.MigrationCheck([f"the case is {case.status}"])
+            return self._read(s, case, lambda wf: migration.check(wf, specs))
+
+    def migrate_case(self, case_id: int, to_version_id: int, actor: Actor) -> CaseView:
+        """Move a running case to another version of its process (one audited event)."""
+        return self._migrate(case_id, to_version_id, actor, "case_migrated", {})
+
+    def revert_migration(self, case_id: int, actor: Actor) -> CaseView:
+        """Move a case back to the version it ran before its last migration."""
+        with self.db.reading() as s:
+            last = s.scalars(select(Event).where(Event.stream == f"case:{case_id}",
+                                                 Event.type.in_(MIGRATION_EVENTS))
+                             .order_by(Event.seq.desc()).limit(1)).first()
+        if last is None or last.type != "case_migrated":
+            raise Conflict(f"case {case_id} has no migration to revert")
+        return self._migrate(case_id, int(last.data["from_version_id"]), actor,
+                             "case_migration_reverted", {"reverts_seq": last.seq})
+
+    def _target_version(self, s: Session, case: Case, version_id: int) -> ProcessVersion:
+        target = s.get(ProcessVersion, version_id)
+        if target is None or target.process_id != case.process_id:
+            raise ProcessNotFound(f"process {case.process_id!r} has no version id {version_id}")
+        return target
+
+    def _migrate(self, case_id: int, to_version_id: int, actor: Actor, event_type: str,
+                 extra: dict[str, Any]) -> CaseView:
+        if not (actor.is_system or actor.role == "admin"):
+            raise Forbidden("only an administrator may migrate cases")
+        now = self.clock()
+        with self._unit() as s:
+            case = self._lock_case(s, case_id)
+            if case.status != "running":
+                raise CaseNotRunning(f"case {case.id} is {case.status}; only running cases move")
+            target = self._target_version(s, case, to_version_id)
+            if target.id == case.process_version_id:
+                raise Conflict(f"case {case.id} already runs version {target.number}")
+            source = s.get(ProcessVersion, case.process_version_id)
+            assert source is not None  # noqa: S101 (foreign key)
+            old, new = self._version(s, source.id), self._version(s, target.id)
+            live = self._live(s, case, old)
+            payload = {"process_id": case.process_id, "from_version_id": source.id,
+                       "from_version": source.number, "to_version_id": target.id,
+                       "to_version": target.number, "content_hash": target.content_hash,
+                       **extra}
+            try:
+                with clock.pinned(now), task_ids(live.ids):
+                    migration.migrate(live.workflow, new.specs)
+                case.process_version_id = target.id
+                self._after_change(s, case, live, new, now, None)
+                self._record(s, case, live, NewEvent(event_type, actor.username, now, payload))
+                self._snapshot(s, case, live, force=True)
+                s.flush()
+            except BaseException:
+                self._forget(case.id)
+                raise
+            self._pending.append((case.id, live))
+            view = _case_view(case)
+        return view
+
+    def _apply(self, workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+               case_id: int) -> None:
+        """Re-run one recorded event; migrations re-bind to the version they name."""
+        if event_type in MIGRATION_EVENTS:
+            migration.migrate(workflow, self._version_of(int(payload["to_version_id"])).specs)
+        else:
+            apply_event(workflow, event_type, payload, case_id)
+
+    def _version_of(self, version_id: int) -> _Version:
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        with self.db.reading() as s:
+            return self._version(s, version_id)
 
     # Reading ------------------------------------------------------------------------
 
@@ -1022,7 +1109,7 @@ class Engine:
                           .order_by(Event.seq))
         for event in later:
             with clock.pinned(event.at), task_ids(ids):
-                apply_event(workflow, event.type, event.data, case.id)
+                self._apply(workflow, event.type, event.data, case.id)
         return _Live(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
 
     def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
@@ -1043,6 +1130,10 @@ class Engine:
                    ) -> tuple[BpmnWorkflow, IdSource]:
         """Rebuild a case from its first event; `after` sees the workflow after each event."""
         ids = IdSource(case_namespace(case_id))
+        if events and events[0].type == "case_started" and \
+                events[0].data.get("process_version_id") not in (None, version.id):
+            # A migrated case re-executes from the version it started on.
+            version = self._version_of(int(events[0].data["process_version_id"]))
         with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine)
         for event in events:
@@ -1051,7 +1142,7 @@ class Engine:
             if event.type in WORKFLOW_EVENTS:
                 try:
                     with clock.pinned(event.at), task_ids(ids):
-                        apply_event(workflow, event.type, event.data, case_id)
+                        self._apply(workflow, event.type, event.data, case_id)
                 except EngineError as exc:
                     raise _ReplayFailed(exc.message, event.seq, event.id) from exc
             if after is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,7 @@ class PackParser:
         for name, tree in trees.items():
             problems.extend(self._check_expressions(tree, name))
             problems.extend(_flow_problems(tree, name))
+            problems.extend(_unsupported_problems(tree, name))
         task_specs: dict[str, dict[str, dict[str, Any]]] = {}
         for name, tree in trees.items():
             found, owner_problems = self._user_tasks(tree, name, schemas)
@@ -357,6 +359,30 @@ def _flow_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
     return problems
 
 
+def _unsupported_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
+    """Elements the engine cannot run: external services, data stores, pools without process."""
+    root = tree.getroot()
+    if not root.tag.startswith("{" + NS["bpmn"]):
+        return []
+    problems: list[Problem] = []
+
+    def refuse(node: etree._Element, message: str) -> None:
+        problems.append(Problem(message, file=name, line=node.sourceline,
+                                element=node.get("id"), element_name=node.get("name")))
+
+    for node in root.iter(f"{{{NS['bpmn']}}}serviceTask"):
+        refuse(node, "service task has no implementation the engine can run (it calls no "
+               "external services); record outside facts in a user task instead")
+    for node in root.iter(f"{{{NS['bpmn']}}}dataStoreReference", f"{{{NS['bpmn']}}}dataStore"):
+        refuse(node, "data stores are not supported: case data lives in the case; use a "
+               "data object or task data instead")
+    for node in root.iter(f"{{{NS['bpmn']}}}participant"):
+        if not node.get("processRef"):
+            refuse(node, "pool has no process (a black-box pool) and cannot be run; keep "
+                   "only the executable process in the file")
+    return problems
+
+
 def _container(node: etree._Element) -> str:
     """The id of the process or embedded sub-process a task runs in (its Spiff spec name)."""
     parent = node.getparent()
@@ -461,10 +487,17 @@ def content_hash(files: Iterable[SourceFile]) -> str:
 def _problem_from_spiff(exc: ValidationException, name: str,
                         tree: etree._ElementTree | None) -> Problem:
     line = getattr(exc, "line_number", None) or getattr(exc, "sourceline", None)
-    element = getattr(exc, "id", None)
+    element = getattr(exc, "id", None) or None
     if element is None and tree is not None:
         found = element_at_line(tree, line)
+        named = re.search(r"with name (.+?) has no", str(getattr(exc, "error_msg", "") or exc),
+                          re.S)
+        if found is None and named is not None:
+            wanted = " ".join(named.group(1).split())
+            found = next((node for node in tree.getroot().iter()
+                          if isinstance(node.tag, str) and node.get("id")
+                          and " ".join((node.get("name") or "").split()) == wanted), None)
         element = found.get("id") if found is not None else None
-    return Problem(str(getattr(exc, "error_msg", None) or exc), file=name,
+    return Problem(str(getattr(exc, "error_msg", None) or exc).strip(), file=name,
                    line=line or None, element=element,
-                   element_name=getattr(exc, "name", None))
+                   element_name=getattr(exc, "name", None) or None)

@@ -66,6 +66,10 @@ ALL = dict.fromkeys(ROLES, 200)
 LOGIN = {"anonymous": 302}
 AUDIT_READERS = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 200,
                  "admin": 200, "auditor": 200}
+LIBRARY_READERS = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403,
+                   "office": 403, "admin": 200, "auditor": 200}
+ADMINS = {**LIBRARY_READERS, "auditor": 403}
+ADMIN_WRITE = {**ADMINS, "admin": 200}
 # (rule, method) -> (request builder, needs a claimed task, expected status per role)
 TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
@@ -109,6 +113,30 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
            ("/audit/cases/<int:case_id>/report.pdf", "/audit/cases/{case}/report.pdf"),
            ("/audit/ops", "/audit/ops"), ("/audit/processes", "/audit/processes"),
            ("/audit/processes/<process_id>/<int:version>", "/audit/processes/case_flow/1")]},
+    **{(rule, "GET"): (lambda ws, t, path=path: (path.format(case=t.case_id), None), False,
+                       expected)
+       for rule, path, expected in [
+           ("/admin/processes", "/admin/processes", LIBRARY_READERS),
+           ("/admin/processes/<process_id>/diff", "/admin/processes/case_flow/diff",
+            LIBRARY_READERS),
+           ("/admin/versions/<int:version_id>/download", "/admin/versions/1/download",
+            LIBRARY_READERS),
+           ("/admin/processes/<process_id>/edit", "/admin/processes/phase_3/edit", ADMINS),
+           ("/admin/processes/<process_id>/migrate", "/admin/processes/case_flow/migrate",
+            ADMINS),
+           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", ADMINS)]},
+    # Administrators' writes: everyone else is refused before anything is read.
+    **{(rule, "POST"): (lambda ws, t, path=path: (path.format(case=t.case_id), {}), False,
+                        {**ADMIN_WRITE, "admin": status})
+       for rule, path, status in [
+           ("/admin/processes/save", "/admin/processes/save", 400),
+           ("/admin/processes/upload", "/admin/processes/upload", 302),
+           ("/admin/versions/<int:version_id>/publish", "/admin/versions/999/publish", 404),
+           ("/admin/processes/<process_id>/migrate", "/admin/processes/case_flow/migrate",
+            302),
+           ("/admin/cases/<int:case_id>/revert-migration",
+            "/admin/cases/{case}/revert-migration", 302),
+           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", 400)]},
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
