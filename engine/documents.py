@@ -237,9 +237,9 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
     materials_by_code = {m.get("code"): m for m in data.get("materials") or []}
     item_names = {i.get("code"): i.get("name") for i in items}
     for item in items:
-        item["department_name"] = departments.get(item.get("department"), {}).get(
-            "name", item.get("department"))
-        item["agent"] = departments.get(item.get("department"), {}).get("agent", "")
+        owner = departments.get(str(item.get("department")), {})
+        item["department_name"] = owner.get("name", item.get("department"))
+        item["agent"] = owner.get("agent", "")
         days = int(item.get("time_limit_days") or 0)
         item["committed_days"] = max(1, (days + 1) // 2) if item.get("green_channel") else days
         item["material_names"] = [materials_by_code.get(code, {}).get("name", code)
@@ -266,7 +266,8 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
     elif wanted.kind in ("rejection", "commitment", "handover", "termination"):
         row, submitted = next((r, d) for r, d in _completed(engine, case_id)
                               if r.id == wanted.source)
-        item = next((i for i in items if i.get("code") == row.item_code), None)
+        item: dict[str, Any] | None = next(
+            (i for i in items if i.get("code") == row.item_code), None)
         context.update(task=row, submitted=submitted, item=item)
         if wanted.kind == "rejection":
             earlier = [r for r, d in _completed(engine, case_id)
