@@ -266,9 +266,8 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
     elif wanted.kind in ("rejection", "commitment", "handover", "termination"):
         row, submitted = next((r, d) for r, d in _completed(engine, case_id)
                               if r.id == wanted.source)
-        item: dict[str, Any] | None = next(
-            (i for i in items if i.get("code") == row.item_code), None)
-        context.update(task=row, submitted=submitted, item=item)
+        context.update(task=row, submitted=submitted, item=next(
+            (i for i in items if i.get("code") == row.item_code), None))
         if wanted.kind == "rejection":
             earlier = [r for r, d in _completed(engine, case_id)
                        if r.spec_name == "check_materials" and r.item_code == row.item_code
