@@ -33,11 +33,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = app.config.get("ENGINE_INSTANCE") or Engine(config)
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
+    if "babel" not in app.extensions:
+        from flask_babel import Babel
 
-    from . import agent, api, auth
+        app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh_Hans_CN")
+        Babel(app)
+
+    from . import agent, api, auth, oversight
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(oversight.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
