@@ -144,7 +144,7 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     ref = engine.reference
     today = now.astimezone(SERVICE_TZ).date()
     with engine.db.reading() as s:
-        names = dict(s.execute(select(Department.code, Department.name)).tuples().all())
+        names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         cases = {c.id: c for c in s.scalars(select(Case))}
         rows = list(s.scalars(select(HumanTask).where(HumanTask.state != "cancelled")))
     items_of = {cid: {i.get("code"): i for i in (c.data.get("items") or [])
