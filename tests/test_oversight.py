@@ -1,4 +1,4 @@
-"""Documents, overdue warnings, notifications and the leading group's dashboard, as users see them."""
+"""Documents, overdue warnings, notifications and the dashboard, as users see them."""
 
 from __future__ import annotations
 
