@@ -99,6 +99,19 @@ def set_password(s: Session, username: str, password: str, *, actor: str = "syst
     _record(s, "password_reset", actor, {"username": username})
 
 
+def set_email(s: Session, username: str, email: str | None) -> None:
+    """Set or clear the address a user's notifications are mailed to."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    if email is not None:
+        email = email.strip()
+        local, _, domain = email.partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in email):
+            raise EngineError(f"{email!r} is not an e-mail address (name@example.org)")
+    user.email = email or None
+
+
 def authenticate(s: Session, username: str, password: str, now: datetime) -> UserView:
     """Check a login; repeated failures lock the account for a few minutes."""
     user = s.scalar(select(User).where(User.username == username.strip()))

@@ -43,6 +43,15 @@ SETTINGS: dict[str, Setting] = {
                                   "seconds between two polls of the timer worker"),
     "chromium": Setting("ZERORUN_CHROMIUM", "/usr/bin/chromium",
                         "headless Chromium that prints case reports to PDF"),
+    "smtp_host": Setting("ZERORUN_SMTP_HOST", "",
+                         "SMTP server for warning e-mails; empty: notify in the app only"),
+    "smtp_port": Setting("ZERORUN_SMTP_PORT", "25", "port of the SMTP server"),
+    "smtp_user": Setting("ZERORUN_SMTP_USER", "", "SMTP login (empty: no login)"),
+    "smtp_password": Setting("ZERORUN_SMTP_PASSWORD", "", "SMTP password"),
+    "smtp_from": Setting("ZERORUN_SMTP_FROM", "zerorun@localhost",
+                         "sender address of the e-mails"),
+    "smtp_starttls": Setting("ZERORUN_SMTP_STARTTLS", "0",
+                             "1: upgrade the SMTP connection with STARTTLS before logging in"),
 }
 
 
@@ -58,6 +67,17 @@ class Config:
     cache_size: int
     timer_poll_seconds: float
     chromium: str
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "zerorun@localhost"
+    smtp_starttls: str = "0"
+
+    @property
+    def mail_enabled(self) -> bool:
+        """Whether warnings are also sent by e-mail."""
+        return bool(self.smtp_host)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import threading
@@ -63,7 +64,7 @@ from .models import (
     ProcessVersion,
     Timer,
 )
-from .reference import SERVICE_TZ
+from .reference import SERVICE_TZ, ReferenceData
 from .spiff import (
     IdSource,
     ProcessSpecs,
@@ -479,6 +480,25 @@ class Engine:
                                                  {"task_id": row.id}))
             view = _to_view(row, case.title)
         return view
+
+    def record_case_event(self, case_id: int, event_type: str, data: Mapping[str, Any],
+                          actor: Actor) -> None:
+        """Append a non-workflow event (e.g. `document_generated`) to a case's chain."""
+        with self.db.transaction() as s:
+            self.append_case_event(s, case_id, NewEvent(event_type, actor.username,
+                                                        self.clock(), plain_data(data)))
+
+    def append_case_event(self, s: Session, case_id: int, new: NewEvent) -> None:
+        """Append a non-workflow event inside the caller's transaction (replays skip it)."""
+        if new.type in WORKFLOW_EVENTS:
+            raise EngineError(f"{new.type} events are recorded by the engine's commands only")
+        case = self._lock_case(s, case_id)
+        self._record(s, case, None, new)
+
+    @functools.cached_property
+    def reference(self) -> ReferenceData:
+        """The reference data of the configured folder (calendar, items, settings)."""
+        return ReferenceData.load(self.config.data_dir)
 
     def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
         """Stop a running case with a reason; its open tasks and timers are withdrawn."""
@@ -1001,7 +1021,9 @@ class Engine:
                 row.version += 1
         for task_id, task in ready.items():
             if task_id not in open_rows:
-                s.add(self._index_row(case, version, task, now))
+                row = self._index_row(case, version, task, now)
+                s.add(row)
+                self._announce(s, case, version, task, row, now)
         self._sync_timers(s, case, workflow)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
@@ -1041,6 +1063,20 @@ class Engine:
             form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
             phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
             due_at=due, created_at=now)
+
+    def _announce(self, s: Session, case: Case, version: _Version, task: Task, row: HumanTask,
+                  now: datetime) -> None:
+        """Tell the people a new task's `notify` property names, in the indexing transaction."""
+        meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+        targets = meta.get("notify") or []
+        if not targets:
+            return
+        from . import notify
+
+        item_department = _item_of(task).get("department")
+        notify.task_raised(s, case_id=case.id, case_title=case.title, task=row,
+                           item_department=str(item_department) if item_department else None,
+                           targets=list(targets), now=now, mail=self.config.mail_enabled)
 
     def _evaluate(self, task: Task, expression: str, names: dict[str, Any], what: str) -> Any:
         try:

@@ -280,6 +280,12 @@ class PackParser:
                             "there is no departmentExpression" if lane else
                             "user task has no owner: put it in a department's lane or give "
                             "it a departmentExpression")
+                notify = [who.strip() for who in props.get("notify", "").split(",")
+                          if who.strip()]
+                unknown = [who for who in notify if who not in NOTIFY_TARGETS]
+                if unknown:
+                    problem(f"property notify names {', '.join(map(repr, unknown))}; use a "
+                            f"comma-separated list of {', '.join(NOTIFY_TARGETS)}")
                 instructions = task.find("bpmn:extensionElements/spiffworkflow:"
                                          "instructionsForEndUser", NS)
                 found[f"{container}:{task_id}"] = {
@@ -293,6 +299,7 @@ class PackParser:
                     "due_expression": props.get("dueExpression"),
                     "stage": props.get("stage"),
                     "phase": props.get("phase"),
+                    "notify": notify,
                     "instructions": instructions.text.strip()
                     if instructions is not None and instructions.text else "",
                 }
@@ -307,6 +314,12 @@ def start_form_files(process_id: str) -> tuple[str, str]:
     the web app renders it on the new-case page.
     """
     return f"{process_id}.start.schema.json", f"{process_id}.start.uischema.json"
+
+
+# Who is told in the app (and by e-mail) when a task with the `notify` property appears:
+# the responsible leader of the item's (or task's) department, the leading-group office,
+# the agents of the task's department.
+NOTIFY_TARGETS = ("leader", "office", "department")
 
 
 def _properties(node: etree._Element) -> dict[str, str]:

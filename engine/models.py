@@ -78,6 +78,8 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime]
+    # Where warnings are mailed (optional; see ZERORUN_SMTP_HOST).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
 
 
 class ProcessVersion(Base):
@@ -235,3 +237,60 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[str] = mapped_column(String(100))
     uploaded_at: Mapped[datetime]
+
+
+# Documents, notifications and mail (oversight) ----------------------------------------
+
+
+class Document(Base):
+    """A document produced from a case's data (or the service's figures), kept as issued."""
+
+    __tablename__ = "document"
+    __table_args__ = (Index("ix_document_case_kind", "case_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None for the periodic progress report of the whole service.
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # What it was produced from within the case: a task id, a department code, or "".
+    source: Mapped[str] = mapped_column(String(100), default="")
+    title: Mapped[str] = mapped_column(String(500))
+    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """A message for one user in the app (a warning raised, a task escalated)."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_user_read", "username", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(60))
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text, default="")
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class OutboxMail(Base):
+    """An e-mail queued in the transaction that caused it; the worker sends and retries it."""
+
+    __tablename__ = "outbox_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,51 @@ class WorkingCalendar:
                    if self.is_working_day(start + timedelta(days=n)))
 
 
+DEFAULT_YELLOW_FRACTION = Fraction(1, 5)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Service rules kept with the reference data (data/settings.json)."""
+
+    # The yellow warning starts when this share of an item's committed working days
+    # remains (1/5: the last fifth of the limit).
+    yellow_fraction: Fraction = DEFAULT_YELLOW_FRACTION
+
+    @classmethod
+    def from_dict(cls, raw: Any, path: Path) -> ServiceSettings:
+        """Read and check the settings file's entries."""
+        if not isinstance(raw, dict):
+            raise ReferenceDataError(f"{path.name} must hold a JSON object")
+        value = raw.get("yellow_warning_fraction", str(DEFAULT_YELLOW_FRACTION))
+        try:
+            fraction = Fraction(str(value))
+        except (ValueError, ZeroDivisionError) as exc:
+            raise ReferenceDataError(f"{path.name}: yellow_warning_fraction {value!r} is not "
+                                     "a number such as 0.2 or \"1/5\"") from exc
+        if not 0 < fraction < 1:
+            raise ReferenceDataError(f"{path.name}: yellow_warning_fraction must be between 0 "
+                                     f"and 1 (the share of the limit left when the yellow "
+                                     f"warning starts), not {value!r}")
+        return cls(fraction)
+
+
+def warning_limits(calendar: WorkingCalendar, settings: ServiceSettings, accepted: date,
+                   committed_days: int) -> tuple[date, date, date]:
+    """(due date, first yellow day, first red day) of a limit counted from `accepted`.
+
+    Yellow starts when the configured share of the committed working days remains
+    (at least one day before the due date when the limit allows it); red starts on
+    the first working day after the due date.
+    """
+    days = max(1, int(committed_days))
+    warn_days = max(1, int(settings.yellow_fraction * days))
+    due = calendar.add_working_days(accepted, days)
+    yellow = calendar.add_working_days(accepted, max(1, days - warn_days))
+    red = calendar.add_working_days(due, 1)
+    return due, yellow, red
+
+
 @dataclass
 class ReferenceData:
     """Everything under data/, validated."""
@@ -61,6 +107,7 @@ class ReferenceData:
     materials: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies: list[dict[str, Any]] = field(default_factory=list)
     calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+    settings: ServiceSettings = field(default_factory=lambda: ServiceSettings())
 
     @classmethod
     def load(cls, directory: Path) -> ReferenceData:
@@ -85,7 +132,9 @@ class ReferenceData:
         calendar = WorkingCalendar(
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("workdays", [])))
-        return cls(departments, items, materials, policies, calendar)
+        settings = ServiceSettings.from_dict(_read(directory / "settings.json", {}),
+                                             directory / "settings.json")
+        return cls(departments, items, materials, policies, calendar, settings)
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -109,6 +158,13 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
 
     def working_days_after(start: str, days: int) -> str:
         return ref.calendar.add_working_days(date.fromisoformat(start[:10]), int(days)).isoformat()
+
+    def warning_dates(accepted_date: str, committed_days: int) -> dict[str, str]:
+        due, yellow, red = warning_limits(ref.calendar, ref.settings,
+                                          date.fromisoformat(accepted_date[:10]),
+                                          int(committed_days))
+        return {"due_date": due.isoformat(), "yellow_at": f"{yellow.isoformat()}T00:00:00+08:00",
+                "red_at": f"{red.isoformat()}T00:00:00+08:00"}
 
     def department_name(code: str) -> str:
         department = ref.departments.get(code)
@@ -139,5 +195,6 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                                         {"project": project})]
 
     return {"eligible_policies": eligible_policies, "today": today, "now": now_iso,
-            "working_days_after": working_days_after, "department_name": department_name,
+            "working_days_after": working_days_after, "warning_dates": warning_dates,
+            "department_name": department_name,
             "catalogue_item": catalogue_item, "merged_materials": merged_materials}

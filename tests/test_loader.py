@@ -78,6 +78,8 @@ def test_schema_errors_name_the_element(make_engine, sqlite_url, pack):
      "", "review", "no form"),
     ('value="review.schema.json"', 'value="missing.schema.json"', "review", "does not exist"),
     ('<bpmn:flowNodeRef>review</bpmn:flowNodeRef>', "", "review", "no owner"),
+    ('value="review.schema.json"/>', 'value="review.schema.json"/>'
+     '<spiffworkflow:property name="notify" value="leader,mayor"/>', "review", "'mayor'"),
 ])
 def test_refusals_name_the_element_and_the_reason(make_engine, sqlite_url, pack, old, new,
                                                   element, words):

@@ -33,7 +33,8 @@ EXPECTED_PROCESSES = {
 ROUTING_DATA = {"project", "item", "items", "materials", "policies", "phase_items",
                 "phase_results", "item_results", "terminated", "outcome", "channel",
                 "committed_days", "due_date", "yellow_at", "red_at", "rejections", "result",
-                "invitee", "action", "policy", "opinion", "simulated", "selected_items_source"}
+                "invitee", "action", "policy", "opinion", "simulated", "selected_items_source",
+                "limits"}
 
 
 def tree(path: Path) -> etree._ElementTree:

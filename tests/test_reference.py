@@ -66,3 +66,30 @@ def test_an_unknown_department_is_named(tmp_path):
     (tmp_path / "data" / "items.json").write_text(json.dumps(items), encoding="utf-8")
     with pytest.raises(ReferenceDataError, match="project_filing.*nowhere"):
         ReferenceData.load(tmp_path / "data")
+
+
+@pytest.mark.parametrize("fraction, yellow_after", [("1/5", 24), ("0.5", 15), (0.1, 27)])
+def test_the_yellow_threshold_is_configurable(tmp_path, fraction, yellow_after):
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+    (tmp_path / "data" / "settings.json").write_text(
+        json.dumps({"yellow_warning_fraction": fraction}), encoding="utf-8")
+    ref = ReferenceData.load(tmp_path / "data")
+    functions = script_functions(ref, lambda: datetime(2026, 3, 2, tzinfo=UTC))
+    limits = functions["warning_dates"]("2026-03-02", 30)
+    cal = ref.calendar
+    assert limits == {
+        "due_date": cal.add_working_days(date(2026, 3, 2), 30).isoformat(),
+        "yellow_at": cal.add_working_days(date(2026, 3, 2), yellow_after).isoformat()
+        + "T00:00:00+08:00",
+        "red_at": cal.add_working_days(cal.add_working_days(date(2026, 3, 2), 30), 1)
+        .isoformat() + "T00:00:00+08:00"}
+
+
+@pytest.mark.parametrize("fraction, words", [("2", "between 0 and 1"), ("a fifth", "not a number"),
+                                             (0, "between 0 and 1")])
+def test_a_wrong_yellow_threshold_is_refused_clearly(tmp_path, fraction, words):
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+    (tmp_path / "data" / "settings.json").write_text(
+        json.dumps({"yellow_warning_fraction": fraction}), encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match=words):
+        ReferenceData.load(tmp_path / "data")

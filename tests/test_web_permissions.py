@@ -70,6 +70,8 @@ LIBRARY_READERS = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 40
                    "office": 403, "admin": 200, "auditor": 200}
 ADMINS = {**LIBRARY_READERS, "auditor": 403}
 ADMIN_WRITE = {**ADMINS, "admin": 200}
+DASHBOARD = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 200, "office": 200,
+             "admin": 403, "auditor": 200}
 # (rule, method) -> (request builder, needs a claimed task, expected status per role)
 TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
@@ -137,6 +139,31 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
            ("/admin/cases/<int:case_id>/revert-migration",
             "/admin/cases/{case}/revert-migration", 302),
            ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", 400)]},
+    # Documents, notifications and the dashboard.
+    ("/cases/<int:case_id>/documents", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/documents", None), False,
+        {**ALL, **LOGIN, "other_agent": 403}),
+    ("/cases/<int:case_id>/documents", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/documents", {"kind": "one_time_notice"}), False,
+        {**LOGIN, "owner_agent": 302, "other_agent": 403, "leader": 302, "office": 302,
+         "admin": 403, "auditor": 403}),
+    ("/documents/<int:document_id>", "GET"): (
+        lambda ws, t: ("/documents/999999", None), False, {**dict.fromkeys(ROLES, 404), **LOGIN}),
+    ("/documents/<int:document_id>.pdf", "GET"): (
+        lambda ws, t: ("/documents/999999.pdf", None), False,
+        {**dict.fromkeys(ROLES, 404), **LOGIN}),
+    ("/notifications", "GET"): (lambda ws, t: ("/notifications", None), False, {**ALL, **LOGIN}),
+    ("/notifications/<int:notification_id>/read", "POST"): (
+        lambda ws, t: ("/notifications/999999/read", {}), False,
+        {**dict.fromkeys(ROLES, 404), **LOGIN, "auditor": 403}),
+    ("/notifications/read-all", "POST"): (
+        lambda ws, t: ("/notifications/read-all", {}), False,
+        {**dict.fromkeys(ROLES, 302), "auditor": 403}),
+    **{(rule, "GET"): (lambda ws, t, rule=rule: (rule, None), False, DASHBOARD)
+       for rule in ("/dashboard", "/dashboard.csv", "/dashboard.xlsx")},
+    ("/dashboard/report", "POST"): (
+        lambda ws, t: ("/dashboard/report", {}), False,
+        {**dict.fromkeys(ROLES, 403), **LOGIN, "leader": 302, "office": 302}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

@@ -37,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 
-    from . import admin, agent, api, audit, auth, cases, i18n, labels
+    from . import admin, agent, api, audit, auth, cases, i18n, labels, oversight
 
     i18n.init_app(app)
     app.jinja_env.globals.update(labels.template_globals())
@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(cases.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(oversight.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

@@ -29,6 +29,7 @@ from .auth import requires
 from .deadlines import age_text, due_state
 from .forms import data_from_form, error_paths, fields_for
 from .i18n import engine_message
+from .oversight import warning_levels
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -64,11 +65,17 @@ def time_limit(item_code: str | None) -> int | None:
     return int(limit) if isinstance(limit, int | float) else None
 
 
-def task_row(task: TaskView, now: datetime) -> dict[str, Any]:
-    """What an inbox or case page shows of a task beside the task itself."""
+def task_row(task: TaskView, now: datetime, warning: str | None = None) -> dict[str, Any]:
+    """What an inbox or case page shows of a task beside the task itself.
+
+    `warning` is the item's overdue level on the working-day calendar (a yellow or red
+    warning already raised for the item counts too); it raises the task's own due state.
+    """
     days, hours = age_text(task.created_at, now)
-    return {"task": task, "due_state": due_state(task.due_at, now, time_limit(task.item_code)),
-            "age_days": days, "age_hours": hours}
+    state = due_state(task.due_at, now, time_limit(task.item_code))
+    if warning == "red" or (warning == "yellow" and state in (None, "ok")):
+        state = warning
+    return {"task": task, "due_state": state, "age_days": days, "age_hours": hours}
 
 
 def inbox_scope() -> tuple[str | None, str | None]:
@@ -105,12 +112,14 @@ def inbox() -> Any:
     page = min(page, pages)
     tasks = engine.list_tasks(**filters, order=sort, limit=PAGE_SIZE,
                               offset=(page - 1) * PAGE_SIZE)
+    levels = warning_levels(tasks)
     counts = engine.task_counts(g.user.username, department=department, open_to=open_to)
     phases, items = engine.task_phases_and_items(department)
     query = {k: v for k, v in {"phase": phase, "item": item, "overdue": "1" if overdue else None,
                                "mine": "1" if mine else None, "sort": sort}.items() if v}
     return render_template(
-        "agent/inbox.html", rows=[task_row(t, now) for t in tasks], counts=counts,
+        "agent/inbox.html", rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
+        counts=counts,
         total=total, page=page, pages=pages, query=query, phases=phases, items=items,
         page_url=lambda n: url_for("agent.inbox") + "?" + urlencode({**query, "page": n}),
         filter_url=lambda **change: url_for("agent.inbox") + "?" + urlencode(
@@ -267,7 +276,9 @@ def case(case_id: int) -> Any:
     tasks = engine.list_tasks(case_id=case_id, states=("ready", "completed", "cancelled"),
                               limit=2000)
     now = engine.clock()
-    return render_template("agent/case.html", case=view, rows=[task_row(t, now) for t in tasks],
+    levels = warning_levels([t for t in tasks if t.state == "ready"])
+    return render_template("agent/case.html", case=view,
+                           rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
                            items=item_states(view, tasks), project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
                            task_titles={t.id: (t.title, t.item_name) for t in tasks},

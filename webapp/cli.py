@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from engine import schema
+from engine import notify, schema
 from engine.actors import SYSTEM, Actor
 from engine.bootstrap import DEMO_PASSWORD, setup
 from engine.config import Config
@@ -223,12 +223,15 @@ def verify_export_command(file: str) -> None:
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
-    """Fire due timers, polling every ZERORUN_TIMER_POLL seconds."""
+    """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
     engine = _engine()
     while True:
         fired = engine.fire_due_timers()
         if fired:
             click.echo(f"fired timers in {fired} case(s)")
+        sent, failed = notify.deliver_outbox(engine)
+        if sent or failed:
+            click.echo(f"mail: {sent} sent, {failed} to retry")
         if once:
             return
         time.sleep(engine.config.timer_poll_seconds)
@@ -256,6 +259,23 @@ def add_user(username: str, role: str, department: str | None, display_name: str
         _fail(exc)
         return
     click.echo(f"user {username} created")
+
+
+@main.command("set-email")
+@click.argument("username")
+@click.argument("email", default="")
+def set_email(username: str, email: str) -> None:
+    """Set (or with no address, clear) where a user's warnings are mailed."""
+    from engine import accounts
+
+    engine = _engine()
+    try:
+        with engine.db.transaction() as s:
+            accounts.set_email(s, username, email or None)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    click.echo(f"e-mail of {username} {'set to ' + email if email else 'cleared'}")
 
 
 @main.command("reset-password")
