@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
 from engine.config import Config
@@ -33,11 +34,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = app.config.get("ENGINE_INSTANCE") or Engine(config)
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
+    if "babel" not in app.extensions:
+        Babel(app, default_locale="zh_Hans_CN")
 
-    from . import agent, api, auth
+    from . import agent, api, auth, enterprise, intake, records
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(records.bp)
+    app.register_blueprint(enterprise.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
