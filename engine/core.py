@@ -393,11 +393,17 @@ class Engine:
         """
         self._record(s, self._lock_case(s, case_id), None, new)
 
-    def start_form(self, process_id: str, name: str) -> dict[str, Any] | None:
-        """A form (JSON Schema) of the published version of a process, by file name."""
+    def process_form(self, process_id: str, name: str) -> dict[str, Any] | None:
+        """A form (JSON Schema) by file name: from the process's published version, else
+        from the pack folder (the start form of `case_flow` is used by callers, not tasks)."""
         with self.db.reading() as s:
             row = self.published_version(s, process_id)
-            return self._version(s, row.id).forms.schema(name)
+            schema = self._version(s, row.id).forms.schema(name)
+        path = self.config.processes_dir / "forms" / name
+        if schema is None and Path(name).name == name and path.is_file():
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return loaded
+        return schema
 
     def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
                       seen_version: int | None = None) -> CaseView:

@@ -218,6 +218,12 @@ def rows_from_table(table: list[list[str]]) -> list[dict[str, Any]]:
     start = next((i for i, row in enumerate(table) if any(cell for cell in row)), None)
     if start is None:
         raise IntakeError("文件中没有任何内容", params={})
+    # Lists often carry a title line or two above the header row: take the first of the
+    # top rows that names at least three known columns.
+    for index, row in enumerate(table[start:start + 10], start=start):
+        if sum(1 for cell in row if _normalise_header(cell) in _HEADERS) >= 3:
+            start = index
+            break
     header = table[start]
     positions: dict[str, int] = {}
     for index, cell in enumerate(header):
@@ -464,7 +470,7 @@ class ProjectImports:
             raise Forbidden("只有领导小组办公室可以导入项目清单")
 
     def _schema(self) -> dict[str, Any]:
-        schema = self.engine.start_form(PROCESS_ID, START_FORM)
+        schema = self.engine.process_form(PROCESS_ID, START_FORM)
         if schema is None:
             raise IntakeError("代办服务主流程没有项目登记表单，无法检查项目清单", params={})
         return schema

@@ -69,7 +69,7 @@ def template(kind: str) -> Response:
     if kind == "csv":
         body, mimetype = intake.template_csv(), "text/csv; charset=utf-8"
     else:
-        schema = get_engine().start_form(intake.PROCESS_ID, intake.START_FORM) or {}
+        schema = get_engine().process_form(intake.PROCESS_ID, intake.START_FORM) or {}
         body = intake.template_xlsx(schema)
         mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     response = Response(body, mimetype=mimetype)

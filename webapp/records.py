@@ -62,7 +62,7 @@ def _labeller(engine: Any) -> Any:
                ) -> list[tuple[str, str]]:
         key = (process_id, form or "")
         if key not in cache:
-            cache[key] = (engine.start_form(process_id, form) if form else None) or {}
+            cache[key] = (engine.process_form(process_id, form) if form else None) or {}
         props = cache[key].get("properties", {})
         return [(props.get(name, {}).get("title", name), _text(props.get(name, {}), value, names))
                 for name, value in data.items() if value not in (None, "", [])]
