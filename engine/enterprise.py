@@ -153,11 +153,12 @@ class EnterpriseLinks:
             like = f"%{text.strip()}%"
             query = query.where(Case.title.like(like) | Case.project_code.like(like))
         with self.engine.db.reading() as s:
-            rows = list(s.execute(query).tuples())
-            live = dict(s.execute(select(EnterpriseLink.case_id, func.count()).where(
-                EnterpriseLink.revoked_at.is_(None),
-                EnterpriseLink.case_id.in_([r[0] for r in rows]))
-                .group_by(EnterpriseLink.case_id)).tuples())
+            rows = [(r[0], r[1], r[2]) for r in s.execute(query)]
+            live = {case_id: count for case_id, count in s.execute(
+                select(EnterpriseLink.case_id, func.count()).where(
+                    EnterpriseLink.revoked_at.is_(None),
+                    EnterpriseLink.case_id.in_([r[0] for r in rows]))
+                .group_by(EnterpriseLink.case_id))}
         return [(case_id, title, code or "", live.get(case_id, 0))
                 for case_id, title, code in rows]
 
@@ -175,7 +176,8 @@ class EnterpriseLinks:
                 raise NotFound("not found")
             tasks = list(s.scalars(select(HumanTask).where(HumanTask.case_id == case.id)
                                    .order_by(HumanTask.created_at, HumanTask.id)))
-            departments = dict(s.execute(select(Department.code, Department.name)).tuples())
+            departments = {code: name for code, name in s.execute(
+                select(Department.code, Department.name))}
         return _progress(case, tasks, departments)
 
 

@@ -129,7 +129,7 @@ def search(engine: Engine, kind_code: str, query: Query, limit: int = 200) -> li
         stmt = stmt.where(Case.title.like(like) | Case.project_code.like(like))
     stmt = stmt.order_by(HumanTask.completed_at.desc(), HumanTask.id).limit(SCAN_LIMIT)
     with engine.db.reading() as s:
-        rows = list(s.execute(stmt).tuples())
+        rows = [(r[0], r[1]) for r in s.execute(stmt)]
         case_ids = {case.id for _, case in rows}
         tracked = kind.record_specs + kind.raised_specs + kind.context_specs
         related: dict[int, list[HumanTask]] = {}
