@@ -47,6 +47,8 @@ class RaisedItem:
 
     task_id: str
     title: str
+    process_id: str
+    form: str | None
     department: str | None
     subject: Any
     due_at: datetime | None
@@ -154,7 +156,7 @@ def _record(kind: Kind, row: HumanTask, case: Case, tasks: list[HumanTask],
     later = [t.completed_at for t in tasks if t.spec_name in kind.record_specs
              and t.completed_at is not None and t.completed_at > row.completed_at]
     until = min(later) if later else None
-    raised = [RaisedItem(t.id, t.title, t.department, t.subject, t.due_at,
+    raised = [RaisedItem(t.id, t.title, t.process_id, t.form, t.department, t.subject, t.due_at,
                          _item_status(t, now), dict(t.result or {}), t.completed_at,
                          t.completed_by)
               for t in tasks if t.spec_name in kind.raised_specs

@@ -20,6 +20,7 @@ def make_app(engine: Engine, url: str, tmp_path):  # type: ignore[no-untyped-def
                 ("agent_water", "agent", "water"),
                 ("leader_water", "leader", "water"),
                 ("leader_drc", "leader", "drc"),
+                ("leader_natural_resources", "leader", "natural_resources"),
                 ("auditor", "auditor", None)):
             accounts.create_user(s, name, PASSWORD, role, department=department,
                                  display_name=name, now=engine.clock())
