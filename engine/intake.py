@@ -143,7 +143,7 @@ def read_table(filename: str, content: bytes) -> list[list[str]]:
     """The cells of an uploaded .xlsx or .csv file as text, row by row."""
     if len(content) > MAX_BYTES:
         raise IntakeError("文件超过 %(limit)s MB，请拆分后分批上传",
-                          params={"limit": MAX_BYTES // (1024 * 1024)})
+                          params={"limit": f"{MAX_BYTES / (1024 * 1024):g}"})
     if not content:
         raise IntakeError("上传的文件是空的", params={})
     lower = filename.lower()

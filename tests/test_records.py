@@ -61,9 +61,11 @@ def test_a_meeting_record_tracks_its_follow_up_from_open_to_overdue_to_done(app,
     office = logged_in(app, "office")
     text = page_text(office, "/records/meetings")
     assert "共 1 条记录" in text
-    assert "会议议题 冷链项目选址协调" in text and "参会部门 市自然资源局；市发展和改革委员会" in text
+    assert "会议议题 冷链项目选址协调" in text
+    assert "参会部门 市自然资源局；市发展和改革委员会" in text
     assert "会议纪要 会议议定调整选址" in text and "议定事项 调整用地布局" in text
-    assert "出具调整后的规划意见（市自然资源局，2026-03-10） 市自然资源局 2026-03-10 办理中" in text
+    assert ("出具调整后的规划意见（市自然资源局，2026-03-10） 市自然资源局 2026-03-10 办理中"
+            in text)
 
     service.clock.set(beijing("2026-03-11"))
     text = page_text(office, "/records/meetings")

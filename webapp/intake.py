@@ -58,7 +58,7 @@ def index() -> Any:
                         bad=len(view.bad_lines)))
                 return redirect(url_for("intake.preview", import_id=view.id))
     return render_template("intake/index.html", pending=_imports().pending(), sources=SOURCES,
-                           error=error, limit_mb=MAX_BYTES // (1024 * 1024),
+                           error=error, limit_mb=f"{MAX_BYTES / (1024 * 1024):g}",
                            limit_rows=intake.MAX_ROWS), 422 if error else 200
 
 
