@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -413,41 +413,80 @@ class Engine:
                    version_id: int | None = None, title: str | None = None) -> CaseView:
         """Start a case of the published (or given) version and run it to its first wait."""
         now = self.clock()
-        initial = plain_data(data)
         with self._unit() as s:
-            row = (s.get(ProcessVersion, version_id) if version_id is not None
-                   else self.published_version(s, process_id))
-            if row is None or row.process_id != process_id:
-                raise ProcessNotFound(f"process {process_id!r} has no version {version_id}")
-            if not (actor.is_system or actor.role in ("office", "admin")
-                    or (row.startable and actor.role in ("agent", "leader"))):
-                raise Forbidden("you may not start cases of this process")
-            version = self._version(s, row.id)
-            start_form = start_form_files(process_id)[0]
-            if version.forms.schema(start_form) is not None:
-                version.forms.validate(start_form, initial)
-            raw_project = initial.get("project")
-            project: dict[str, Any] = raw_project if isinstance(raw_project, dict) else {}
-            case = Case(process_version_id=row.id, process_id=process_id,
-                        title=title or str(project.get("name") or row.name),
-                        project_code=project.get("code"), status="running", state_version=0,
-                        event_seq=0, last_hash=GENESIS, data=initial,
-                        started_by=actor.username, started_at=now, updated_at=now)
-            s.add(case)
-            s.flush()
-            ids = IdSource(case_namespace(case.id))
-            with clock.pinned(now), task_ids(ids):
-                workflow = new_workflow(version.specs, self.script_engine)
-                apply_event(workflow, "case_started", {"data": initial}, case.id)
-                live = _Live(workflow, ids, 0, 0, 0)
-                self._after_change(s, case, live, version, now, None)
-            self._record(s, case, live, NewEvent("case_started", actor.username, now, {
-                "process_id": process_id, "process_version_id": row.id,
-                "version": row.number, "content_hash": row.content_hash, "data": initial}))
-            self._snapshot(s, case, live, force=True)
-            self._pending.append((case.id, live))
-            view = _case_view(case)
+            row = self._startable_version(s, process_id, actor, version_id)
+            view = self._start(s, row, plain_data(data), actor, now, title)
         return view
+
+    def start_cases(self, process_id: str, starts: Sequence[tuple[Mapping[str, Any], str | None]],
+                    actor: Actor, *,
+                    then: Callable[[Session, list[CaseView]], None] | None = None
+                    ) -> list[CaseView]:
+        """Start many cases (data, title) in one transaction: all of them or none.
+
+        `then` runs inside the same transaction once every case has started, so a
+        caller can record what the batch belongs to; if it raises, nothing is kept.
+        """
+        now = self.clock()
+        with self._unit() as s:
+            row = self._startable_version(s, process_id, actor, None)
+            views = [self._start(s, row, plain_data(data), actor, now, title)
+                     for data, title in starts]
+            if then is not None:
+                then(s, views)
+        return views
+
+    def _startable_version(self, s: Session, process_id: str, actor: Actor,
+                           version_id: int | None) -> ProcessVersion:
+        row = (s.get(ProcessVersion, version_id) if version_id is not None
+               else self.published_version(s, process_id))
+        if row is None or row.process_id != process_id:
+            raise ProcessNotFound(f"process {process_id!r} has no version {version_id}")
+        if not (actor.is_system or actor.role in ("office", "admin")
+                or (row.startable and actor.role in ("agent", "leader"))):
+            raise Forbidden("you may not start cases of this process")
+        return row
+
+    def _start(self, s: Session, row: ProcessVersion, initial: dict[str, Any], actor: Actor,
+               now: datetime, title: str | None) -> CaseView:
+        """Create one case inside the caller's transaction and run it to its first wait."""
+        version = self._version(s, row.id)
+        start_form = start_form_files(row.process_id)[0]
+        if version.forms.schema(start_form) is not None:
+            version.forms.validate(start_form, initial)
+        raw_project = initial.get("project")
+        project: dict[str, Any] = raw_project if isinstance(raw_project, dict) else {}
+        case = Case(process_version_id=row.id, process_id=row.process_id,
+                    title=title or str(project.get("name") or row.name),
+                    project_code=project.get("code"), status="running", state_version=0,
+                    event_seq=0, last_hash=GENESIS, data=initial,
+                    started_by=actor.username, started_at=now, updated_at=now)
+        s.add(case)
+        s.flush()
+        ids = IdSource(case_namespace(case.id))
+        with clock.pinned(now), task_ids(ids):
+            workflow = new_workflow(version.specs, self.script_engine)
+            apply_event(workflow, "case_started", {"data": initial}, case.id)
+            live = _Live(workflow, ids, 0, 0, 0)
+            self._after_change(s, case, live, version, now, None)
+        self._record(s, case, live, NewEvent("case_started", actor.username, now, {
+            "process_id": row.process_id, "process_version_id": row.id,
+            "version": row.number, "content_hash": row.content_hash, "data": initial}))
+        self._snapshot(s, case, live, force=True)
+        self._pending.append((case.id, live))
+        return _case_view(case)
+
+    def process_form(self, process_id: str, name: str) -> dict[str, Any] | None:
+        """A form (JSON Schema) by file name: from the process's published version, else
+        from the pack folder (the start form of `case_flow` is used by callers, not tasks)."""
+        with self.db.reading() as s:
+            row = self.published_version(s, process_id)
+            schema = self._version(s, row.id).forms.schema(name)
+        path = self.config.processes_dir / "forms" / name
+        if schema is None and Path(name).name == name and path.is_file():
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return loaded
+        return schema
 
     def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
                       seen_version: int | None = None) -> CaseView:
@@ -952,6 +991,7 @@ class Engine:
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None
+            row.result = submitted
             view = self._change(s, case, actor, now, event_type,
                                 {"task_id": task_id, "task_spec": row.spec_name,
                                  "data": submitted}, done_task=row.id)
@@ -1062,7 +1102,7 @@ class Engine:
             department=str(department), state="ready", version=1,
             form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
             phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
-            due_at=due, created_at=now)
+            due_at=due, created_at=now, subject=_subject_of(task))
 
     def _announce(self, s: Session, case: Case, version: _Version, task: Task, row: HumanTask,
                   now: datetime) -> None:
@@ -1488,6 +1528,15 @@ def _item_of(task: Task) -> dict[str, Any]:
         if input_item is not None:
             item = task.data.get(input_item.bpmn_id)
     return item if isinstance(item, dict) else {}
+
+
+def _subject_of(task: Task) -> Any:
+    """The element a multi-instance task works on (a follow-up action, an opinion, a policy)."""
+    input_item = getattr(task.parent.task_spec, "input_item", None) if task.parent else None
+    if input_item is None:
+        return None
+    value = task.data.get(input_item.bpmn_id)
+    return plain_data({"v": value})["v"] if value is not None else None
 
 
 def _timer_due(task: Task) -> datetime | None:

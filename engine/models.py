@@ -186,6 +186,11 @@ class HumanTask(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     completed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Intake and follow-up (migration 0005_intake): the data submitted when the task was
+    # completed, and the element of a multi-instance task (a follow-up action, an opinion,
+    # a policy), so follow-up records are queryable without replaying events.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    subject: Mapped[Any | None] = mapped_column(JSON, nullable=True)
 
 
 class Timer(Base):
@@ -294,3 +299,40 @@ class OutboxMail(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# Intake, follow-up and enterprise access (migration 0005_intake) -----------------------
+
+
+class ProjectImport(Base):
+    """An uploaded project list waiting in preview until the office imports or discards it."""
+
+    __tablename__ = "project_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(40))
+    # Each row: {"line": n, "values": {field: text}}; errors: {str(line): [{field, message}]}.
+    rows: Mapped[list[Any]]
+    errors: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    case_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class EnterpriseLink(Base):
+    """A revocable read-only link for a project unit; only the token's digest is stored."""
+
+    __tablename__ = "enterprise_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    recipient: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)

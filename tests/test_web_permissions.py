@@ -72,6 +72,10 @@ ADMINS = {**LIBRARY_READERS, "auditor": 403}
 ADMIN_WRITE = {**ADMINS, "admin": 200}
 DASHBOARD = {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 200, "office": 200,
              "admin": 403, "auditor": 200}
+OFFICE_ADMIN = {**dict.fromkeys(ROLES, 403), **LOGIN, "office": 200, "admin": 200}
+OFFICE_ADMIN_WRITE = {**OFFICE_ADMIN, "office": 422, "admin": 422}
+RECORD_READERS = {**dict.fromkeys(ROLES, 200), **LOGIN, "owner_agent": 403, "other_agent": 403}
+LINK_MAKERS = {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 200, "office": 200}
 # (rule, method) -> (request builder, needs a claimed task, expected status per role)
 TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
@@ -164,6 +168,32 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/dashboard/report", "POST"): (
         lambda ws, t: ("/dashboard/report", {}), False,
         {**dict.fromkeys(ROLES, 403), **LOGIN, "leader": 302, "office": 302}),
+    # Bulk intake, follow-up records, enterprise links.
+    ("/intake/", "GET"): (lambda ws, t: ("/intake/", None), False, OFFICE_ADMIN),
+    ("/intake/", "POST"): (lambda ws, t: ("/intake/", {}), False, {**OFFICE_ADMIN_WRITE}),
+    ("/intake/template.<any(xlsx, csv):kind>", "GET"): (
+        lambda ws, t: ("/intake/template.xlsx", None), False, OFFICE_ADMIN),
+    ("/intake/<int:import_id>", "GET"): (
+        lambda ws, t: ("/intake/999999", None), False, {**OFFICE_ADMIN, "office": 404,
+                                                        "admin": 404}),
+    ("/intake/<int:import_id>", "POST"): (
+        lambda ws, t: ("/intake/999999", {"action": "import"}), False,
+        {**OFFICE_ADMIN, "office": 404, "admin": 404}),
+    ("/records/", "GET"): (lambda ws, t: ("/records/", None), False, RECORD_READERS),
+    ("/records/<kind>", "GET"): (lambda ws, t: ("/records/visits", None), False,
+                                 RECORD_READERS),
+    ("/p/<token>", "GET"): (lambda ws, t: ("/p/no-such-token", None), False,
+                            dict.fromkeys(ROLES, 404)),
+    ("/enterprise-links", "GET"): (lambda ws, t: ("/enterprise-links", None), False,
+                                   LINK_MAKERS),
+    ("/cases/<int:case_id>/enterprise-links", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/enterprise-links", None), False, LINK_MAKERS),
+    ("/cases/<int:case_id>/enterprise-links", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/enterprise-links", {"recipient": "张伟"}), False,
+        {**LINK_MAKERS, "owner_agent": 201, "office": 201}),
+    ("/enterprise-links/<int:link_id>/revoke", "POST"): (
+        lambda ws, t: ("/enterprise-links/999999/revoke", {}), False,
+        {**LINK_MAKERS, "owner_agent": 404, "office": 404}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

@@ -37,7 +37,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 
-    from . import admin, agent, api, audit, auth, cases, i18n, labels, oversight
+    from . import (
+        admin,
+        agent,
+        api,
+        audit,
+        auth,
+        cases,
+        enterprise,
+        i18n,
+        intake,
+        labels,
+        oversight,
+        records,
+    )
 
     i18n.init_app(app)
     app.jinja_env.globals.update(labels.template_globals())
@@ -47,6 +60,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(oversight.bp)
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(records.bp)
+    app.register_blueprint(enterprise.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

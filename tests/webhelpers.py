@@ -1,0 +1,47 @@
+"""Shared helpers for tests that drive the web app over the real process pack."""
+
+from __future__ import annotations
+
+import re
+
+from engine import accounts
+from engine.core import Engine
+from webapp import create_app
+
+PASSWORD = "password-123"
+
+
+def make_app(engine: Engine, url: str, tmp_path):  # type: ignore[no-untyped-def]
+    """The web app over an engine, with one account per role used by the tests."""
+    with engine.db.transaction() as s:
+        for name, role, department in (
+                ("office", "office", "leading_group_office"),
+                ("agent_approval_bureau", "agent", "approval_bureau"),
+                ("agent_water", "agent", "water"),
+                ("leader_water", "leader", "water"),
+                ("leader_drc", "leader", "drc"),
+                ("leader_natural_resources", "leader", "natural_resources"),
+                ("auditor", "auditor", None)):
+            accounts.create_user(s, name, PASSWORD, role, department=department,
+                                 display_name=name, now=engine.clock())
+    return create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
+                       "ENGINE": {"database_url": url, "instance_dir": tmp_path}})
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def logged_in(app, username):  # type: ignore[no-untyped-def]
+    """A test client logged in as `username`."""
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post("/login", data={"username": username, "password": PASSWORD,
+                                           "csrf_token": csrf_of(page)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def text_of(html: str) -> str:
+    """The visible text of a page, tags dropped and spaces collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
