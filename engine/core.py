@@ -26,7 +26,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock, expressions, migration
+from . import audit, clock, expressions, migration, recorded
 from .actors import SYSTEM, Actor
 from .attachments import AttachmentView, FileStore, check_upload
 from .audit import GENESIS, NewEvent
@@ -466,12 +466,14 @@ class Engine:
         ids = IdSource(case_namespace(case.id))
         with clock.pinned(now), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine)
-            apply_event(workflow, "case_started", {"data": initial}, case.id)
+            with recorded.record() as calls:
+                apply_event(workflow, "case_started", {"data": initial}, case.id)
             live = _Live(workflow, ids, 0, 0, 0)
             self._after_change(s, case, live, version, now, None)
         self._record(s, case, live, NewEvent("case_started", actor.username, now, {
             "process_id": row.process_id, "process_version_id": row.id,
-            "version": row.number, "content_hash": row.content_hash, "data": initial}))
+            "version": row.number, "content_hash": row.content_hash, "data": initial,
+            **({"calls": calls} if calls else {})}))
         self._snapshot(s, case, live, force=True)
         self._pending.append((case.id, live))
         return _case_view(case)
@@ -1014,8 +1016,11 @@ class Engine:
         live = self._live(s, case, version)
         try:
             with clock.pinned(now), task_ids(live.ids):
-                apply_event(live.workflow, event_type, payload, case.id)
+                with recorded.record() as calls:
+                    apply_event(live.workflow, event_type, payload, case.id)
                 self._after_change(s, case, live, version, now, done_task)
+            if calls:  # the reference data's answers, so a re-execution gets the same
+                payload = {**payload, "calls": calls}
             if event_type == "case_terminated":
                 case.status, case.ended_at = "terminated", now
                 case.end_reason = payload["reason"]
@@ -1333,31 +1338,41 @@ class Engine:
 
 def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
                 case_id: int) -> None:
-    """Re-run one recorded event against a workflow (commands and replays share this)."""
+    """Re-run one recorded event against a workflow (commands and replays share this).
+
+    An event that carries the answers its command got from the reference functions
+    (`calls`) is re-run with those answers (see engine/recorded.py).
+    """
     try:
-        if event_type == "case_started":
-            workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
-            workflow.do_engine_steps()
-        elif event_type == "task_completed":
-            task = workflow.get_task_from_id(UUID(payload["task_id"]))
-            if task is None or task.state != TaskState.READY:
-                raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
-            task.data.update(copy.deepcopy(payload["data"]))
-            task.run()
-            workflow.do_engine_steps()
-        elif event_type == "timer_fired":
-            workflow.refresh_timers()
-            workflow.do_engine_steps()
-        elif event_type == "case_terminated":
-            workflow.cancel()
-        if workflow.completed:
-            _drop_orphans(workflow)
+        with recorded.served(payload.get("calls")):
+            _run_event(workflow, event_type, payload, case_id)
     except SpiffWorkflowException as exc:
         raise WorkflowError(f"the process failed: {exc}") from exc
     except (KeyError, ValueError) as exc:  # a recorded event whose data is not what it names
         raise WorkflowError(f"the event's data cannot be applied: {exc!r}") from exc
     except expressions.UnsafeExpression as exc:
         raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+
+def _run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+               case_id: int) -> None:
+    if event_type == "case_started":
+        workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
+        workflow.do_engine_steps()
+    elif event_type == "task_completed":
+        task = workflow.get_task_from_id(UUID(payload["task_id"]))
+        if task is None or task.state != TaskState.READY:
+            raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
+        task.data.update(copy.deepcopy(payload["data"]))
+        task.run()
+        workflow.do_engine_steps()
+    elif event_type == "timer_fired":
+        workflow.refresh_timers()
+        workflow.do_engine_steps()
+    elif event_type == "case_terminated":
+        workflow.cancel()
+    if workflow.completed:
+        _drop_orphans(workflow)
 
 
 def _drop_orphans(workflow: BpmnWorkflow) -> None:

@@ -689,7 +689,9 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
 
     def __init__(self, functions: Functions | None = None) -> None:
         super().__init__({})
-        self.functions = dict(functions or {})
+        from .recorded import wrap  # answers are recorded in (and replayed from) events
+
+        self.functions = wrap(functions or {})
 
     def evaluate(self, expression: str, context: dict[str, Any],
                  external_context: Mapping[str, Any] | None = None) -> Any:

@@ -326,3 +326,42 @@ def test_the_office_can_terminate_a_case_at_any_point_with_a_reason(service, clo
     assert service.engine.fire_due_timers() == 0  # no warning fires for a stopped case
     assert service.events()[-1] == "case_terminated"
     assert service.engine.verify_case(service.case_id).ok
+
+
+def test_history_keeps_the_reference_data_of_its_time(make_pack_engine, sqlite_url, clock,
+                                                      tmp_path):
+    """Holidays added to the calendar later do not change what an old case computed."""
+    import json
+    import shutil
+
+    from SpiffWorkflow.util.task import TaskState
+
+    from engine.config import Config
+    from engine.core import Engine
+
+    service = Service(make_pack_engine(sqlite_url), clock)
+    intake(service, small_project(eia="form"))
+    service.complete("confirm_project_code")
+    service.complete("prepare_materials", "eia_report_form")
+    service.complete("check_materials", "eia_report_form")
+    due = service.task("track_approval").due_at
+    answered = [e for e in service.engine.case_events(service.case_id) if e.data.get("calls")]
+    assert answered and any(c["function"] == "warning_dates"
+                            for e in answered for c in e.data["calls"])
+
+    data = tmp_path / "later-data"
+    shutil.copytree(ROOT / "data", data)
+    calendar = json.loads((data / "calendar.json").read_text(encoding="utf-8"))
+    calendar["holidays"] += [f"2026-03-{day:02d}" for day in range(3, 28)]
+    (data / "calendar.json").write_text(json.dumps(calendar), encoding="utf-8")
+    later = Engine(Config.from_env(database_url=sqlite_url, data_dir=data,
+                                   processes_dir=ROOT / "processes", instance_dir=tmp_path),
+                   clock_source=clock)
+    assert later.functions["warning_dates"]("2026-03-02", 30) != \
+        service.engine.functions["warning_dates"]("2026-03-02", 30)
+    assert later.verify_case(service.case_id).ok
+    replayed = later.replay(service.case_id)
+    [track] = [t for sub in replayed.subprocesses.values() for t in sub.tasks.values()
+               if t.task_spec.name == "track_approval" and t.state == TaskState.READY]
+    assert track.data["due_date"] == due.astimezone(SERVICE_TZ).date().isoformat()
+    later.db.dispose()
