@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from .actors import Actor
 from .audit import NewEvent
-from .errors import EngineError, Forbidden, NotFound
+from .errors import EngineError, Forbidden, NotFound, Unavailable
 from .models import Document, Event, HumanTask
 from .oversight import PHASE_NAMES, STAGE_NAMES, Figures, warning_levels
 from .reference import SERVICE_TZ
@@ -185,8 +185,12 @@ def render(kind: str, context: dict[str, Any]) -> str:
 
 def to_pdf(html: str) -> bytes:
     """Lay the HTML out as an A4 PDF (the Noto CJK fonts are embedded)."""
-    from weasyprint import HTML
-
+    try:
+        from weasyprint import HTML
+    except (ImportError, OSError) as exc:  # WeasyPrint loads Pango when imported
+        raise Unavailable("PDF documents need WeasyPrint with Pango and a Chinese font "
+                          "(Debian: libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk); "
+                          f"nothing was stored ({exc})") from exc
     pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
     return pdf
 

@@ -42,6 +42,13 @@ class ProcessNotFound(NotFound):
     """No process (or no published version of it) has that id."""
 
 
+class Unavailable(EngineError):
+    """A part of the product needs a system component this machine lacks."""
+
+    title = "Not available here"
+    status = 503
+
+
 class Forbidden(EngineError):
     """The actor may not do this (wrong role or wrong department)."""
 

@@ -367,3 +367,23 @@ def test_mark_read_only_for_the_addressee(service, app, clock):
     assert other.post("/notifications/99999/read",
                       data={"csrf_token": csrf_of(page)}).status_code == 404
     assert notify.unread_count(service.engine, "leader_ecology_env") == 1
+
+
+def test_without_pango_a_document_request_says_what_is_missing_and_stores_nothing(
+        monkeypatch):
+    import builtins
+
+    from engine import documents
+    from engine.errors import Unavailable
+
+    real_import = builtins.__import__
+
+    def no_weasyprint(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    with pytest.raises(Unavailable, match="libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk"):
+        documents.to_pdf("<p>一次性告知书</p>")
+    assert Unavailable("x").status == 503
