@@ -27,9 +27,13 @@ $(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/message
 	$(BIN)/pybabel compile --use-fuzzy -d $(TRANSLATIONS) -l $* -i $< -o $@
 
 # After changing user-facing strings: refresh the template and both catalogues.
+# The engine modules listed give messages the web app translates where it shows them:
+# texts marked N_(...), intake errors and cell messages, column headers, record kinds.
+ENGINE_MESSAGES := engine/intake.py engine/enterprise.py engine/records.py
 translations: $(STAMP)
-	$(BIN)/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k lazy_gettext --no-location \
-		--sort-output --project zerorun -o $(TRANSLATIONS)/messages.pot webapp
+	$(BIN)/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k lazy_gettext -k N_ \
+		-k IntakeError -k Message:2 -k Column:2 -k Kind:2 --no-location \
+		--sort-output --project zerorun -o $(TRANSLATIONS)/messages.pot webapp $(ENGINE_MESSAGES)
 	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching
 
 setup: $(STAMP) $(NPM_STAMP) $(MO_FILES)

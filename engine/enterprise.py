@@ -13,14 +13,14 @@ from sqlalchemy import func, select
 from .actors import Actor
 from .audit import NewEvent
 from .core import Engine
-from .errors import CaseNotFound, EngineError, Forbidden, NotFound
+from .errors import N_, CaseNotFound, EngineError, Forbidden, NotFound
 from .models import Case, Department, EnterpriseLink, HumanTask
 
 TOKEN_BYTES = 32  # 256 bits: guessing is hopeless, so no hint is ever given on failure
-PHASES = {"1": "立项用地规划许可阶段", "2": "工程建设许可阶段", "3": "施工许可阶段",
-          "4": "竣工验收阶段"}
-STAGES = {"preparation": "材料准备", "handling": "业务办理", "acceleration": "审批办理中",
-          "closing": "办结移交"}
+PHASES = {"1": N_("立项用地规划许可阶段"), "2": N_("工程建设许可阶段"), "3": N_("施工许可阶段"),
+          "4": N_("竣工验收阶段")}
+STAGES = {"preparation": N_("材料准备"), "handling": N_("业务办理"),
+          "acceleration": N_("审批办理中"), "closing": N_("办结移交")}
 
 
 def token_digest(token: str) -> str:
@@ -103,7 +103,7 @@ class EnterpriseLinks:
     def create(self, case_id: int, actor: Actor, recipient: str = "") -> tuple[str, LinkView]:
         """A new link for a project's case; the token is returned once and never stored."""
         if not may_manage(actor):
-            raise Forbidden("只有领导小组办公室或市审批服务管理局代办员可以生成企业查询链接")
+            raise Forbidden(N_("只有领导小组办公室或市审批服务管理局代办员可以生成企业查询链接"))
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self.engine.clock()
         with self.engine.db.transaction() as s:
@@ -111,7 +111,7 @@ class EnterpriseLinks:
             if case is None:
                 raise CaseNotFound(f"case {case_id} does not exist")
             if not isinstance(case.data.get("project"), dict):
-                raise EngineError("只有代办项目的案件可以生成企业查询链接")
+                raise EngineError(N_("只有代办项目的案件可以生成企业查询链接"))
             recipient = recipient.strip()[:200] or str(case.data["project"].get("lead", ""))
             row = EnterpriseLink(case_id=case_id, token_digest=token_digest(token),
                                  recipient=recipient, created_by=actor.username,
@@ -126,7 +126,7 @@ class EnterpriseLinks:
     def revoke(self, link_id: int, actor: Actor) -> LinkView:
         """Stop a link from working; the page behind it is then not found."""
         if not may_manage(actor):
-            raise Forbidden("只有领导小组办公室或市审批服务管理局代办员可以撤销企业查询链接")
+            raise Forbidden(N_("只有领导小组办公室或市审批服务管理局代办员可以撤销企业查询链接"))
         now = self.engine.clock()
         with self.engine.db.transaction() as s:
             row = s.get(EnterpriseLink, link_id, populate_existing=True)

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def N_(message: str) -> str:
+    """Mark a message for extraction into the web app's catalogues (`make translations`);
+    the web app translates it where it shows it."""
+    return message
+
+
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
 

@@ -23,7 +23,7 @@ from . import audit
 from .actors import Actor
 from .audit import NewEvent
 from .core import CaseView, Engine
-from .errors import Conflict, EngineError, Forbidden, NotFound
+from .errors import N_, Conflict, EngineError, Forbidden, NotFound
 from .loader import start_form_files
 from .models import Case, ProjectImport
 from .reference import SERVICE_TZ
@@ -32,7 +32,8 @@ PROCESS_ID = "case_flow"
 START_FORM = start_form_files(PROCESS_ID)[0]
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 500
-SOURCES = {"drc_key_list": "发改委年度重点项目清单", "commerce_signed": "商务局招商引资签约项目"}
+SOURCES = {"drc_key_list": N_("发改委年度重点项目清单"),
+           "commerce_signed": N_("商务局招商引资签约项目")}
 # The city and its three county-level divisions (行政区划代码) a project code may name.
 ZHONGWEI_REGIONS = {"640500": "中卫市", "640502": "沙坡头区", "640521": "中宁县",
                     "640522": "海原县"}
@@ -41,7 +42,7 @@ CODE_TYPES = {"02": "approval", "03": "filing"}
 CODE_PATTERN = re.compile(r"^(\d{4})-(\d{6})-(\d{2})-(\d{2})-(\d{6})$")
 PHONE_PATTERN = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 YES = {"是", "y", "yes", "true", "1", "√", "✓", "需要", "有"}
-STILL_BAD = "还有 %(count)s 行有错误，未导入任何项目；请修改或删除这些行后重新检查"
+STILL_BAD = N_("还有 %(count)s 行有错误，未导入任何项目；请修改或删除这些行后重新检查")
 NO = {"否", "n", "no", "false", "0", "×", "无", "不需要", ""}
 
 
@@ -294,8 +295,8 @@ def check_project_code(code: str, approval_type: str | None, this_year: int) -> 
     elif approval_type in CODE_TYPES.values() and CODE_TYPES[kind] != approval_type:
         problems.append(Message(
             "code", "项目代码的类型代码 %(kind)s 表示%(coded)s，与立项方式“%(declared)s”不一致",
-            {"kind": kind, "coded": "核准" if kind == "02" else "备案",
-             "declared": "核准" if approval_type == "approval" else "备案"}))
+            {"kind": kind, "coded": N_("核准") if kind == "02" else N_("备案"),
+             "declared": N_("核准") if approval_type == "approval" else N_("备案")}))
     if serial == "000000":
         problems.append(Message("code", "项目代码的流水号不能为 000000", {}))
     return problems
@@ -468,7 +469,7 @@ class ProjectImports:
     @staticmethod
     def _check_actor(actor: Actor) -> None:
         if not (actor.is_system or actor.role in ("office", "admin")):
-            raise Forbidden("只有领导小组办公室可以导入项目清单")
+            raise Forbidden(N_("只有领导小组办公室可以导入项目清单"))
 
     def _schema(self) -> dict[str, Any]:
         schema = self.engine.process_form(PROCESS_ID, START_FORM)

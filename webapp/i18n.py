@@ -151,7 +151,8 @@ def engine_message(message: str) -> str:
         match = pattern.fullmatch(message.strip())
         if match is not None:
             return translate({k: v for k, v in match.groupdict().items() if v is not None})
-    return message
+    # Messages the engine marks with N_ are msgids of the catalogues.
+    return _(message) if message else message
 
 
 def engine_title(title: str) -> str:

@@ -15,11 +15,16 @@ from . import get_engine
 from .auth import requires
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
+TRANSLATED_PARAMS = {"column", "coded", "declared"}
 
 
 def problem_text(problem: dict[str, Any]) -> str:
-    """An engine message id with its parameters, in the user's language."""
-    return _(problem["message"], **problem.get("params", {}))
+    """An engine message id with its parameters, in the user's language (column names and
+    approval types among the parameters too)."""
+    params = {key: _(value) if key in TRANSLATED_PARAMS and isinstance(value, str) and value
+              else value for key, value in problem.get("params", {}).items()}
+    message = problem["message"]  # (a variable: extraction must not take "message" for a msgid)
+    return _(message, **params)
 
 
 def error_text(exc: EngineError) -> str:

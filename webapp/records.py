@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, g, render_template, request
 from flask_babel import gettext as _
 
+from engine.errors import N_
 from engine.records import KINDS, Query, search
 
 from . import get_engine
@@ -16,7 +17,8 @@ from .auth import requires
 bp = Blueprint("records", __name__, url_prefix="/records")
 # The form that describes a kind's context (the meeting's convening data).
 CONTEXT_FORMS = {"meetings": ("joint_meeting", "meeting_convene.schema.json")}
-STATUSES = {"open": "办理中", "overdue": "已逾期", "done": "已办结", "cancelled": "已取消"}
+STATUSES = {"open": N_("办理中"), "overdue": N_("已逾期"), "done": N_("已办结"),
+            "cancelled": N_("已取消")}
 
 
 def _day(text: str | None) -> date | None:
