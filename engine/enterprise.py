@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .actors import Actor
 from .audit import NewEvent
 from .core import Engine
 from .errors import N_, CaseNotFound, EngineError, Forbidden, NotFound
-from .models import Case, Department, EnterpriseLink, HumanTask
+from .models import Case, Department, Document, EnterpriseLink, HumanTask
 
 TOKEN_BYTES = 32  # 256 bits: guessing is hopeless, so no hint is ever given on failure
 PHASES = {"1": N_("立项用地规划许可阶段"), "2": N_("工程建设许可阶段"), "3": N_("施工许可阶段"),
@@ -87,6 +88,12 @@ class Progress:
     phases: list[tuple[str, str, list[ItemProgress]]]
     waiting: list[Waiting]
     materials: list[dict[str, Any]] = field(default_factory=list)
+    # Documents addressed to the project unit: (id, title, issued at).
+    documents: list[tuple[int, str, datetime]] = field(default_factory=list)
+
+
+# The documents the service sends the project unit (the others are internal).
+ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "handover", "termination")
 
 
 def _link_view(row: EnterpriseLink) -> LinkView:
@@ -162,23 +169,43 @@ class EnterpriseLinks:
         return [(case_id, title, code or "", live.get(case_id, 0))
                 for case_id, title, code in rows]
 
-    def progress(self, token: str) -> Progress:
-        """The project behind a live token; NotFound for any unknown or revoked token."""
+    def _case_of(self, s: Session, token: str) -> Case:
         if not token or len(token) > 100:
             raise NotFound("not found")
+        link = s.scalar(select(EnterpriseLink).where(
+            EnterpriseLink.token_digest == token_digest(token)))
+        if link is None or link.revoked_at is not None:
+            raise NotFound("not found")
+        case = s.get(Case, link.case_id)
+        if case is None:
+            raise NotFound("not found")
+        return case
+
+    def progress(self, token: str) -> Progress:
+        """The project behind a live token; NotFound for any unknown or revoked token."""
         with self.engine.db.reading() as s:
-            link = s.scalar(select(EnterpriseLink).where(
-                EnterpriseLink.token_digest == token_digest(token)))
-            if link is None or link.revoked_at is not None:
-                raise NotFound("not found")
-            case = s.get(Case, link.case_id)
-            if case is None:
-                raise NotFound("not found")
+            case = self._case_of(s, token)
             tasks = list(s.scalars(select(HumanTask).where(HumanTask.case_id == case.id)
                                    .order_by(HumanTask.created_at, HumanTask.id)))
             departments = {code: name for code, name in s.execute(
                 select(Department.code, Department.name))}
-        return _progress(case, tasks, departments)
+            documents = [(row.id, row.title, row.created_at) for row in s.execute(
+                select(Document.id, Document.title, Document.created_at).where(
+                    Document.case_id == case.id, Document.kind.in_(ADDRESSED_KINDS))
+                .order_by(Document.id))]
+        view = _progress(case, tasks, departments)
+        view.documents.extend(documents)
+        return view
+
+    def document_pdf(self, token: str, document_id: int) -> tuple[str, bytes]:
+        """A document addressed to the unit behind a live token (title, PDF); NotFound for
+        any other document, as for an unknown token."""
+        with self.engine.db.reading() as s:
+            case = self._case_of(s, token)
+            row = s.get(Document, document_id)
+            if row is None or row.case_id != case.id or row.kind not in ADDRESSED_KINDS:
+                raise NotFound("not found")
+            return row.title, row.pdf
 
 
 def _progress(case: Case, tasks: list[HumanTask], departments: dict[str, str]) -> Progress:

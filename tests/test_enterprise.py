@@ -144,3 +144,27 @@ def test_only_the_office_and_the_bureaus_agents_manage_links(app, service):
     listing = agent.get("/enterprise-links?q=冷链").get_data(as_text=True)
     assert "沙坡头区农产品冷链仓储项目" in listing
     assert create_link(app, agent, case_id)
+
+
+def test_the_unit_downloads_the_documents_addressed_to_it_and_nothing_else(app, service):
+    from engine import documents
+
+    other = Service(service.engine, service.clock)
+    intake(other, KEY_PROJECT)
+    case_id = deficiency_case(service)
+    agent = Actor("agent_approval_bureau", "agent", "approval_bureau")
+    notice = documents.generate(service.engine, case_id, "one_time_notice", "", agent)
+    dispatch = documents.generate(service.engine, case_id, "dispatch", "drc", agent)
+    elsewhere = documents.generate(service.engine, other.case_id, "one_time_notice", "", agent)
+    office = logged_in(app, "office")
+    token = create_link(app, office, case_id).rsplit("/p/", 1)[1]
+    visitor = app.test_client()
+    page = text_of(visitor.get(f"/p/{token}").get_data(as_text=True))
+    assert "致贵单位的文书" in page and notice.title in page
+    assert dispatch.title not in page  # internal: sent to the departments, not the unit
+    pdf = visitor.get(f"/p/{token}/documents/{notice.id}.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF") and pdf.headers["Cache-Control"] == "no-store"
+    for hidden in (dispatch.id, elsewhere.id, 999999):
+        assert visitor.get(f"/p/{token}/documents/{hidden}.pdf").status_code == 404
+    assert visitor.get(f"/p/wrong-token/documents/{notice.id}.pdf").status_code == 404

@@ -184,6 +184,9 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                                  RECORD_READERS),
     ("/p/<token>", "GET"): (lambda ws, t: ("/p/no-such-token", None), False,
                             dict.fromkeys(ROLES, 404)),
+    ("/p/<token>/documents/<int:document_id>.pdf", "GET"): (
+        lambda ws, t: ("/p/no-such-token/documents/1.pdf", None), False,
+        dict.fromkeys(ROLES, 404)),
     ("/enterprise-links", "GET"): (lambda ws, t: ("/enterprise-links", None), False,
                                    LINK_MAKERS),
     ("/cases/<int:case_id>/enterprise-links", "GET"): (

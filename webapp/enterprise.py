@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from engine.enterprise import PHASES, STAGES, EnterpriseLinks, may_manage
@@ -14,6 +25,9 @@ from . import get_engine
 from .auth import requires
 
 bp = Blueprint("enterprise", __name__)
+# The unit's pages are private to the link: not cached, not indexed, no referrer.
+PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+           "X-Robots-Tag": "noindex, nofollow"}
 
 
 def _links() -> EnterpriseLinks:
@@ -33,10 +47,23 @@ def progress(token: str) -> Any:
     except NotFound:
         abort(404)  # the same answer as any unknown address: no hint that the link existed
     response = render_template("enterprise/progress.html", view=view, stages=STAGES,
-                               phases=PHASES)
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-               "X-Robots-Tag": "noindex, nofollow"}
-    return response, 200, headers
+                               phases=PHASES, token=token)
+    return response, 200, PRIVATE
+
+
+@bp.route("/p/<token>/documents/<int:document_id>.pdf")
+def document(token: str, document_id: int) -> Any:
+    """A document addressed to the project unit (notice, commitment letter, handover...)."""
+    try:
+        title, pdf = _links().document_pdf(token, document_id)
+    except NotFound:
+        abort(404)
+    response = Response(pdf, mimetype="application/pdf", headers=PRIVATE)
+    # ASCII name for old clients, the document's own title for the others (RFC 6266).
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename=\"document-{document_id}.pdf\"; "
+        f"filename*=UTF-8''{quote(title + '.pdf')}")
+    return response
 
 
 @bp.route("/enterprise-links")
