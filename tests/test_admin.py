@@ -16,8 +16,7 @@ from webapp import create_app
 from .conftest import PACK
 from .test_interop_miwg import FILES as MIWG_FILES
 from .test_library import phase_3_data, review, with_condition, with_confirmation_task
-
-PASSWORD = "password-123"
+from .webhelpers import PASSWORD, csrf_of, logged_in
 
 
 @pytest.fixture
@@ -31,17 +30,6 @@ def app(make_pack_engine, sqlite_url, tmp_path):
                        "ENGINE": {"database_url": sqlite_url, "instance_dir": tmp_path}})
 
 
-def csrf_of(page: str) -> str:
-    return re.search(r'(?:name="csrf_token"|id="csrf") value="([^"]+)"', page).group(1)
-
-
-def client_for(app, username):
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_of(page)})
-    assert response.status_code == 302
-    return client
 
 
 def token(client) -> str:
@@ -64,7 +52,7 @@ def test_the_library_lists_every_process_with_versions_and_running_cases(app):
     engine = app.extensions["zerorun"]
     engine.start_case("phase_3", phase_3_data(engine), Actor("admin", "admin"))
     for user in ("admin", "auditor"):
-        page = client_for(app, user).get("/admin/processes").get_data(as_text=True)
+        page = logged_in(app, user).get("/admin/processes").get_data(as_text=True)
         assert 'id="process-phase_3"' in page and 'id="process-case_flow"' in page
         section = page.split('id="process-phase_3"')[1].split("</section>")[0]
         assert "新案件使用：第 1 版" in section and "已发布" in section
@@ -74,7 +62,7 @@ def test_the_library_lists_every_process_with_versions_and_running_cases(app):
 
 @pytest.mark.parametrize("user,status", [("auditor", 403), ("agent_housing", 403)])
 def test_only_administrators_reach_the_editing_routes(app, user, status):
-    client = client_for(app, user)
+    client = logged_in(app, user)
     csrf = csrf_of(client.get("/").get_data(as_text=True))
     engine = app.extensions["zerorun"]
     with engine.db.reading() as s:
@@ -102,7 +90,7 @@ def test_only_administrators_reach_the_editing_routes(app, user, status):
 
 
 def test_the_editor_opens_the_published_version_in_the_modeler(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     page = client.get("/admin/processes/phase_3/edit").get_data(as_text=True)
     assert "vendor/bpmn-modeler.js" in page and "js/admin-editor.js" in page
     data = json.loads(re.search(r'id="editor-data">(.*?)</script>', page, re.S).group(1))
@@ -114,7 +102,7 @@ def test_the_editor_opens_the_published_version_in_the_modeler(app):
 
 
 def test_a_valid_save_creates_a_draft_and_an_invalid_one_stores_nothing(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     csrf = token(client)
     original = (PACK / "phase_3.bpmn").read_bytes()
     ok = save_json(client, csrf, with_confirmation_task(original), comment="加确认")
@@ -135,7 +123,7 @@ def test_a_valid_save_creates_a_draft_and_an_invalid_one_stores_nothing(app):
 
 
 def test_a_save_with_a_new_form_stores_it_in_the_version(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     # the new task (and only it) gets a new form, sent with the diagram
     root_xml = with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()).replace(
         b'"joint_drawing_review.schema.json"/><spiffworkflow:property name="departmentExpression"',
@@ -174,7 +162,7 @@ EXTERNAL = b"""<?xml version="1.0"?>
 def test_xml_attacks_through_the_upload_are_refused_and_nothing_is_stored(app, name, body):
     from io import BytesIO
 
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     before = version_count(app)
     response = client.post("/admin/processes/upload", data={
         "csrf_token": token(client), "file": (BytesIO(body), name)},
@@ -190,7 +178,7 @@ def test_xml_attacks_through_the_upload_are_refused_and_nothing_is_stored(app, n
 
 
 def test_an_oversized_file_is_refused_with_the_limit(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     before = version_count(app)
     response = save_json(client, token(client), b"<a>" + b" " * (5 * 1024 * 1024) + b"</a>",
                          file="big.bpmn")
@@ -206,7 +194,7 @@ def test_publish_diff_and_migrate_through_the_pages(app):
     waiting = engine.start_case("phase_3", phase_3_data(engine), admin)
     past = engine.start_case("phase_3", phase_3_data(engine), admin)
     review(engine, past.id)
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     save_json(client, token(client), with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()))
     with engine.db.reading() as s:
         draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "phase_3",
@@ -241,7 +229,7 @@ def test_publish_diff_and_migrate_through_the_pages(app):
 
 
 def test_the_decision_table_is_edited_as_a_table(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     page = client.get("/admin/decisions/item_selection.dmn").get_data(as_text=True)
     assert "立项方式" in page and 'value="&#34;approval&#34;"' in page
     rows = int(re.search(r'name="rows" value="(\d+)"', page).group(1))
@@ -266,7 +254,7 @@ def test_the_decision_table_is_edited_as_a_table(app):
 
 
 def test_a_decision_table_without_rules_or_rows_is_refused_and_nothing_stored(app):
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     page = client.get("/admin/decisions/item_selection.dmn").get_data(as_text=True)
     before = version_count(app)
     rows = int(re.search(r'name="rows" value="(\d+)"', page).group(1))
@@ -285,7 +273,7 @@ def test_a_decision_table_without_rules_or_rows_is_refused_and_nothing_stored(ap
 def test_deploying_a_miwg_diagram_stores_it_or_names_each_element_and_reason(app, path):
     from io import BytesIO
 
-    client = client_for(app, "admin")
+    client = logged_in(app, "admin")
     before = version_count(app)
     response = client.post("/admin/processes/upload", data={
         "csrf_token": token(client), "file": (BytesIO(path.read_bytes()), path.name)},

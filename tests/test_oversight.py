@@ -22,9 +22,9 @@ from webapp import create_app
 
 from .conftest import ROOT
 from .service import KEY_PROJECT, OFFICE, Service, small_project
+from .webhelpers import PASSWORD, csrf_of, logged_in
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
-PASSWORD = "password-123"
 USERS = [("office", "office", "leading_group_office"),
          ("leader_ecology_env", "leader", "ecology_env"),
          ("agent_ecology_env", "agent", "ecology_env"),
@@ -53,17 +53,6 @@ def app(service, sqlite_url, tmp_path):
     return _app(service.engine, sqlite_url, tmp_path)
 
 
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def client_for(app, username):
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_of(page)})
-    assert response.status_code == 302
-    return client
 
 
 def intake(service: Service, project: dict) -> list[str]:
@@ -105,8 +94,8 @@ def dashboard_counts(client) -> dict[str, int]:
 def test_a_moved_clock_turns_an_item_yellow_then_red_for_the_leader_and_the_dashboard(
         service, app, clock):
     yellow_on, red_on = eia_accepted(service)
-    leader = client_for(app, "leader_ecology_env")
-    office = client_for(app, "office")
+    leader = logged_in(app, "leader_ecology_env")
+    office = logged_in(app, "office")
     assert "没有通知" in leader.get("/notifications").get_data(as_text=True)
     assert dashboard_counts(office) == {"red": 0, "yellow": 0, "ecology_env": (0, 0)}
     track = service.task("track_approval", "eia_report_form")
@@ -121,7 +110,7 @@ def test_a_moved_clock_turns_an_item_yellow_then_red_for_the_leader_and_the_dash
     assert dashboard_counts(office) == {"red": 0, "yellow": 1, "ecology_env": (1, 0)}
     assert oversight.warning_levels(service.engine, [track]) == {track.id: "yellow"}
     # The leader of an uninvolved department hears nothing; the office hears both warnings.
-    assert "没有通知" in client_for(app, "leader_drc").get("/notifications").get_data(
+    assert "没有通知" in logged_in(app, "leader_drc").get("/notifications").get_data(
         as_text=True)
 
     clock.set(beijing(red_on))
@@ -133,7 +122,7 @@ def test_a_moved_clock_turns_an_item_yellow_then_red_for_the_leader_and_the_dash
     assert office_page.count('<tr class="unread">') == 2
     # The leader of the department sees the same figure for their department only.
     assert dashboard_counts(leader) == {"red": 1, "yellow": 0, "ecology_env": (0, 1)}
-    assert dashboard_counts(client_for(app, "leader_drc"))["red"] == 0
+    assert dashboard_counts(logged_in(app, "leader_drc"))["red"] == 0
 
     # Marking read clears the unread count and keeps the notifications.
     leader.post("/notifications/read-all", data={"csrf_token": csrf_of(page)})
@@ -155,7 +144,7 @@ def test_a_moved_clock_turns_an_item_yellow_then_red_for_the_leader_and_the_dash
 def test_the_one_time_notice_lists_exactly_the_items_and_merged_materials(service, app):
     intake(service, KEY_PROJECT)
     case = service.case()
-    agent = client_for(app, "agent_approval_bureau")
+    agent = logged_in(app, "agent_approval_bureau")
     page = agent.get(f"/cases/{case.id}/documents").get_data(as_text=True)
     assert "一次性告知书" in page and "生成" in page
     done = agent.post(f"/cases/{case.id}/documents", data={
@@ -238,16 +227,16 @@ def test_document_permissions_and_bad_requests(service, app):
     intake(service, small_project())
     case_id = service.case_id
     doc = documents.generate(service.engine, case_id, "one_time_notice", "", OFFICE)
-    outsider = client_for(app, "agent_water")
+    outsider = logged_in(app, "agent_water")
     assert outsider.get(f"/documents/{doc.id}.pdf").status_code == 403
     assert outsider.get(f"/cases/{case_id}/documents").status_code == 403
-    auditor = client_for(app, "auditor")
+    auditor = logged_in(app, "auditor")
     assert auditor.get(f"/documents/{doc.id}.pdf").status_code == 200
     page = auditor.get(f"/cases/{case_id}/documents").get_data(as_text=True)
     assert "一次性告知书" in page and 'name="kind"' not in page  # read-only
     assert auditor.post(f"/cases/{case_id}/documents", data={
         "csrf_token": csrf_of(page), "kind": "one_time_notice"}).status_code == 403
-    agent = client_for(app, "agent_approval_bureau")
+    agent = logged_in(app, "agent_approval_bureau")
     page = agent.get(f"/cases/{case_id}/documents").get_data(as_text=True)
     refused = agent.post(f"/cases/{case_id}/documents", data={
         "csrf_token": csrf_of(page), "kind": "commitment", "source": "nope"},
@@ -264,7 +253,7 @@ def test_document_permissions_and_bad_requests(service, app):
     ("agent_ecology_env", 403), ("agent_approval_bureau", 403), ("office", 200),
     ("leader_drc", 200), ("auditor", 200)])
 def test_who_sees_the_dashboard(app, username, status):
-    client = client_for(app, username)
+    client = logged_in(app, username)
     assert client.get("/dashboard").status_code == status
     assert client.get("/dashboard.xlsx").status_code == status
     assert client.get("/dashboard.csv?table=handling_times").status_code == status
@@ -274,7 +263,7 @@ def test_dashboard_exports_and_the_periodic_report(service, app, clock):
     yellow_on, _ = eia_accepted(service)
     clock.set(beijing(yellow_on))
     service.engine.fire_due_timers()
-    office = client_for(app, "office")
+    office = logged_in(app, "office")
     csv_text = office.get("/dashboard.csv?table=overdue_by_department").get_data(as_text=True)
     assert csv_text.startswith("\ufeff") and "市生态环境局,1,0" in csv_text
     bad = office.get("/dashboard.csv?table=nope")
@@ -285,7 +274,7 @@ def test_dashboard_exports_and_the_periodic_report(service, app, clock):
     assert [c.value for c in book["overdue_by_department"][2]] == ["市生态环境局", 1, 0]
     page = office.get("/dashboard").get_data(as_text=True)
     assert "<svg" in page and "超期预警事项（按部门）" in page
-    auditor = client_for(app, "auditor")
+    auditor = logged_in(app, "auditor")
     seen = auditor.get("/dashboard").get_data(as_text=True)
     assert "按当前数据生成" not in seen
     assert auditor.post("/dashboard/report", data={
@@ -298,7 +287,7 @@ def test_dashboard_exports_and_the_periodic_report(service, app, clock):
     with pdfplumber.open(io.BytesIO(pdf)) as opened:
         text = re.sub(r"\s", "", "".join(p.extract_text() for p in opened.pages))
     assert "黄色预警（临近时限）1项" in text and "市生态环境局" in text
-    assert client_for(app, "agent_ecology_env").get(
+    assert logged_in(app, "agent_ecology_env").get(
         f"/documents/{report.id}.pdf").status_code == 403
 
 
@@ -360,7 +349,7 @@ def test_mark_read_only_for_the_addressee(service, app, clock):
     clock.set(beijing(yellow_on) + timedelta(hours=1))
     service.engine.fire_due_timers()
     [mine] = notify.list_notifications(service.engine, "leader_ecology_env")
-    other = client_for(app, "office")
+    other = logged_in(app, "office")
     page = other.get("/notifications").get_data(as_text=True)
     assert other.post(f"/notifications/{mine.id}/read",
                       data={"csrf_token": csrf_of(page)}).status_code == 403

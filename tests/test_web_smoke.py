@@ -12,6 +12,7 @@ from engine.actors import Actor
 from webapp import create_app
 
 from .conftest import FIXTURES
+from .webhelpers import csrf_of
 
 
 @pytest.fixture
@@ -57,8 +58,6 @@ def test_forms_without_csrf_token_are_refused(app):
     assert response.status_code == 400
 
 
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def test_an_agent_fixes_a_wrong_value_and_completes_the_task(app, make_engine):

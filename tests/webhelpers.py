@@ -29,14 +29,17 @@ def make_app(engine: Engine, url: str, tmp_path):  # type: ignore[no-untyped-def
 
 
 def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    """The CSRF token of a page (a form's hidden field, or the token the page's script sends)."""
+    found = re.search(r'(?:name="csrf_token"|id="csrf") value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
 
 
-def logged_in(app, username):  # type: ignore[no-untyped-def]
+def logged_in(app, username, password=PASSWORD):  # type: ignore[no-untyped-def]
     """A test client logged in as `username`."""
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
+    response = client.post("/login", data={"username": username, "password": password,
                                            "csrf_token": csrf_of(page)})
     assert response.status_code == 302, response.get_data(as_text=True)
     return client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from engine.config import Config
 from engine.core import Engine, TaskView
 from webapp import create_app
 
+from . import webhelpers
 from .conftest import ROOT
 from .service import DEFAULT_DATA, KEY_PROJECT, OFFICE
+from .webhelpers import csrf_of
 
 PASSWORD = "workspace-pass-1"
 USERS = [
@@ -83,18 +84,8 @@ def make_workspace(tmp_path: Path, clock: MovableClock) -> Workspace:
     return Workspace(app, engine, clock)
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
-
-
 def logged_in(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_of(page)})
-    assert response.status_code == 302, f"{username} could not log in"
+    client: FlaskClient = webhelpers.logged_in(app, username, PASSWORD)
     return client
 
 
