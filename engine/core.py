@@ -112,6 +112,7 @@ class TaskView:
     created_at: datetime
     completed_at: datetime | None
     completed_by: str | None
+    green_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _to_view(row: HumanTask, case_title: str = "") -> TaskView:
         assignee=row.assignee, state=row.state, version=row.version, form=row.form,
         item_code=row.item_code, item_name=row.item_name, phase=row.phase, stage=row.stage,
         due_at=row.due_at, created_at=row.created_at, completed_at=row.completed_at,
-        completed_by=row.completed_by)
+        completed_by=row.completed_by, green_channel=bool(row.green_channel))
 
 
 def _case_view(case: Case) -> CaseView:
@@ -234,8 +235,10 @@ def _attachment_view(row: Attachment) -> AttachmentView:
 def _task_filters(query: _Q, *, department: str | None, assignee: str | None,
                   case_id: int | None, states: Iterable[str], phase: str | None,
                   item_code: str | None, due_before: datetime | None,
-                  open_to: str | None) -> _Q:
+                  open_to: str | None, green_only: bool = False) -> _Q:
     query = query.where(HumanTask.state.in_(tuple(states)))
+    if green_only:
+        query = query.where(HumanTask.green_channel.is_(True))
     if department is not None:
         query = query.where(HumanTask.department == department)
     if assignee is not None:
@@ -681,19 +684,22 @@ class Engine:
                    case_id: int | None = None, states: Iterable[str] = ("ready",),
                    limit: int = 50, offset: int = 0, phase: str | None = None,
                    item_code: str | None = None, due_before: datetime | None = None,
-                   open_to: str | None = None, order: str = "due") -> list[TaskView]:
+                   open_to: str | None = None, order: str = "due",
+                   green_only: bool = False) -> list[TaskView]:
         """Human tasks from the index, filtered and paged in SQL.
 
         `open_to` keeps the tasks nobody claimed plus those claimed by that user;
         `due_before` keeps tasks due before that moment (pass now for the overdue ones);
-        `order` is "due" (soonest due first) or "age" (oldest first).
+        `order` is "due" (soonest due first) or "age" (oldest first); `green_only` keeps
+        the tasks of green-channel items.
         """
         if order not in TASK_ORDERS:
             raise EngineError(f"unknown task order {order!r}")
         query = _task_filters(
             select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
             department=department, assignee=assignee, case_id=case_id, states=states,
-            phase=phase, item_code=item_code, due_before=due_before, open_to=open_to)
+            phase=phase, item_code=item_code, due_before=due_before, open_to=open_to,
+            green_only=green_only)
         with self.db.reading() as s:
             if order == "age":
                 rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
@@ -719,12 +725,14 @@ class Engine:
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
                     case_id: int | None = None, states: Iterable[str] = ("ready",),
                     phase: str | None = None, item_code: str | None = None,
-                    due_before: datetime | None = None, open_to: str | None = None) -> int:
+                    due_before: datetime | None = None, open_to: str | None = None,
+                    green_only: bool = False) -> int:
         """How many tasks `list_tasks` would list with the same filters, without paging."""
         query = _task_filters(
             select(func.count()).select_from(HumanTask), department=department,
             assignee=assignee, case_id=case_id, states=states, phase=phase,
-            item_code=item_code, due_before=due_before, open_to=open_to)
+            item_code=item_code, due_before=due_before, open_to=open_to,
+            green_only=green_only)
         with self.db.reading() as s:
             return int(s.scalar(query) or 0)
 
@@ -1116,7 +1124,8 @@ class Engine:
             department=str(department), state="ready", version=1,
             form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
             phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
-            due_at=due, created_at=now, subject=_subject_of(task))
+            due_at=due, created_at=now, subject=_subject_of(task),
+            green_channel=bool(item.get("green_channel") or task.data.get("green_channel")))
 
     def _announce(self, s: Session, case: Case, version: _Version, task: Task, row: HumanTask,
                   now: datetime) -> None:

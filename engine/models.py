@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -181,6 +182,8 @@ class HumanTask(Base):
     phase: Mapped[str | None] = mapped_column(String(20), nullable=True)
     stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
     due_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # A task of a green-channel item (绿色通道): handled with priority, shorter limits.
+    green_channel: Mapped[bool] = mapped_column(default=False, server_default=false())
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)

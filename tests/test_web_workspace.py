@@ -309,3 +309,18 @@ def test_the_office_terminates_a_case_from_its_page_with_a_reason(ws):
     case = ws.engine.get_case(case_id)
     assert (case.status, case.end_reason) == ("terminated", "项目单位主动要求终止")
     assert ws.ready(case_id) == []
+
+
+def test_green_channel_tasks_are_marked_and_can_be_filtered(ws):
+    green = ws.start(name="绿色通道储能项目", green_channel=True)
+    plain = ws.start(name="普通备案项目", code="2026-640502-59-03-000999")
+    for case_id in (green, plain):
+        ws.to_phase_one(case_id)
+    client = logged_in(ws.app, "agent_approval_bureau")
+    page = client.get("/").get_data(as_text=True)
+    rows = {case_id: page.count(f'href="/cases/{case_id}"') for case_id in (green, plain)}
+    assert rows[green] and rows[plain]
+    assert page.count('class="badge badge-green"') == rows[green]
+    only = client.get("/?green=1").get_data(as_text=True)
+    assert f'href="/cases/{green}"' in only and f'href="/cases/{plain}"' not in only
+    assert ws.engine.count_tasks(department="approval_bureau", green_only=True) == rows[green]

@@ -98,6 +98,7 @@ def inbox() -> Any:
     args = request.args
     mine = args.get("mine") == "1"
     overdue = args.get("overdue") == "1"
+    green = args.get("green") == "1"
     sort = args.get("sort") if args.get("sort") in ("due", "age") else "due"
     phase = args.get("phase") or None
     item = args.get("item") or None
@@ -106,7 +107,7 @@ def inbox() -> Any:
         "department": department, "phase": phase, "item_code": item,
         "due_before": now if overdue else None,
         "assignee": g.user.username if mine else None,
-        "open_to": None if mine else open_to}
+        "open_to": None if mine else open_to, "green_only": green}
     total = engine.count_tasks(**filters)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     page = min(page, pages)
@@ -116,7 +117,8 @@ def inbox() -> Any:
     counts = engine.task_counts(g.user.username, department=department, open_to=open_to)
     phases, items = engine.task_phases_and_items(department)
     query = {k: v for k, v in {"phase": phase, "item": item, "overdue": "1" if overdue else None,
-                               "mine": "1" if mine else None, "sort": sort}.items() if v}
+                               "mine": "1" if mine else None, "green": "1" if green else None,
+                               "sort": sort}.items() if v}
     return render_template(
         "agent/inbox.html", rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
         counts=counts,
