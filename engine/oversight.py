@@ -21,8 +21,11 @@ LEVELS = ("none", "yellow", "red")
 WARNING_TASKS = {"yellow_warning": "yellow", "red_warning": "red", "escalate_supply": "red"}
 ITEM_DONE_TASKS = ("handover_results", "hand_back_materials")
 PHASE_NAMES = {"1": "立项用地规划许可", "2": "工程建设许可", "3": "施工许可", "4": "竣工验收"}
+# Every `stage` label the pack's user tasks use (processes/README.md), in Chinese.
 STAGE_NAMES = {"intake": "受理与告知", "preparation": "材料准备", "handling": "业务办理",
-               "acceleration": "加快审批", "closing": "项目办结", "follow_up": "跟踪服务"}
+               "acceleration": "加快审批", "closing": "项目办结", "follow_up": "跟踪服务",
+               "phase": "阶段统筹", "policy": "惠企政策", "meeting": "联席会议",
+               "safeguard": "保障措施"}
 
 
 def _worse(a: str, b: str) -> str:
@@ -167,7 +170,7 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         if not mine(row):
             continue
         open_cases.add(row.case_id)
-        phase = PHASE_NAMES.get(row.phase or "", "受理与告知" if not row.phase else row.phase)
+        phase = PHASE_NAMES.get(row.phase or "", "全流程" if not row.phase else row.phase)
         stage = STAGE_NAMES.get(row.stage or "", row.stage or "其他")
         by_phase_stage[(phase, stage)].add(row.case_id)
 

@@ -214,3 +214,11 @@ def test_setup_leaves_a_demo_case_with_work_in_several_departments(tmp_path, clo
     departments = {t.department for t in engine.list_tasks(case_id=case.id)}
     assert {"approval_bureau", "natural_resources", "ecology_env", "drc"} <= departments
     engine.db.dispose()
+
+
+def test_every_stage_label_of_the_pack_has_a_name_on_every_page():
+    from engine.oversight import STAGE_NAMES
+    from webapp.labels import STAGES
+
+    stages = {properties(task).get("stage") for _, task in user_tasks()} - {None}
+    assert stages <= set(STAGE_NAMES) and stages <= set(STAGES)
