@@ -76,3 +76,14 @@ def test_an_exported_case_verifies_offline_and_tampering_is_caught(cli, tmp_path
     document["events"][1]["data"]["data"]["total"] = 90
     target.write_text(json.dumps(document), encoding="utf-8")
     assert "FAILED at event 2" in cli("verify-export", str(target), code=1)
+
+
+def test_the_printable_report_is_written_and_verifies_offline(cli, tmp_path):
+    cli("load-processes")
+    case = json.loads(cli("start-case", "mini", "--data", '{"due": null}'))["case"]
+    target = tmp_path / "case.html"
+    assert "1 events written" in cli("export-case", str(case), "--format", "html",
+                                    "-o", str(target))
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and "小流程" in page
+    assert "ok: 1 events verified" in cli("verify-export", str(target))

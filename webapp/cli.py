@@ -184,21 +184,36 @@ def verify_audit(case_id: int | None) -> None:
 @main.command("export-case")
 @click.argument("case_id", type=int)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File (default stdout).")
-def export_case_command(case_id: int, output: str | None) -> None:
-    """Write a case's history (events, hashes, process files) as one JSON file."""
+@click.option("--format", "form", type=click.Choice(["json", "html"]), default="json",
+              show_default=True,
+              help="json: events, hashes and process files; html: the printable report "
+                   "(timeline, diagrams) with the same export embedded.")
+def export_case_command(case_id: int, output: str | None, form: str) -> None:
+    """Write a case's history as one self-contained file, verifiable with verify-export."""
     from engine.export import export_case
 
     try:
         document = export_case(_engine(), case_id)
+        text = (json.dumps(document, ensure_ascii=False, indent=1) if form == "json"
+                else _report_html(case_id))
     except EngineError as exc:
         _fail(exc)
         return
-    text = json.dumps(document, ensure_ascii=False, indent=1)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"case {case_id}: {len(document['events'])} events written to {output}")
     else:
         click.echo(text)
+
+
+def _report_html(case_id: int) -> str:
+    """The auditors' printable report, rendered outside any request (in Chinese)."""
+    from webapp import create_app
+    from webapp.audit import report_html
+
+    app = create_app()
+    with app.test_request_context("/"):
+        return report_html(case_id)
 
 
 @main.command("verify-export")
