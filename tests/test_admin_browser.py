@@ -165,7 +165,6 @@ def _ids(xml: str | bytes) -> tuple[set[str], dict[str, str]]:
     return model, drawn
 
 
-@pytest.mark.skipif(not MIWG_FILES, reason="../shared/interop/miwg is not beside the project")
 def test_every_miwg_diagram_opens_renders_and_saves_back_without_losing_elements(page):
     open_editor(page)
     for path in MIWG_FILES:
@@ -189,7 +188,6 @@ def test_every_miwg_diagram_opens_renders_and_saves_back_without_losing_elements
         assert lost == set(), f"{path.name} lost shapes {sorted(lost)}"
 
 
-@pytest.mark.skipif(not MIWG_FILES, reason="../shared/interop/miwg is not beside the project")
 def test_deploying_a_diagram_that_cannot_run_is_refused_in_the_editor(live, page):
     app, _ = live
     path = next(p for p in MIWG_FILES if p.name == "C.7.0.bpmn")
