@@ -822,11 +822,13 @@ class Engine:
                 .limit(1))
         return found is not None
 
-    def check_case_visible(self, case_id: int, actor: Actor) -> None:
-        """Raise NotFound for a missing case, Forbidden for a case the actor may not read."""
-        self.get_case(case_id)
+    def check_case_visible(self, case_id: int, actor: Actor) -> CaseView:
+        """The case, if the actor may read it: NotFound for a missing case, Forbidden for
+        one the actor may not read."""
+        case = self.get_case(case_id)
         if not self.may_see_case(case_id, actor):
             raise Forbidden("this case does not involve your department")
+        return case
 
     # Attachments --------------------------------------------------------------------
 

@@ -78,20 +78,11 @@ def _view(row: Document) -> DocumentView:
                         row.sha256, row.created_by, row.created_at, len(row.pdf))
 
 
-def may_read_case(engine: Engine, case_id: int, actor: Actor) -> bool:
-    """Whether the actor may see a case: the office, administrators and auditors see every
-    case; agents and leaders the cases their department takes part in."""
-    if actor.is_system or actor.role in ("office", "admin", "auditor"):
-        return True
-    return actor.role in ("agent", "leader") and actor.department in \
-        engine.case_departments(case_id)
-
-
 def _check_reader(engine: Engine, case_id: int | None, actor: Actor) -> None:
     if case_id is None:
         if not (actor.is_system or actor.role in ("office", "leader", "admin", "auditor")):
             raise Forbidden("the service's progress reports are for the leading group")
-    elif not may_read_case(engine, case_id, actor):
+    elif not engine.may_see_case(case_id, actor):
         raise Forbidden("this case belongs to other departments")
 
 

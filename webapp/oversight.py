@@ -10,7 +10,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    abort,
     flash,
     g,
     redirect,
@@ -77,10 +76,7 @@ def _back(default: str) -> Any:
 @requires(*ALL_ROLES)
 def case_documents(case_id: int) -> Any:
     """A case's documents: those issued, and the ones its data allows now."""
-    engine = get_engine()
-    case = engine.get_case(case_id)
-    if not documents.may_read_case(engine, case_id, g.user.actor):
-        abort(403)
+    case = get_engine().check_case_visible(case_id, g.user.actor)
     return render_template("oversight/documents.html", case=case)
 
 
