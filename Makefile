@@ -27,9 +27,9 @@ $(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/message
 	$(BIN)/pybabel compile --use-fuzzy -d $(TRANSLATIONS) -l $* -i $< -o $@
 
 # After changing user-facing strings: refresh the template and both catalogues.
-# The engine modules listed give messages the web app translates where it shows them:
+# The agency modules listed give messages the web app translates where it shows them:
 # texts marked N_(...), intake errors and cell messages, column headers, record kinds.
-ENGINE_MESSAGES := engine/intake.py engine/enterprise.py engine/records.py
+ENGINE_MESSAGES := agency/intake.py agency/enterprise.py agency/records.py
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k lazy_gettext -k N_ \
 		-k IntakeError -k Message:2 -k Column:2 -k Kind:2 --no-location \
@@ -46,10 +46,10 @@ worker: setup
 	$(BIN)/zerorun worker
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine webapp tests bench
+	$(BIN)/ruff check engine agency webapp tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy engine
+	$(BIN)/mypy engine agency
 
 pytest: $(STAMP) $(NPM_STAMP) $(MO_FILES)
 	$(BIN)/python -m pytest -n auto --dist loadfile -q

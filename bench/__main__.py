@@ -22,13 +22,13 @@ from sqlalchemy import create_engine, select, text
 
 from bench import inbox
 from bench.casegen import human_task_count, item_list, write_pack
-from engine import schema
 from engine.actors import Actor
+from engine.audit.history import case_history
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
-from engine.db import Database
-from engine.history import case_history
-from engine.models import Case, CaseSnapshot, Department, Event, HumanTask, Timer
+from engine.store import schema
+from engine.store.db import Database
+from engine.store.models import Case, CaseSnapshot, Department, Event, HumanTask, Timer
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFICE = Actor("office", "office", "leading_group_office")

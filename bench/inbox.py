@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from engine import bootstrap
+from agency import bootstrap, service_engine
+from agency.reference import ReferenceData
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
-from engine.models import Case, HumanTask, ProcessVersion
-from engine.reference import ReferenceData
+from engine.store.models import Case, HumanTask, ProcessVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 1, 1, 0, tzinfo=UTC)
@@ -72,7 +72,7 @@ def measure(directory: Path, cases: int = 10_000, repeat: int = 30) -> dict[str,
     url = f"sqlite:///{directory / 'inbox.db'}"
     config = Config.from_env(database_url=url, instance_dir=directory,
                              processes_dir=ROOT / "processes", data_dir=ROOT / "data")
-    engine = Engine(config, clock_source=lambda: NOW)
+    engine = service_engine(config, clock_source=lambda: NOW)
     bootstrap.setup(engine, demo=False)
     fill(engine, cases)
     timings: dict[str, list[float]] = {"plain": [], "filtered": [], "overdue": []}

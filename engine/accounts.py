@@ -12,10 +12,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock
-from .actors import ROLES, Actor
-from .errors import EngineError, Forbidden, NotFound
-from .models import Department, User
+from engine.actors import ROLES, Actor
+from engine.audit import chain as audit
+from engine.errors import EngineError, Forbidden, NotFound
+from engine.runtime import clock
+from engine.store.models import Department, User
 
 HASHER = PasswordHasher()
 MAX_FAILED_LOGINS = 5

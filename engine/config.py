@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .errors import EngineError
+from engine.errors import EngineError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from engine.clock import MovableClock
-from engine.core import Engine
-
-from .service import Service, small_project
+from engine.cases import Engine
+from engine.runtime.clock import MovableClock
+from tests.service import Service, small_project
 
 REJECTION_REASONS = [["申请表未加盖公章", "营业执照已过期"], ["申请表法定代表人签字缺失"]]
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine import schema
-from engine.clock import MovableClock
+from agency import service_engine
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
-from engine.db import Database
-from engine.models import Case, Department
-from engine.spiff import dump_state, load_state, state_dict
+from engine.runtime.clock import MovableClock
+from engine.runtime.spiff import dump_state, load_state, state_dict
+from engine.store import schema
+from engine.store.db import Database
+from engine.store.models import Case, Department
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -135,14 +136,14 @@ PACK = ROOT / "processes"
 @pytest.fixture
 def make_pack_engine(tmp_path: Path, clock: MovableClock) -> Iterator[Callable[[str], Engine]]:
     """Engines running the real process pack with the real reference data and functions."""
-    from engine import bootstrap
+    from agency import bootstrap
 
     made: list[Engine] = []
 
     def factory(url: str) -> Engine:
         config = Config.from_env(database_url=url, processes_dir=PACK, data_dir=ROOT / "data",
                                  instance_dir=tmp_path)
-        engine = Engine(config, database=Database(url), clock_source=clock)
+        engine = service_engine(config, database=Database(url), clock_source=clock)
         check_round_trips(engine)
         made.append(engine)
         schema.upgrade(engine.db)

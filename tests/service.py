@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.actors import Actor
-from engine.clock import MovableClock
-from engine.core import CaseView, Engine, TaskView
+from engine.cases import CaseView, Engine, TaskView
+from engine.runtime.clock import MovableClock
 
 OFFICE = Actor("office", "office", "leading_group_office")
 

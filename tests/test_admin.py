@@ -10,13 +10,12 @@ from sqlalchemy import func, select
 
 from engine import accounts
 from engine.actors import Actor
-from engine.models import Event, ProcessVersion
+from engine.store.models import Event, ProcessVersion
+from tests.conftest import PACK
+from tests.test_interop_miwg import FILES as MIWG_FILES
+from tests.test_library import phase_3_data, review, with_condition, with_confirmation_task
+from tests.webhelpers import PASSWORD, csrf_of, logged_in
 from webapp import create_app
-
-from .conftest import PACK
-from .test_interop_miwg import FILES as MIWG_FILES
-from .test_library import phase_3_data, review, with_condition, with_confirmation_task
-from .webhelpers import PASSWORD, csrf_of, logged_in
 
 
 @pytest.fixture

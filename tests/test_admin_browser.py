@@ -11,10 +11,9 @@ from werkzeug.serving import make_server
 
 from engine import accounts
 from engine.actors import Actor
-
-from .test_admin import PASSWORD, version_count
-from .test_interop_miwg import FILES as MIWG_FILES
-from .test_library import phase_3_data, review
+from tests.test_admin import PASSWORD, version_count
+from tests.test_interop_miwg import FILES as MIWG_FILES
+from tests.test_library import phase_3_data, review
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -21,20 +21,21 @@ from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import TestResponse
 
-from engine import accounts, schema
+from agency import service_engine
+from agency.bootstrap import sync_departments
+from engine import accounts
 from engine.actors import Actor
-from engine.bootstrap import sync_departments
-from engine.clock import MovableClock
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
-from engine.db import Database
-from engine.models import Event
+from engine.runtime.clock import MovableClock
+from engine.store import schema
+from engine.store.db import Database
+from engine.store.models import Event
+from tests.conftest import ROOT, START
+from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE
 from webapp import create_app
 from webapp.cli import main as cli_main
 from webapp.openapi import document
-
-from .conftest import ROOT, START
-from .service import DEFAULT_DATA, KEY_PROJECT, OFFICE
 
 PREFIX = "/api/v1"
 DOC_URI = "urn:zerorun:openapi"
@@ -122,7 +123,7 @@ CONTRACT = Contract(document())
 def _engine(url: str, instance: Path) -> Engine:
     config = Config.from_env(database_url=url, processes_dir=ROOT / "processes",
                              data_dir=ROOT / "data", instance_dir=instance)
-    return Engine(config, database=Database(url), clock_source=MovableClock(START))
+    return service_engine(config, database=Database(url), clock_source=MovableClock(START))
 
 
 @dataclass
@@ -599,7 +600,7 @@ def test_tokens_are_issued_and_revoked_from_the_command_line(api, monkeypatch):
 
 
 def test_a_deactivated_user_token_stops_working(api):
-    from engine.models import User
+    from engine.store.models import User
 
     with api.engine.db.transaction() as s:
         user = s.scalar(select(User).where(User.username == "agent_approval_bureau"))

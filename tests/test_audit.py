@@ -7,9 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from engine.actors import Actor
-from engine.audit import GENESIS, canonical_json, event_hash
-
-from .conftest import FIXTURES
+from engine.audit.chain import GENESIS, canonical_json, event_hash
+from tests.conftest import FIXTURES
 
 OFFICE = Actor("office", "office", "leading_group_office")
 AGENT_A = Actor("agent_a", "agent", "dept_a")
@@ -131,8 +130,8 @@ def test_stored_tasks_and_data_changed_behind_the_engine_are_detected(finished_c
 
 
 def test_account_changes_and_migrations_are_operations_events(make_engine, db_url):
+    from agency.reports import ops_log
     from engine import accounts
-    from engine.reports import ops_log
 
     engine = make_engine(db_url, FIXTURES / "mini")
     with engine.db.transaction() as s:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from .audit_cases import REJECTION_REASONS
-from .test_audit import _tamper
-from .test_audit_web import audit_app, rejection_seqs  # noqa: F401 - fixture
+from tests.audit_cases import REJECTION_REASONS
+from tests.test_audit import _tamper
+from tests.test_audit_web import audit_app, rejection_seqs  # noqa: F401 - fixture
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine import accounts
-from engine.models import Case, Event, HumanTask, Timer, User
+from engine.store.models import Case, Event, HumanTask, Timer, User
+from tests.audit_cases import REJECTION_REASONS, rejected_twice_then_accepted
+from tests.service import OFFICE, small_project
+from tests.test_audit import _tamper
+from tests.test_web_smoke import csrf_of, login
 from webapp import create_app
-
-from .audit_cases import REJECTION_REASONS, rejected_twice_then_accepted
-from .service import OFFICE, small_project
-from .test_audit import _tamper
-from .test_web_smoke import csrf_of, login
 
 ROLES = {"auditor": None, "office": "leading_group_office", "admin": None,
          "agent": "approval_bureau", "leader": "drc"}
@@ -119,7 +118,7 @@ def test_verify_passes_then_names_the_tampered_event(audit_app):
 
 
 def test_exports_json_and_a_printable_report_that_verify_offline(audit_app, tmp_path):
-    from engine.export import read_export, verify_export
+    from engine.audit.export import read_export, verify_export
 
     engine = audit_app.extensions["zerorun"]
     case_id = audit_app.config["CASE_ID"]

@@ -7,9 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import FIXTURES
 from webapp.cli import main
-
-from .conftest import FIXTURES
 
 
 @pytest.fixture
@@ -24,9 +23,9 @@ def cli(tmp_path, monkeypatch):
         return result.output
 
     run("init-db")
+    from engine.cases import Engine
     from engine.config import Config
-    from engine.core import Engine
-    from engine.models import Department
+    from engine.store.models import Department
 
     engine = Engine(Config.from_env(), functions={})
     with engine.db.transaction() as s:

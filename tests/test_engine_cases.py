@@ -18,10 +18,9 @@ from engine.errors import (
     TaskNotReady,
     WorkflowError,
 )
-from engine.models import Case, Event, HumanTask
-from engine.spiff import dump_state, load_state, state_dict
-
-from .conftest import FIXTURES
+from engine.runtime.spiff import dump_state, load_state, state_dict
+from engine.store.models import Case, Event, HumanTask
+from tests.conftest import FIXTURES
 
 AGENT_A = Actor("agent_a", "agent", "dept_a")
 AGENT_A2 = Actor("agent_a2", "agent", "dept_a")

@@ -6,8 +6,7 @@ import threading
 
 from bench.casegen import item_list, write_pack
 from engine.actors import Actor
-
-from .conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 OFFICE = Actor("office", "office", "leading_group_office")
 AGENT_A = Actor("agent_a", "agent", "dept_a")

@@ -7,16 +7,15 @@ from datetime import date
 
 import pytest
 
+from agency.enterprise import EnterpriseLinks, token_digest
+from agency.models import EnterpriseLink
+from agency.reference import ReferenceData
 from engine.actors import Actor
-from engine.enterprise import EnterpriseLinks, token_digest
 from engine.errors import Forbidden
-from engine.models import EnterpriseLink
-from engine.reference import ReferenceData
-
-from .conftest import ROOT
-from .service import KEY_PROJECT, Service, small_project
-from .test_scenarios import intake
-from .webhelpers import csrf_of, logged_in, make_app, text_of
+from tests.conftest import ROOT
+from tests.service import KEY_PROJECT, Service, small_project
+from tests.test_scenarios import intake
+from tests.webhelpers import csrf_of, logged_in, make_app, text_of
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
 
@@ -147,7 +146,7 @@ def test_only_the_office_and_the_bureaus_agents_manage_links(app, service):
 
 
 def test_the_unit_downloads_the_documents_addressed_to_it_and_nothing_else(app, service):
-    from engine import documents
+    from agency import documents
 
     other = Service(service.engine, service.clock)
     intake(other, KEY_PROJECT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.expressions import (
+from engine.runtime.expressions import (
     ExpressionLimitExceeded,
     UnsafeExpression,
     check,

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine import accounts, documents, history, notify, records, reports
+from agency import documents, notify, records, reports
+from agency.enterprise import EnterpriseLinks
+from agency.intake import ProjectImports
+from engine import accounts
 from engine.actors import Actor
-from engine.enterprise import EnterpriseLinks
-from engine.intake import ProjectImports
-
-from .service import OFFICE, Service, small_project
-from .test_intake import BAD_LINES, as_csv, key_project_list
-from .test_scenarios import intake
+from engine.audit import history
+from tests.service import OFFICE, Service, small_project
+from tests.test_intake import BAD_LINES, as_csv, key_project_list
+from tests.test_scenarios import intake
 
 AGENT = Actor("agent_approval_bureau", "agent", "approval_bureau")
 

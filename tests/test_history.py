@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.audit.history import Change, case_history, diff
 from engine.errors import NotFound
-from engine.history import Change, case_history, diff
-
-from .audit_cases import REJECTION_REASONS, rejected_twice_then_accepted
+from tests.audit_cases import REJECTION_REASONS, rejected_twice_then_accepted
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from engine.models import Case, HumanTask, ProcessVersion
+from engine.store.models import Case, HumanTask, ProcessVersion
 
 NOW = datetime(2026, 6, 1, 1, 0, tzinfo=UTC)
 

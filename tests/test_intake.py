@@ -10,13 +10,13 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
+from agency.intake import COLUMNS, IntakeError, ProjectImports, check_project_code
+from agency.models import ProjectImport
 from engine.actors import Actor
 from engine.errors import Forbidden
-from engine.intake import COLUMNS, IntakeError, ProjectImports, check_project_code
-from engine.models import Case, Event, ProjectImport
-
-from .service import KEY_PROJECT, OFFICE
-from .webhelpers import csrf_of, logged_in, make_app, text_of
+from engine.store.models import Case, Event
+from tests.service import KEY_PROJECT, OFFICE
+from tests.webhelpers import csrf_of, logged_in, make_app, text_of
 
 HEADERS = [c.header for c in COLUMNS]
 INDUSTRIES = ["制造业", "新能源", "文化旅游", "农业及农产品加工", "物流商贸", "基础设施"]
@@ -259,7 +259,7 @@ def _zip_without_workbook() -> bytes:
 def test_unreadable_files_get_a_clear_message(app, engine, monkeypatch, filename, content,
                                               message):
     # A smaller limit keeps the test client's body in memory (it leaks big bodies' temp files).
-    monkeypatch.setattr("engine.intake.MAX_BYTES", 256 * 1024)
+    monkeypatch.setattr("agency.intake.MAX_BYTES", 256 * 1024)
     monkeypatch.setattr("webapp.intake.MAX_BYTES", 256 * 1024)
     client = logged_in(app, "office")
     response = upload(client, content, filename)
@@ -308,7 +308,7 @@ def test_a_crash_midway_through_the_import_leaves_no_case(engine, monkeypatch):
 
 
 def test_the_size_limit_is_two_megabytes():
-    from engine.intake import read_table
+    from agency.intake import read_table
 
     with pytest.raises(IntakeError) as raised:
         read_table("list.csv", b"x" * (2 * 1024 * 1024 + 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidProcess
-from engine.loader import PackParser, SourceFile
+from engine.pack.loader import PackParser, SourceFile
 
 # The interchange corpus, kept with the tests (see its README for origin and licence).
 MIWG = Path(__file__).resolve().parent / "fixtures" / "miwg"

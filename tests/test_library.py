@@ -8,11 +8,10 @@ from sqlalchemy import func, select
 
 from engine.actors import Actor
 from engine.errors import Forbidden, InvalidProcess
-from engine.library import Library
-from engine.migration import MigrationRefused
-from engine.models import Event, ProcessVersion
-
-from .conftest import PACK
+from engine.pack.library import Library
+from engine.pack.migration import MigrationRefused
+from engine.store.models import Event, ProcessVersion
+from tests.conftest import PACK
 
 ADMIN = Actor("admin", "admin")
 HOUSING = Actor("agent_housing", "agent", "housing_construction")

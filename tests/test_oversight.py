@@ -13,16 +13,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from openpyxl import load_workbook
 
-from engine import accounts, documents, notify, oversight
+from agency import documents, notify, oversight
+from agency.models import OutboxMail
+from agency.reference import SERVICE_TZ, ReferenceData
+from engine import accounts
 from engine.actors import Actor
 from engine.errors import Forbidden
-from engine.models import OutboxMail
-from engine.reference import SERVICE_TZ, ReferenceData
+from tests.conftest import ROOT
+from tests.service import KEY_PROJECT, OFFICE, Service, small_project
+from tests.webhelpers import PASSWORD, csrf_of, logged_in
 from webapp import create_app
-
-from .conftest import ROOT
-from .service import KEY_PROJECT, OFFICE, Service, small_project
-from .webhelpers import PASSWORD, csrf_of, logged_in
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
 USERS = [("office", "office", "leading_group_office"),
@@ -362,7 +362,7 @@ def test_without_pango_a_document_request_says_what_is_missing_and_stores_nothin
         monkeypatch):
     import builtins
 
-    from engine import documents
+    from agency import documents
     from engine.errors import Unavailable
 
     real_import = builtins.__import__

@@ -10,12 +10,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from lxml import etree
 
-from engine import expressions
-from engine.loader import NS, read_pack_dir
-from engine.reference import ReferenceData
-
-from .conftest import PACK, ROOT
-from .service import KEY_PROJECT, small_project
+from agency import service_engine
+from agency.reference import ReferenceData
+from engine.pack.loader import NS, read_pack_dir
+from engine.runtime import expressions
+from tests.conftest import PACK, ROOT
+from tests.service import KEY_PROJECT, small_project
 
 BPMN_FILES = sorted(PACK.glob("*.bpmn"))
 FORMS = PACK / "forms"
@@ -198,13 +198,12 @@ def test_the_decision_table_can_suggest_every_catalogue_item_and_nothing_else():
 
 
 def test_setup_leaves_a_demo_case_with_work_in_several_departments(tmp_path, clock):
-    from engine import bootstrap
+    from agency import bootstrap
     from engine.config import Config
-    from engine.core import Engine
 
     config = Config.from_env(database_url=f"sqlite:///{tmp_path / 'demo.db'}",
                              instance_dir=tmp_path, processes_dir=PACK, data_dir=ROOT / "data")
-    engine = Engine(config, clock_source=clock)
+    engine = service_engine(config, clock_source=clock)
     report = bootstrap.setup(engine)
     demo = json.loads((ROOT / "data" / "demo_case.json").read_text(encoding="utf-8"))
     case = engine.get_case(report.demo_case)
@@ -217,7 +216,7 @@ def test_setup_leaves_a_demo_case_with_work_in_several_departments(tmp_path, clo
 
 
 def test_every_stage_label_of_the_pack_has_a_name_on_every_page():
-    from engine.oversight import STAGE_NAMES
+    from agency.oversight import STAGE_NAMES
     from webapp.labels import STAGES
 
     stages = {properties(task).get("stage") for _, task in user_tasks()} - {None}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import recorded
 from engine.errors import WorkflowError
+from engine.runtime import recorded
 
 
 def functions(state: dict[str, int]):

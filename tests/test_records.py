@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from engine.actors import Actor
-from engine.models import HumanTask
-
-from .service import KEY_PROJECT, OFFICE, Service, small_project
-from .test_scenarios import beijing, intake
-from .webhelpers import logged_in, make_app, text_of
+from engine.store.models import HumanTask
+from tests.service import KEY_PROJECT, OFFICE, Service, small_project
+from tests.test_scenarios import beijing, intake
+from tests.webhelpers import logged_in, make_app, text_of
 
 
 @pytest.fixture

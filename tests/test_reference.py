@@ -8,9 +8,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from engine.reference import ReferenceData, ReferenceDataError, script_functions
-
-from .conftest import ROOT
+from agency.reference import ReferenceData, ReferenceDataError, script_functions
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")

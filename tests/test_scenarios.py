@@ -6,12 +6,12 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from agency import service_engine
+from agency.reference import SERVICE_TZ, ReferenceData
 from engine.actors import Actor
 from engine.errors import Forbidden, InvalidData
-from engine.reference import SERVICE_TZ, ReferenceData
-
-from .conftest import ROOT
-from .service import KEY_PROJECT, Service, small_project
+from tests.conftest import ROOT
+from tests.service import KEY_PROJECT, Service, small_project
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
 PHASE_1 = ["eia_report_form", "land_planning_permit", "land_prereview_site", "project_filing"]
@@ -337,7 +337,6 @@ def test_history_keeps_the_reference_data_of_its_time(make_pack_engine, sqlite_u
     from SpiffWorkflow.util.task import TaskState
 
     from engine.config import Config
-    from engine.core import Engine
 
     service = Service(make_pack_engine(sqlite_url), clock)
     intake(service, small_project(eia="form"))
@@ -354,7 +353,7 @@ def test_history_keeps_the_reference_data_of_its_time(make_pack_engine, sqlite_u
     calendar = json.loads((data / "calendar.json").read_text(encoding="utf-8"))
     calendar["holidays"] += [f"2026-03-{day:02d}" for day in range(3, 28)]
     (data / "calendar.json").write_text(json.dumps(calendar), encoding="utf-8")
-    later = Engine(Config.from_env(database_url=sqlite_url, data_dir=data,
+    later = service_engine(Config.from_env(database_url=sqlite_url, data_dir=data,
                                    processes_dir=ROOT / "processes", instance_dir=tmp_path),
                    clock_source=clock)
     assert later.functions["warning_dates"]("2026-03-02", 30) != \

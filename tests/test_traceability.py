@@ -7,7 +7,7 @@ import re
 
 from lxml import etree
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 TABLE = ROOT / "docs" / "traceability.md"
 REFERENCE = re.compile(r"(bpmn|dmn|form|data|code|planned):([\w/.]+)(?:#([\w ]+))?")
@@ -67,4 +67,4 @@ def test_a_wrong_reference_is_noticed():
     assert not exists("bpmn", "case_flow", "no_such_task")
     assert not exists("form", "item_list", "no_such_field")
     assert not exists("data", "departments", "no_such_unit")
-    assert not exists("code", "engine/core.py", "no_such_function")
+    assert not exists("code", "engine/cases/commands.py", "no_such_function")

@@ -12,10 +12,9 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from engine import accounts
+from tests.audit_cases import rejected_twice_then_accepted
+from tests.test_web_smoke import login
 from webapp import create_app
-
-from .audit_cases import rejected_twice_then_accepted
-from .test_web_smoke import login
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "webapp" / "translations"
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")

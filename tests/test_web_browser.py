@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from .conftest import ROOT, START
-from .service import KEY_PROJECT
-from .workspace import PASSWORD, Workspace, make_workspace
+from tests.conftest import ROOT, START
+from tests.service import KEY_PROJECT
+from tests.workspace import PASSWORD, Workspace, make_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -28,7 +28,7 @@ from playwright import sync_api  # noqa: E402 - only once Chromium is known to b
 
 @pytest.fixture
 def served(tmp_path) -> Iterator[tuple[Workspace, str]]:
-    from engine.clock import MovableClock
+    from engine.runtime.clock import MovableClock
 
     ws = make_workspace(tmp_path, MovableClock(START))
     server = make_server("127.0.0.1", 0, ws.app, threaded=True)

@@ -6,9 +6,8 @@ import json
 
 from werkzeug.datastructures import MultiDict
 
+from tests.conftest import ROOT
 from webapp.forms import data_from_form, fields_for
-
-from .conftest import ROOT
 
 MINUTES = json.loads((ROOT / "processes/forms/meeting_minutes.schema.json").read_text("utf-8"))
 

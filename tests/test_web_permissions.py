@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.actors import Actor
-from engine.clock import MovableClock
-from engine.models import Attachment, Case, Event, HumanTask
-
-from .conftest import START
-from .service import KEY_PROJECT
-from .workspace import Workspace, csrf_of, logged_in, make_workspace
+from engine.runtime.clock import MovableClock
+from engine.store.models import Attachment, Case, Event, HumanTask
+from tests.conftest import START
+from tests.service import KEY_PROJECT
+from tests.workspace import Workspace, csrf_of, logged_in, make_workspace
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 ROLES = {  # role in the table -> account (None: not logged in)

@@ -9,10 +9,9 @@ import pytest
 
 from engine import accounts
 from engine.actors import Actor
+from tests.conftest import FIXTURES
+from tests.webhelpers import csrf_of
 from webapp import create_app
-
-from .conftest import FIXTURES
-from .webhelpers import csrf_of
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.actors import Actor
-from engine.attachments import AttachmentRefused, check_upload
 from engine.errors import Forbidden, InvalidData
-from engine.models import Attachment, HumanTask
+from engine.store.files import AttachmentRefused, check_upload
+from engine.store.models import Attachment, HumanTask
+from tests.service import KEY_PROJECT
+from tests.workspace import csrf_of, logged_in, make_workspace, token
 from webapp.deadlines import due_state
-
-from .service import KEY_PROJECT
-from .workspace import csrf_of, logged_in, make_workspace, token
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from engine import accounts
-from engine.core import Engine
+from engine.cases import Engine
 from webapp import create_app
 
 PASSWORD = "password-123"

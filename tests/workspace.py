@@ -10,17 +10,17 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engine import accounts, bootstrap
+from agency import bootstrap, service_engine
+from engine import accounts
 from engine.actors import Actor
-from engine.clock import MovableClock
+from engine.cases import Engine, TaskView
 from engine.config import Config
-from engine.core import Engine, TaskView
+from engine.runtime.clock import MovableClock
+from tests import webhelpers
+from tests.conftest import ROOT
+from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE
+from tests.webhelpers import csrf_of
 from webapp import create_app
-
-from . import webhelpers
-from .conftest import ROOT
-from .service import DEFAULT_DATA, KEY_PROJECT, OFFICE
-from .webhelpers import csrf_of
 
 PASSWORD = "workspace-pass-1"
 USERS = [
@@ -73,7 +73,7 @@ def make_workspace(tmp_path: Path, clock: MovableClock) -> Workspace:
     url = f"sqlite:///{tmp_path / 'workspace.db'}"
     config = Config.from_env(database_url=url, processes_dir=ROOT / "processes",
                              data_dir=ROOT / "data", instance_dir=tmp_path)
-    engine = Engine(config, clock_source=clock)
+    engine = service_engine(config, clock_source=clock)
     bootstrap.setup(engine, demo=False)
     with engine.db.transaction() as s:
         for username, role, department in USERS:

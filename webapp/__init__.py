@@ -11,8 +11,9 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from agency import service_engine
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
 from engine.errors import EngineError
 
 csrf = CSRFProtect()
@@ -33,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.update(test_config)
-    engine = app.config.get("ENGINE_INSTANCE") or Engine(config)
+    engine = app.config.get("ENGINE_INSTANCE") or service_engine(config)
     app.extensions["zerorun"] = engine
     csrf.init_app(app)
 

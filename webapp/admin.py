@@ -19,15 +19,14 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from engine.dmn_table import DecisionTable, read_table, write_table
 from engine.errors import Conflict, InvalidProcess, Problem
-from engine.library import Library
-from engine.migration import MigrationRefused
-from engine.models import Case, Department
-from engine.xml import MAX_XML_BYTES
-
-from . import get_engine
-from .auth import requires
+from engine.pack.dmn_table import DecisionTable, read_table, write_table
+from engine.pack.library import Library
+from engine.pack.migration import MigrationRefused
+from engine.pack.xml import MAX_XML_BYTES
+from engine.store.models import Case, Department
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

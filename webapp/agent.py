@@ -19,17 +19,16 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from engine.attachments import AttachmentRefused
-from engine.core import CaseView, TaskDetail, TaskView
+from agency.reference import ReferenceData
+from engine.cases import CaseView, TaskDetail, TaskView
 from engine.errors import Conflict, InvalidData
-from engine.reference import ReferenceData
-
-from . import get_engine
-from .auth import requires
-from .deadlines import age_text, due_state
-from .forms import data_from_form, error_paths, fields_for
-from .i18n import engine_message
-from .oversight import warning_levels
+from engine.store.files import AttachmentRefused
+from webapp import get_engine
+from webapp.auth import requires
+from webapp.deadlines import age_text, due_state
+from webapp.forms import data_from_form, error_paths, fields_for
+from webapp.i18n import engine_message
+from webapp.oversight import warning_levels
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -51,7 +50,7 @@ def department_name(code: str | None) -> str:
     if not code:
         return ""
     entry = reference().departments.get(code, {})
-    from .i18n import current_language
+    from webapp.i18n import current_language
 
     if current_language() == "en" and entry.get("name_en"):
         return str(entry["name_en"])

@@ -22,11 +22,10 @@ from werkzeug.exceptions import HTTPException
 
 from engine import accounts
 from engine.accounts import UserView
-from engine.core import CaseView, Engine, TaskDetail, TaskView
+from engine.cases import CaseView, Engine, TaskDetail, TaskView
 from engine.errors import EngineError, FieldError, Forbidden, InvalidData
-
-from . import csrf, get_engine
-from .openapi import document
+from webapp import csrf, get_engine
+from webapp.openapi import document
 
 PREFIX = "/api/v1"
 REALM = "zerorun"

@@ -11,14 +11,13 @@ from flask import Blueprint, Response, abort, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine.export import export_case
-from engine.history import case_history
-from engine.reference import SERVICE_TZ
-from engine.reports import CaseQuery, ops_log, process_heatmap, process_versions, search_cases
-from engine.reports import search_choices as choices_for_search
-
-from . import get_engine
-from .auth import requires
+from agency.reports import CaseQuery, ops_log, process_heatmap, process_versions, search_cases
+from agency.reports import search_choices as choices_for_search
+from engine.audit.export import export_case
+from engine.audit.history import case_history
+from engine.runtime.clock import SERVICE_TZ
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 READERS = ("auditor", "office", "admin")
@@ -94,7 +93,7 @@ def report_html(case_id: int) -> str:
     """The printable report: timeline, final diagrams and the embedded export, in one file."""
     engine = get_engine()
     history = case_history(engine, case_id)
-    from .report import inline_assets
+    from webapp.report import inline_assets
 
     return render_template("audit/report.html", history=history, case=history.case,
                            diagrams=engine.case_diagrams(case_id),
@@ -116,7 +115,7 @@ def report(case_id: int) -> Any:
 @requires(*READERS)
 def report_pdf(case_id: int) -> Any:
     """The report printed to PDF by headless Chromium."""
-    from .report import html_to_pdf
+    from webapp.report import html_to_pdf
 
     pdf = html_to_pdf(report_html(case_id), get_engine().config.chromium)
     return Response(pdf, mimetype="application/pdf", headers={

@@ -11,9 +11,8 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from engine import accounts
-
-from . import get_engine
-from .i18n import engine_message
+from webapp import get_engine
+from webapp.i18n import engine_message
 
 bp = Blueprint("auth", __name__)
 

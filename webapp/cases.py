@@ -9,12 +9,11 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from engine.errors import InvalidData
-
-from . import get_engine
-from .agent import PAGE_SIZE, READERS
-from .auth import requires
-from .forms import data_from_form, error_paths, fields_for
-from .i18n import engine_message
+from webapp import get_engine
+from webapp.agent import PAGE_SIZE, READERS
+from webapp.auth import requires
+from webapp.forms import data_from_form, error_paths, fields_for
+from webapp.i18n import engine_message
 
 bp = Blueprint("cases", __name__)
 STATUSES = ("running", "completed", "terminated")

@@ -11,16 +11,17 @@ from typing import Any
 
 import click
 
-from engine import notify, schema
+from agency import notify, service_engine
+from agency.bootstrap import DEMO_PASSWORD, setup
 from engine.actors import SYSTEM, Actor
-from engine.bootstrap import DEMO_PASSWORD, setup
+from engine.cases import Engine
 from engine.config import Config
-from engine.core import Engine
 from engine.errors import EngineError
+from engine.store import schema
 
 
 def _engine() -> Engine:
-    return Engine(Config.from_env())
+    return service_engine(Config.from_env())
 
 
 def _fail(exc: EngineError) -> None:
@@ -190,7 +191,7 @@ def verify_audit(case_id: int | None) -> None:
                    "(timeline, diagrams) with the same export embedded.")
 def export_case_command(case_id: int, output: str | None, form: str) -> None:
     """Write a case's history as one self-contained file, verifiable with verify-export."""
-    from engine.export import export_case
+    from engine.audit.export import export_case
 
     try:
         document = export_case(_engine(), case_id)
@@ -220,7 +221,7 @@ def _report_html(case_id: int) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def verify_export_command(file: str) -> None:
     """Verify an exported case offline (JSON export or HTML report): chain, files, re-execution."""
-    from engine.export import read_export, verify_export
+    from engine.audit.export import read_export, verify_export
 
     try:
         document = read_export(Path(file).read_text(encoding="utf-8"))
@@ -384,7 +385,7 @@ def users() -> None:
     """List the accounts."""
     from sqlalchemy import select
 
-    from engine.models import User
+    from engine.store.models import User
 
     engine = _engine()
     with engine.db.reading() as s:

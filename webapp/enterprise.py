@@ -18,11 +18,10 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from engine.enterprise import PHASES, STAGES, EnterpriseLinks, may_manage
+from agency.enterprise import PHASES, STAGES, EnterpriseLinks, may_manage
 from engine.errors import NotFound
-
-from . import get_engine
-from .auth import requires
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("enterprise", __name__)
 # The unit's pages are private to the link: not cached, not indexed, no referrer.

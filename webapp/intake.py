@@ -7,12 +7,11 @@ from typing import Any
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from engine import intake
+from agency import intake
+from agency.intake import COLUMNS, MAX_BYTES, SOURCES, IntakeError, ProjectImports
 from engine.errors import Conflict, EngineError
-from engine.intake import COLUMNS, MAX_BYTES, SOURCES, IntakeError, ProjectImports
-
-from . import get_engine
-from .auth import requires
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("intake", __name__, url_prefix="/intake")
 TRANSLATED_PARAMS = {"column", "coded", "declared"}

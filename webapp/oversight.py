@@ -20,13 +20,12 @@ from flask import (
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from engine import documents, notify, oversight
-from engine.charts import bar_chart
-from engine.core import TaskView
+from agency import documents, notify, oversight
+from agency.charts import bar_chart
+from engine.cases import TaskView
 from engine.errors import EngineError, Forbidden
-
-from . import get_engine
-from .auth import requires
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("oversight", __name__)
 

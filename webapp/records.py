@@ -8,11 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, g, render_template, request
 from flask_babel import gettext as _
 
+from agency.records import KINDS, Query, search
 from engine.errors import N_
-from engine.records import KINDS, Query, search
-
-from . import get_engine
-from .auth import requires
+from webapp import get_engine
+from webapp.auth import requires
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 # The form that describes a kind's context (the meeting's convening data).

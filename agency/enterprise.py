@@ -1,0 +1,276 @@
+"""Read-only progress links for a project unit: tokens, revocation, and what the page shows."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agency.models import Document, EnterpriseLink
+from engine.actors import Actor
+from engine.audit.chain import NewEvent
+from engine.cases import Engine
+from engine.errors import N_, CaseNotFound, EngineError, Forbidden, NotFound
+from engine.store.models import Case, Department, HumanTask
+
+TOKEN_BYTES = 32  # 256 bits: guessing is hopeless, so no hint is ever given on failure
+PHASES = {"1": N_("立项用地规划许可阶段"), "2": N_("工程建设许可阶段"), "3": N_("施工许可阶段"),
+          "4": N_("竣工验收阶段")}
+STAGES = {"preparation": N_("材料准备"), "handling": N_("业务办理"),
+          "acceleration": N_("审批办理中"), "closing": N_("办结移交")}
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a token: its SHA-256."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def may_manage(actor: Actor) -> bool:
+    """The office and the Approval Service Bureau's agents hand out and revoke links."""
+    return actor.is_system or actor.role == "office" or (
+        actor.role == "agent" and actor.department == "approval_bureau")
+
+
+@dataclass(frozen=True)
+class LinkView:
+    """A link as its managers see it (never the token)."""
+
+    id: int
+    case_id: int
+    recipient: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class ItemProgress:
+    """One approval item as the enterprise sees it."""
+
+    code: str
+    name: str
+    department: str
+    time_limit_days: int | None
+    state: str  # not_started, in_progress, done, returned
+    stage: str | None
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Something the project unit has to provide."""
+
+    kind: str  # prepare, supply
+    item_name: str
+    materials: list[str]
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Everything the enterprise page shows about one project."""
+
+    case_id: int
+    title: str
+    status: str
+    project: dict[str, Any]
+    responsible_unit: str
+    started_at: datetime
+    phases: list[tuple[str, str, list[ItemProgress]]]
+    waiting: list[Waiting]
+    materials: list[dict[str, Any]] = field(default_factory=list)
+    # Documents addressed to the project unit: (id, title, issued at).
+    documents: list[tuple[int, str, datetime]] = field(default_factory=list)
+
+
+# The documents the service sends the project unit (the others are internal).
+ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "handover", "termination")
+
+
+def _link_view(row: EnterpriseLink) -> LinkView:
+    return LinkView(row.id, row.case_id, row.recipient, row.created_by, row.created_at,
+                    row.revoked_at, row.revoked_by)
+
+
+class EnterpriseLinks:
+    """Creating, revoking and resolving the project unit's progress links."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, case_id: int, actor: Actor, recipient: str = "") -> tuple[str, LinkView]:
+        """A new link for a project's case; the token is returned once and never stored."""
+        if not may_manage(actor):
+            raise Forbidden(N_("只有领导小组办公室或市审批服务管理局代办员可以生成企业查询链接"))
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = self.engine.clock()
+        with self.engine.db.transaction() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            if not isinstance(case.data.get("project"), dict):
+                raise EngineError(N_("只有代办项目的案件可以生成企业查询链接"))
+            recipient = recipient.strip()[:200] or str(case.data["project"].get("lead", ""))
+            row = EnterpriseLink(case_id=case_id, token_digest=token_digest(token),
+                                 recipient=recipient, created_by=actor.username,
+                                 created_at=now)
+            s.add(row)
+            s.flush()
+            self.engine.append_case_event(s, case_id, NewEvent(
+                "enterprise_link_created", actor.username, now,
+                {"link_id": row.id, "recipient": recipient}))
+            return token, _link_view(row)
+
+    def revoke(self, link_id: int, actor: Actor) -> LinkView:
+        """Stop a link from working; the page behind it is then not found."""
+        if not may_manage(actor):
+            raise Forbidden(N_("只有领导小组办公室或市审批服务管理局代办员可以撤销企业查询链接"))
+        now = self.engine.clock()
+        with self.engine.db.transaction() as s:
+            row = s.get(EnterpriseLink, link_id, populate_existing=True)
+            if row is None:
+                raise NotFound(f"link {link_id} does not exist")
+            if row.revoked_at is None:
+                row.revoked_at, row.revoked_by = now, actor.username
+                self.engine.append_case_event(s, row.case_id, NewEvent(
+                    "enterprise_link_revoked", actor.username, now,
+                    {"link_id": row.id, "recipient": row.recipient}))
+            return _link_view(row)
+
+    def links(self, case_id: int) -> list[LinkView]:
+        """A case's links, newest first."""
+        with self.engine.db.reading() as s:
+            return [_link_view(r) for r in s.scalars(select(EnterpriseLink).where(
+                EnterpriseLink.case_id == case_id).order_by(EnterpriseLink.id.desc()))]
+
+    def projects(self, text: str = "", limit: int = 100) -> list[tuple[int, str, str, int]]:
+        """Project cases (id, title, code, live links) matching a name or code, newest first."""
+        query = select(Case.id, Case.title, Case.project_code).where(
+            Case.project_code.is_not(None)).order_by(Case.id.desc()).limit(limit)
+        if text.strip():
+            like = f"%{text.strip()}%"
+            query = query.where(Case.title.like(like) | Case.project_code.like(like))
+        with self.engine.db.reading() as s:
+            rows = [(r[0], r[1], r[2]) for r in s.execute(query)]
+            live = {case_id: count for case_id, count in s.execute(
+                select(EnterpriseLink.case_id, func.count()).where(
+                    EnterpriseLink.revoked_at.is_(None),
+                    EnterpriseLink.case_id.in_([r[0] for r in rows]))
+                .group_by(EnterpriseLink.case_id))}
+        return [(case_id, title, code or "", live.get(case_id, 0))
+                for case_id, title, code in rows]
+
+    def _case_of(self, s: Session, token: str) -> Case:
+        if not token or len(token) > 100:
+            raise NotFound("not found")
+        link = s.scalar(select(EnterpriseLink).where(
+            EnterpriseLink.token_digest == token_digest(token)))
+        if link is None or link.revoked_at is not None:
+            raise NotFound("not found")
+        case = s.get(Case, link.case_id)
+        if case is None:
+            raise NotFound("not found")
+        return case
+
+    def progress(self, token: str) -> Progress:
+        """The project behind a live token; NotFound for any unknown or revoked token."""
+        with self.engine.db.reading() as s:
+            case = self._case_of(s, token)
+            tasks = list(s.scalars(select(HumanTask).where(HumanTask.case_id == case.id)
+                                   .order_by(HumanTask.created_at, HumanTask.id)))
+            departments = {code: name for code, name in s.execute(
+                select(Department.code, Department.name))}
+            documents = [(row.id, row.title, row.created_at) for row in s.execute(
+                select(Document.id, Document.title, Document.created_at).where(
+                    Document.case_id == case.id, Document.kind.in_(ADDRESSED_KINDS))
+                .order_by(Document.id))]
+        view = _progress(case, tasks, departments)
+        view.documents.extend(documents)
+        return view
+
+    def document_pdf(self, token: str, document_id: int) -> tuple[str, bytes]:
+        """A document addressed to the unit behind a live token (title, PDF); NotFound for
+        any other document, as for an unknown token."""
+        with self.engine.db.reading() as s:
+            case = self._case_of(s, token)
+            row = s.get(Document, document_id)
+            if row is None or row.case_id != case.id or row.kind not in ADDRESSED_KINDS:
+                raise NotFound("not found")
+            return row.title, row.pdf
+
+
+def _progress(case: Case, tasks: list[HumanTask], departments: dict[str, str]) -> Progress:
+    data = case.data
+    project: dict[str, Any] = dict(data.get("project") or {})
+    materials = [m for m in data.get("materials", []) if isinstance(m, dict)]
+    names = {str(m.get("code")): str(m.get("name") or m.get("code")) for m in materials}
+    by_item: dict[str, list[HumanTask]] = {}
+    for task in tasks:
+        if task.item_code:
+            by_item.setdefault(task.item_code, []).append(task)
+    phases: dict[str, list[ItemProgress]] = {key: [] for key in PHASES}
+    waiting: list[Waiting] = []
+    for item in data.get("items", []):
+        if not isinstance(item, dict):
+            continue
+        code = str(item.get("code"))
+        item_tasks = by_item.get(code, [])
+        progress = _item_progress(item, item_tasks, departments)
+        phases.setdefault(str(item.get("phase")), []).append(progress)
+        for task in item_tasks:
+            if task.state != "ready":
+                continue
+            if task.spec_name == "prepare_materials":
+                needed = [names.get(str(m), str(m)) for m in item.get("materials", [])]
+                waiting.append(Waiting("prepare", progress.name, needed, task.due_at))
+            elif task.spec_name == "supply_material":
+                missing = _missing_materials(item_tasks)
+                waiting.append(Waiting("supply", progress.name,
+                                       [names.get(m, m) for m in missing], task.due_at))
+    return Progress(
+        case_id=case.id, title=case.title, status=case.status, project=project,
+        responsible_unit=departments.get(str(project.get("responsible_unit")),
+                                         str(project.get("responsible_unit") or "")),
+        started_at=case.started_at,
+        phases=[(key, PHASES.get(key, key), items) for key, items in phases.items() if items],
+        waiting=waiting, materials=materials)
+
+
+def _item_progress(item: dict[str, Any], tasks: list[HumanTask],
+                   departments: dict[str, str]) -> ItemProgress:
+    done = {t.spec_name for t in tasks if t.state == "completed"}
+    ready = [t for t in tasks if t.state == "ready"]
+    if "handover_results" in done:
+        state, stage = "done", None
+    elif "hand_back_materials" in done:
+        state, stage = "returned", None
+    elif ready:
+        state, stage = "in_progress", ready[-1].stage
+    else:
+        state, stage = "not_started", None
+    dues = [t.due_at for t in tasks if t.due_at is not None and t.stage == "acceleration"]
+    limit = item.get("time_limit_days")
+    return ItemProgress(
+        code=str(item.get("code")), name=str(item.get("name") or item.get("code")),
+        department=departments.get(str(item.get("department")), str(item.get("department"))),
+        time_limit_days=int(limit) if isinstance(limit, (int, float)) else None,
+        state=state, stage=stage, due_at=max(dues) if dues else None)
+
+
+def _missing_materials(tasks: list[HumanTask]) -> list[str]:
+    """The materials the latest deficiency acceptance left to be supplied."""
+    for task in reversed(tasks):
+        result = task.result or {}
+        if task.spec_name == "check_materials" and result.get("decision") == "deficiency":
+            return [str(m) for m in result.get("missing_materials", [])]
+    return []

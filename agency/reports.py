@@ -1,0 +1,236 @@
+"""Read-only queries for auditors: case search, a process version's heatmap, the operations log."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+
+from engine.cases import Engine
+from engine.errors import NotFound
+from engine.runtime.clock import SERVICE_TZ
+from engine.store.models import Case, Event, HumanTask, ProcessVersion
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """What an auditor searches cases by; empty fields do not filter."""
+
+    project: str = ""  # part of the project name or its code
+    enterprise: str = ""
+    department: str = ""  # held a task in the case
+    agent: str = ""  # completed or holds a task in the case
+    item: str = ""  # an approval item's code or part of its name
+    status: str = ""
+    started_from: date | None = None  # local dates, both inclusive
+    started_to: date | None = None
+    overdue: bool = False  # a task open past its due date, or completed after it
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """A case as the search lists it."""
+
+    id: int
+    title: str
+    project_code: str | None
+    enterprise: str
+    process_id: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    events: int
+
+
+@dataclass(frozen=True)
+class CasePage:
+    """One page of search results and the total number of matches."""
+
+    rows: list[CaseRow]
+    total: int
+
+
+def _enterprise() -> Any:
+    return Case.data["project"]["enterprise"].as_string()
+
+
+def _case_filter(query: CaseQuery, now: datetime) -> list[Any]:
+    conditions: list[Any] = []
+    if query.project:
+        like = f"%{query.project}%"
+        conditions.append(or_(Case.title.like(like), Case.project_code.like(like)))
+    if query.enterprise:
+        conditions.append(_enterprise().like(f"%{query.enterprise}%"))
+    task = HumanTask.case_id == Case.id
+    if query.department:
+        conditions.append(exists().where(task, HumanTask.department == query.department))
+    if query.agent:
+        conditions.append(exists().where(task, or_(HumanTask.completed_by == query.agent,
+                                                   HumanTask.assignee == query.agent)))
+    if query.item:
+        conditions.append(exists().where(task, or_(HumanTask.item_code == query.item,
+                                                   HumanTask.item_name.like(
+                                                       f"%{query.item}%"))))
+    if query.status:
+        conditions.append(Case.status == query.status)
+    if query.started_from:
+        conditions.append(Case.started_at >= _local_midnight(query.started_from))
+    if query.started_to:
+        conditions.append(Case.started_at < _local_midnight(query.started_to + timedelta(1)))
+    if query.overdue:
+        conditions.append(exists().where(task, HumanTask.due_at.is_not(None), or_(
+            and_(HumanTask.state == "ready", HumanTask.due_at < now),
+            and_(HumanTask.state == "completed", HumanTask.completed_at > HumanTask.due_at))))
+    return conditions
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=SERVICE_TZ)
+
+
+def search_cases(engine: Engine, query: CaseQuery, *, limit: int = 20, offset: int = 0
+                 ) -> CasePage:
+    """Cases matching every given criterion, newest first, one page at a time."""
+    conditions = _case_filter(query, engine.clock())
+    events = (select(func.count()).where(Event.case_id == Case.id)
+              .correlate(Case).scalar_subquery())
+    rows: Select[Any] = (select(Case.id, Case.title, Case.project_code, _enterprise(),
+                                Case.process_id, Case.status, Case.started_at, Case.ended_at,
+                                events)
+                         .where(*conditions).order_by(Case.started_at.desc(), Case.id.desc())
+                         .limit(limit).offset(offset))
+    with engine.db.reading() as s:
+        total = s.scalar(select(func.count()).select_from(Case).where(*conditions)) or 0
+        found = [CaseRow(id=r[0], title=r[1], project_code=r[2], enterprise=r[3] or "",
+                         process_id=r[4], status=r[5], started_at=r[6], ended_at=r[7],
+                         events=r[8]) for r in s.execute(rows)]
+    return CasePage(found, total)
+
+
+def search_choices(engine: Engine) -> dict[str, list[tuple[str, str]]]:
+    """The departments, agents and items that occur in the task index, for the search form."""
+    with engine.db.reading() as s:
+        departments = sorted(d for d in s.scalars(select(HumanTask.department).distinct()) if d)
+        agents = sorted(a for a in s.scalars(select(HumanTask.completed_by).distinct()) if a)
+        items = sorted((c, n or c) for c, n in s.execute(
+            select(HumanTask.item_code, HumanTask.item_name).distinct()) if c)
+    return {"departments": [(d, d) for d in departments], "agents": [(a, a) for a in agents],
+            "items": sorted(set(items))}
+
+
+@dataclass(frozen=True)
+class ElementHeat:
+    """How many cases reached an element, and how long its user tasks took."""
+
+    cases: int = 0
+    tasks_done: int = 0
+    tasks_open: int = 0
+    median_hours: float | None = None
+    max_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A process version's diagrams with per-element counts and durations."""
+
+    process_id: str
+    version: int
+    name: str
+    cases: int
+    diagrams: dict[str, str]
+    elements: dict[str, dict[str, ElementHeat]] = field(default_factory=dict)
+
+    @property
+    def slowest(self) -> list[tuple[str, str, ElementHeat]]:
+        """User tasks by median time spent, longest first."""
+        found = [(pid, eid, heat) for pid, by_id in self.elements.items()
+                 for eid, heat in by_id.items() if heat.median_hours is not None]
+        return sorted(found, key=lambda f: f[2].median_hours or 0.0, reverse=True)
+
+
+def process_versions(engine: Engine) -> list[tuple[str, int, str, str, int]]:
+    """Every process version with its status and the number of cases started on it."""
+    counts = (select(func.count()).where(Case.process_version_id == ProcessVersion.id)
+              .correlate(ProcessVersion).scalar_subquery())
+    with engine.db.reading() as s:
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(
+            select(ProcessVersion.process_id, ProcessVersion.number, ProcessVersion.name,
+                   ProcessVersion.status, counts)
+            .order_by(ProcessVersion.process_id, ProcessVersion.number.desc()))]
+
+
+def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
+    """Per element of a version's diagrams: cases that reached it, median hours in its tasks.
+
+    Counts come from each case's workflow (elements completed, under way or waiting);
+    durations from the task index (created to completed).
+    """
+    with engine.db.reading() as s:
+        version = s.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_id == process_id, ProcessVersion.number == number))
+        if version is None:
+            raise NotFound(f"process {process_id!r} has no version {number}")
+        case_ids = list(s.scalars(select(Case.id).where(
+            Case.process_version_id == version.id).order_by(Case.id)))
+        durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+        open_tasks: dict[tuple[str, str], int] = defaultdict(int)
+        for pid, spec, state, created, completed in s.execute(
+                select(HumanTask.process_id, HumanTask.spec_name, HumanTask.state,
+                       HumanTask.created_at, HumanTask.completed_at)
+                .join(Case, Case.id == HumanTask.case_id)
+                .where(Case.process_version_id == version.id)):
+            if state == "completed" and completed is not None:
+                durations[(pid, spec)].append((completed - created).total_seconds() / 3600)
+            elif state == "ready":
+                open_tasks[(pid, spec)] += 1
+        name = version.name
+    diagrams = engine.case_diagrams(case_ids[0]) if case_ids else _version_diagrams(
+        engine, version.sources, process_id)
+    reached: dict[tuple[str, str], int] = defaultdict(int)
+    for case_id in case_ids:
+        for pid, by_state in engine.element_states(case_id).items():
+            for bpmn_id in {i for ids in by_state.values() for i in ids}:
+                reached[(pid, bpmn_id)] += 1
+    elements: dict[str, dict[str, ElementHeat]] = defaultdict(dict)
+    for key in set(reached) | set(durations) | set(open_tasks):
+        hours = durations.get(key, [])
+        elements[key[0]][key[1]] = ElementHeat(
+            cases=reached.get(key, 0), tasks_done=len(hours), tasks_open=open_tasks.get(key, 0),
+            median_hours=round(statistics.median(hours), 2) if hours else None,
+            max_hours=round(max(hours), 2) if hours else None)
+    return Heatmap(process_id, number, name, len(case_ids), diagrams, dict(elements))
+
+
+def _version_diagrams(engine: Engine, sources: dict[str, Any], process_id: str
+                      ) -> dict[str, str]:
+    from engine.cases.workflow import process_ids
+
+    return {pid: text for name, text in sources.items() if name.endswith(".bpmn")
+            for pid in process_ids(text) if pid == process_id}
+
+
+@dataclass(frozen=True)
+class OpsPage:
+    """A page of the operations log and whether its chain verifies."""
+
+    events: list[Event]
+    total: int
+    chain_ok: bool
+    chain_problem: str | None
+    first_bad_seq: int | None
+
+
+def ops_log(engine: Engine, *, limit: int = 50, offset: int = 0) -> OpsPage:
+    """Administrators' operations, newest first, with the check of their hash chain."""
+    from engine.audit.chain import verify_events
+
+    with engine.db.reading() as s:
+        chain = list(s.scalars(select(Event).where(Event.stream == "ops").order_by(Event.seq)))
+    broken = verify_events(chain)
+    newest = list(reversed(chain))[offset:offset + limit]
+    return OpsPage(newest, len(chain), broken is None, broken.reason if broken else None,
+                   broken.seq if broken else None)

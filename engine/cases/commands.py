@@ -1,0 +1,294 @@
+"""Commands: each one transaction over a case's state, task index and events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.actors import SYSTEM, Actor
+from engine.audit import chain as audit
+from engine.audit.chain import GENESIS, NewEvent
+from engine.cases.queries import Queries
+from engine.cases.views import (
+    WORKFLOW_EVENTS,
+    CaseView,
+    LiveCase,
+    LoadResult,
+    TaskView,
+    attachment_view,
+    case_view,
+    plain_data,
+    task_view,
+)
+from engine.cases.workflow import apply_event
+from engine.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    ProcessNotFound,
+    TaskNotReady,
+)
+from engine.pack.loader import (
+    Pack,
+    PackParser,
+    ParsedProcess,
+    SourceFile,
+    read_pack_dir,
+    start_form_files,
+)
+from engine.runtime import clock, recorded
+from engine.runtime.spiff import (
+    IdSource,
+    case_namespace,
+    dump_specs,
+    new_workflow,
+    task_ids,
+)
+from engine.store.files import AttachmentView, check_upload
+from engine.store.models import (
+    Attachment,
+    Case,
+    ProcessVersion,
+)
+
+
+class Commands(Queries):
+    """Deploying versions, starting cases, completing, claiming and releasing tasks."""
+
+    def parse_pack(self, files: list[SourceFile]) -> Pack:
+        """Validate pack files without storing anything (raises InvalidProcess)."""
+        return PackParser(self.department_names(), self.functions).parse(files)
+
+    def load_processes(self, directory: Path | None = None, *, actor: Actor = SYSTEM,
+                       comment: str = "loaded from the process pack") -> LoadResult:
+        """Load every process of a pack folder; a content already stored creates nothing."""
+        pack = self.parse_pack(read_pack_dir(directory or self.config.processes_dir))
+        return self.store_pack(pack, actor=actor, comment=comment)
+
+    def store_pack(self, pack: Pack, *, actor: Actor, comment: str,
+                   publish: bool = True) -> LoadResult:
+        """Store a new immutable version of each process whose content changed."""
+        result = LoadResult()
+        now = self.clock()
+        with self.db.transaction() as s:
+            for parsed in pack.processes.values():
+                existing = s.scalar(select(ProcessVersion).where(
+                    ProcessVersion.process_id == parsed.process_id,
+                    ProcessVersion.content_hash == parsed.content_hash))
+                if existing is not None:
+                    result.unchanged.append((parsed.process_id, existing.number))
+                    continue
+                version = self._new_version(s, parsed, pack, actor, comment, now, publish)
+                result.created.append((parsed.process_id, version.number))
+        return result
+
+    def _new_version(self, s: Session, parsed: ParsedProcess, pack: Pack, actor: Actor,
+                     comment: str, now: datetime, publish: bool) -> ProcessVersion:
+        number = (s.scalar(select(func.max(ProcessVersion.number)).where(
+            ProcessVersion.process_id == parsed.process_id)) or 0) + 1
+        if publish:
+            s.execute(update(ProcessVersion).where(
+                ProcessVersion.process_id == parsed.process_id,
+                ProcessVersion.status == "published").values(status="retired"))
+        version = ProcessVersion(
+            process_id=parsed.process_id, name=parsed.name, number=number,
+            content_hash=parsed.content_hash, status="published" if publish else "draft",
+            startable=parsed.startable, author=actor.username, comment=comment,
+            created_at=now, published_at=now if publish else None,
+            spec=dump_specs(parsed.specs),
+            sources={name: pack.sources[name] for name in parsed.files},
+            task_specs=parsed.task_specs)
+        s.add(version)
+        s.flush()
+        audit.append_ops(s, NewEvent("process_version_saved", actor.username, now, {
+            "process_id": parsed.process_id, "version": number,
+            "content_hash": parsed.content_hash, "status": version.status,
+            "comment": comment}))
+        return version
+
+    def start_case(self, process_id: str, data: Mapping[str, Any], actor: Actor, *,
+                   version_id: int | None = None, title: str | None = None) -> CaseView:
+        """Start a case of the published (or given) version and run it to its first wait."""
+        now = self.clock()
+        with self._unit() as s:
+            row = self._startable_version(s, process_id, actor, version_id)
+            view = self._start(s, row, plain_data(data), actor, now, title)
+        return view
+
+    def start_cases(self, process_id: str, starts: Sequence[tuple[Mapping[str, Any], str | None]],
+                    actor: Actor, *,
+                    then: Callable[[Session, list[CaseView]], None] | None = None
+                    ) -> list[CaseView]:
+        """Start many cases (data, title) in one transaction: all of them or none.
+
+        `then` runs inside the same transaction once every case has started, so a
+        caller can record what the batch belongs to; if it raises, nothing is kept.
+        """
+        now = self.clock()
+        with self._unit() as s:
+            row = self._startable_version(s, process_id, actor, None)
+            views = [self._start(s, row, plain_data(data), actor, now, title)
+                     for data, title in starts]
+            if then is not None:
+                then(s, views)
+        return views
+
+    def _startable_version(self, s: Session, process_id: str, actor: Actor,
+                           version_id: int | None) -> ProcessVersion:
+        row = (s.get(ProcessVersion, version_id) if version_id is not None
+               else self.published_version(s, process_id))
+        if row is None or row.process_id != process_id:
+            raise ProcessNotFound(f"process {process_id!r} has no version {version_id}")
+        if not (actor.is_system or actor.role in ("office", "admin")
+                or (row.startable and actor.role in ("agent", "leader"))):
+            raise Forbidden("you may not start cases of this process")
+        return row
+
+    def _start(self, s: Session, row: ProcessVersion, initial: dict[str, Any], actor: Actor,
+               now: datetime, title: str | None) -> CaseView:
+        """Create one case inside the caller's transaction and run it to its first wait."""
+        version = self._version(s, row.id)
+        start_form = start_form_files(row.process_id)[0]
+        if version.forms.schema(start_form) is not None:
+            version.forms.validate(start_form, initial)
+        raw_project = initial.get("project")
+        project: dict[str, Any] = raw_project if isinstance(raw_project, dict) else {}
+        case = Case(process_version_id=row.id, process_id=row.process_id,
+                    title=title or str(project.get("name") or row.name),
+                    project_code=project.get("code"), status="running", state_version=0,
+                    event_seq=0, last_hash=GENESIS, data=initial,
+                    started_by=actor.username, started_at=now, updated_at=now)
+        s.add(case)
+        s.flush()
+        ids = IdSource(case_namespace(case.id))
+        with clock.pinned(now), task_ids(ids):
+            workflow = new_workflow(version.specs, self.script_engine)
+            with recorded.record() as calls:
+                apply_event(workflow, "case_started", {"data": initial}, case.id)
+            live = LiveCase(workflow, ids, 0, 0, 0)
+            self._after_change(s, case, live, version, now, None)
+        self._record(s, case, live, NewEvent("case_started", actor.username, now, {
+            "process_id": row.process_id, "process_version_id": row.id,
+            "version": row.number, "content_hash": row.content_hash, "data": initial,
+            **({"calls": calls} if calls else {})}))
+        self._snapshot(s, case, live, force=True)
+        self._pending.append((case.id, live))
+        return case_view(case)
+
+    def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
+                      seen_version: int | None = None) -> CaseView:
+        """Complete a ready task with the actor's data; the next wait state is reached."""
+        submitted = plain_data(data)
+        return self._task_command(task_id, actor, seen_version, "task_completed", submitted)
+
+    def claim_task(self, task_id: str, actor: Actor, seen_version: int | None = None
+                   ) -> TaskView:
+        """Take a ready task of the actor's department so colleagues see it is being handled."""
+        return self._assign(task_id, actor, seen_version, claim=True)
+
+    def release_task(self, task_id: str, actor: Actor, seen_version: int | None = None
+                     ) -> TaskView:
+        """Give a claimed task back to the department's inbox."""
+        return self._assign(task_id, actor, seen_version, claim=False)
+
+    def save_draft(self, task_id: str, data: Mapping[str, Any], actor: Actor) -> TaskView:
+        """Keep half-filled form data on a task without completing it."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            row.draft = plain_data(data)
+            row.version += 1
+            case = self._lock_case(s, row.case_id)
+            self._record(s, case, None, NewEvent("task_draft_saved", actor.username, now,
+                                                 {"task_id": row.id}))
+            view = task_view(row, case.title)
+        return view
+
+    def record_case_event(self, case_id: int, event_type: str, data: Mapping[str, Any],
+                          actor: Actor) -> None:
+        """Append a non-workflow event (e.g. `document_generated`) to a case's chain."""
+        with self.db.transaction() as s:
+            self.append_case_event(s, case_id, NewEvent(event_type, actor.username,
+                                                        self.clock(), plain_data(data)))
+
+    def append_case_event(self, s: Session, case_id: int, new: NewEvent) -> None:
+        """Append a non-workflow event inside the caller's transaction (replays skip it)."""
+        if new.type in WORKFLOW_EVENTS:
+            raise EngineError(f"{new.type} events are recorded by the engine's commands only")
+        case = self._lock_case(s, case_id)
+        self._record(s, case, None, new)
+
+    def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
+        """Stop a running case with a reason; its open tasks and timers are withdrawn."""
+        if not reason or not reason.strip():
+            raise EngineError("a reason is required to terminate a case")
+        if not (actor.is_system or actor.role in ("office", "admin")):
+            raise Forbidden("only the office or an administrator may terminate a case")
+        return self._case_command(case_id, actor, "case_terminated", {"reason": reason.strip()})
+
+    def add_attachment(self, task_id: str, filename: str, content: bytes, actor: Actor,
+                       material: str | None = None) -> AttachmentView:
+        """Attach a file to a ready task the actor may work on (recorded in the case's
+        audit chain with its SHA-256)."""
+        name, content_type = check_upload(filename, content)
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self.db.transaction() as s:
+            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            digest = self.files.put(content)
+            attachment = Attachment(case_id=case.id, task_id=row.id, material=material or None,
+                                    filename=name, content_type=content_type,
+                                    size=len(content), sha256=digest,
+                                    uploaded_by=actor.username, uploaded_at=now)
+            s.add(attachment)
+            s.flush()
+            self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
+                "attachment_id": attachment.id, "task_id": row.id, "material": material,
+                "filename": name, "size": len(content), "sha256": digest}))
+            return attachment_view(attachment)
+
+    def _assign(self, task_id: str, actor: Actor, seen_version: int | None, claim: bool
+                ) -> TaskView:
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self.db.transaction() as s:
+            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            if seen_version is not None and row.version != seen_version:
+                raise Conflict("this task changed since you opened it; reload it",
+                               task_id=task_id, version=row.version)
+            if claim:
+                if row.assignee and row.assignee != actor.username:
+                    raise Conflict(f"this task is already claimed by {row.assignee}")
+                row.assignee, row.claimed_at = actor.username, now
+            else:
+                is_leader = actor.role == "leader" and actor.department == row.department
+                if row.assignee is None:
+                    raise Conflict("this task is not claimed")
+                if row.assignee != actor.username and not (is_leader or actor.is_system):
+                    raise Forbidden(f"only {row.assignee} or the department's leader may "
+                                    "release this task")
+                row.assignee, row.claimed_at = None, None
+            row.version += 1
+            self._record(s, case, None, NewEvent(
+                "task_claimed" if claim else "task_released", actor.username, now,
+                {"task_id": row.id, "task_spec": row.spec_name}))
+            return task_view(row, case.title)
+

@@ -1,0 +1,310 @@
+"""Read queries: task lists and counts, case lists, a task with its context, element states."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, true
+
+from engine.actors import Actor
+from engine.cases.verification import Verifying
+from engine.cases.views import (
+    TASK_ORDERS,
+    CaseView,
+    StartForm,
+    TaskCounts,
+    TaskDetail,
+    TaskView,
+    attachment_view,
+    case_filters,
+    case_view,
+    task_filters,
+    task_view,
+)
+from engine.cases.workflow import process_ids, states_by_element, task_data
+from engine.errors import (
+    CaseNotFound,
+    EngineError,
+    Forbidden,
+    NotFound,
+)
+from engine.pack.loader import (
+    start_form_files,
+)
+from engine.store.files import AttachmentView
+from engine.store.models import (
+    Attachment,
+    Case,
+    Event,
+    HumanTask,
+    ProcessVersion,
+)
+
+
+class Queries(Verifying):
+    """Read-only questions about cases and tasks; never writes."""
+
+    def get_case(self, case_id: int) -> CaseView:
+        """A case's status and data."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return case_view(case)
+
+    def list_tasks(self, *, department: str | None = None, assignee: str | None = None,
+                   case_id: int | None = None, states: Iterable[str] = ("ready",),
+                   limit: int = 50, offset: int = 0, phase: str | None = None,
+                   item_code: str | None = None, due_before: datetime | None = None,
+                   open_to: str | None = None, order: str = "due",
+                   green_only: bool = False) -> list[TaskView]:
+        """Human tasks from the index, filtered and paged in SQL.
+
+        `open_to` keeps the tasks nobody claimed plus those claimed by that user;
+        `due_before` keeps tasks due before that moment (pass now for the overdue ones);
+        `order` is "due" (soonest due first) or "age" (oldest first); `green_only` keeps
+        the tasks of green-channel items.
+        """
+        if order not in TASK_ORDERS:
+            raise EngineError(f"unknown task order {order!r}")
+        query = task_filters(
+            select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
+            department=department, assignee=assignee, case_id=case_id, states=states,
+            phase=phase, item_code=item_code, due_before=due_before, open_to=open_to,
+            green_only=green_only)
+        with self.db.reading() as s:
+            if order == "age":
+                rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
+                                      .limit(limit).offset(offset)))
+                return [task_view(row, title) for row, title in rows]
+            # Soonest due first, tasks without a due date last. Two index-ordered queries
+            # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
+            # whole department's tasks would be sorted for every inbox page).
+            rows = list(s.execute(query.where(HumanTask.due_at.is_not(None))
+                                  .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+                                  .limit(limit).offset(offset)))
+            if len(rows) < limit:
+                skip = 0
+                if not rows and offset:  # the page starts inside the undated tasks
+                    dated = s.scalar(select(func.count()).select_from(
+                        query.where(HumanTask.due_at.is_not(None)).subquery())) or 0
+                    skip = max(0, offset - dated)
+                rows += list(s.execute(query.where(HumanTask.due_at.is_(None))
+                                       .order_by(HumanTask.created_at, HumanTask.id)
+                                       .limit(limit - len(rows)).offset(skip)))
+            return [task_view(row, title) for row, title in rows]
+
+    def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
+                    case_id: int | None = None, states: Iterable[str] = ("ready",),
+                    phase: str | None = None, item_code: str | None = None,
+                    due_before: datetime | None = None, open_to: str | None = None,
+                    green_only: bool = False) -> int:
+        """How many tasks `list_tasks` would list with the same filters, without paging."""
+        query = task_filters(
+            select(func.count()).select_from(HumanTask), department=department,
+            assignee=assignee, case_id=case_id, states=states, phase=phase,
+            item_code=item_code, due_before=due_before, open_to=open_to,
+            green_only=green_only)
+        with self.db.reading() as s:
+            return int(s.scalar(query) or 0)
+
+    def task_counts(self, username: str, *, department: str | None = None,
+                    open_to: str | None = None) -> TaskCounts:
+        """Open tasks of an inbox (a department's, or all when None): ready, claimed by
+        the user, past due."""
+        now = self.clock()
+        visible = (or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to)
+                   if open_to is not None else true())
+        # One pass over the department's open tasks instead of one count per figure.
+        query = task_filters(
+            select(func.count().filter(visible),
+                   func.count().filter(HumanTask.assignee == username),
+                   func.count().filter(and_(visible, HumanTask.due_at < now)))
+            .select_from(HumanTask),
+            department=department, assignee=None, case_id=None, states=("ready",),
+            phase=None, item_code=None, due_before=None, open_to=None)
+        with self.db.reading() as s:
+            ready, mine, overdue = s.execute(query).one()
+        return TaskCounts(ready=ready, claimed_by_me=mine, overdue=overdue)
+
+    def task_phases_and_items(self, department: str | None) -> tuple[list[str],
+                                                                     list[tuple[str, str]]]:
+        """The phases and items (code, name) of a department's open tasks, for filters."""
+        base = select(HumanTask.phase, HumanTask.item_code, HumanTask.item_name).where(
+            HumanTask.state == "ready")
+        if department is not None:
+            base = base.where(HumanTask.department == department)
+        with self.db.reading() as s:
+            rows = s.execute(base.distinct().limit(500)).all()
+        phases = sorted({p for p, _, _ in rows if p})
+        items = sorted({(c, n or c) for _, c, n in rows if c}, key=lambda pair: pair[1])
+        return phases, items
+
+    def list_cases(self, *, search: str | None = None, statuses: Iterable[str] = ("running",),
+                   department: str | None = None, limit: int = 50, offset: int = 0
+                   ) -> list[CaseView]:
+        """Cases by status, newest first; `search` matches the project name or code;
+        `department` keeps the cases where that department holds or held a task."""
+        query = case_filters(select(Case), search, statuses, department
+                              ).order_by(Case.id.desc())
+        with self.db.reading() as s:
+            return [case_view(c) for c in s.scalars(query.limit(limit).offset(offset))]
+
+    def count_cases(self, *, search: str | None = None,
+                    statuses: Iterable[str] = ("running",), department: str | None = None
+                    ) -> int:
+        """How many cases `list_cases` would list, without paging."""
+        query = case_filters(select(func.count()).select_from(Case), search, statuses,
+                              department)
+        with self.db.reading() as s:
+            return int(s.scalar(query) or 0)
+
+    def start_form(self, process_id: str) -> StartForm | None:
+        """The registration form of the published version of a process, if it has one."""
+        with self.db.reading() as s:
+            row = self.published_version(s, process_id)
+            version = self._version(s, row.id)
+        name, ui_name = start_form_files(process_id)
+        schema = version.forms.schema(name)
+        if schema is None:
+            return None
+        return StartForm(process_id, row.name, schema, version.forms.schema(ui_name))
+
+    def startable_processes(self, actor: Actor) -> list[tuple[str, str]]:
+        """(process id, name) of the published processes the actor may start."""
+        with self.db.reading() as s:
+            rows = s.execute(select(ProcessVersion.process_id, ProcessVersion.name,
+                                    ProcessVersion.startable)
+                             .where(ProcessVersion.status == "published")
+                             .order_by(ProcessVersion.process_id)).all()
+        return [(pid, name) for pid, name, startable in rows
+                if actor.role in ("office", "admin")
+                or (startable and actor.role in ("agent", "leader"))]
+
+    def process_form(self, process_id: str, name: str) -> dict[str, Any] | None:
+        """A form (JSON Schema) by file name: from the process's published version, else
+        from the pack folder (the start form of `case_flow` is used by callers, not tasks)."""
+        with self.db.reading() as s:
+            row = self.published_version(s, process_id)
+            schema = self._version(s, row.id).forms.schema(name)
+        path = self.config.processes_dir / "forms" / name
+        if schema is None and Path(name).name == name and path.is_file():
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return loaded
+        return schema
+
+    def may_see_case(self, case_id: int, actor: Actor) -> bool:
+        """Whether the actor may read a case: the office, administrators and auditors see
+        every case; agents and leaders the cases where their department holds or held a task."""
+        if actor.is_system or actor.role in ("office", "admin", "auditor"):
+            return True
+        if actor.role not in ("agent", "leader") or actor.department is None:
+            return False
+        with self.db.reading() as s:
+            found = s.scalar(select(HumanTask.id).where(
+                HumanTask.case_id == case_id, HumanTask.department == actor.department)
+                .limit(1))
+        return found is not None
+
+    def check_case_visible(self, case_id: int, actor: Actor) -> CaseView:
+        """The case, if the actor may read it: NotFound for a missing case, Forbidden for
+        one the actor may not read."""
+        case = self.get_case(case_id)
+        if not self.may_see_case(case_id, actor):
+            raise Forbidden("this case does not involve your department")
+        return case
+
+    def list_attachments(self, *, case_id: int, task_id: str | None = None
+                         ) -> list[AttachmentView]:
+        """A case's attachments (or one task's), oldest first."""
+        query = select(Attachment).where(Attachment.case_id == case_id)
+        if task_id is not None:
+            query = query.where(Attachment.task_id == task_id)
+        with self.db.reading() as s:
+            return [attachment_view(a) for a in s.scalars(query.order_by(Attachment.id))]
+
+    def get_attachment(self, attachment_id: int, actor: Actor) -> tuple[AttachmentView, Path]:
+        """An attachment and the file holding it, for an actor who may read its case."""
+        with self.db.reading() as s:
+            row = s.get(Attachment, attachment_id)
+            if row is None:
+                raise NotFound(f"attachment {attachment_id} does not exist")
+            view = attachment_view(row)
+        if not self.may_see_case(view.case_id, actor):
+            raise Forbidden("this case does not involve your department")
+        return view, self.files.path(view.sha256)
+
+    def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
+        """A task with its form and the case data it shows (actor must be allowed to see it)."""
+        with self.db.reading() as s:
+            row = self._task_row(s, task_id)
+            if not (actor.may_work_on(row.department)
+                    or actor.role in ("office", "admin", "auditor")):
+                raise Forbidden("this task belongs to another department")
+            case = s.get(Case, row.case_id)
+            if case is None:
+                raise CaseNotFound(f"case {row.case_id} does not exist")
+            version = self._version(s, case.process_version_id)
+            meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+            data: dict[str, Any] = {}
+            if row.state == "ready":
+                data = self._read(s, case, lambda wf: task_data(wf, row.id))
+            return TaskDetail(
+                task=task_view(row, case.title),
+                form_schema=version.forms.schema(meta.get("form")),
+                ui_schema=version.forms.schema(meta.get("uischema")),
+                instructions=meta.get("instructions", ""), data=data, draft=row.draft)
+
+    def element_states(self, case_id: int, upto_seq: int | None = None
+                       ) -> dict[str, dict[str, list[str]]]:
+        """BPMN element ids by state (completed, active, waiting), per process of the case.
+
+        With `upto_seq`, the states are those after that event, rebuilt by re-execution.
+        """
+        if upto_seq is not None:
+            return states_by_element(self.replay(case_id, upto_seq))
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return self._read(s, case, states_by_element)
+
+    def case_diagrams(self, case_id: int) -> dict[str, str]:
+        """The BPMN XML of each process a case runs (its own and the ones it calls)."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            version = s.get(ProcessVersion, case.process_version_id)
+            sources = version.sources if version is not None else {}
+            called = self._version(s, case.process_version_id).specs.subprocess_specs
+        wanted = {case.process_id} | set(called)
+        diagrams: dict[str, str] = {}
+        for name, text in sources.items():
+            if name.endswith(".bpmn"):
+                for process_id in process_ids(text):
+                    if process_id in wanted:
+                        diagrams[process_id] = text
+        return diagrams
+
+    def case_departments(self, case_id: int) -> set[str]:
+        """Departments that hold or held a task in the case."""
+        with self.db.reading() as s:
+            return {d for d in s.scalars(select(HumanTask.department).where(
+                HumanTask.case_id == case_id).distinct()) if d}
+
+    def case_ids(self) -> list[int]:
+        """Every case id, oldest first."""
+        with self.db.reading() as s:
+            return list(s.scalars(select(Case.id).order_by(Case.id)))
+
+    def case_events(self, case_id: int) -> list[Event]:
+        """A case's audit events in order."""
+        with self.db.reading() as s:
+            return list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                  .order_by(Event.seq)))
+

@@ -1,0 +1,455 @@
+"""How a case is stored: one unit of work per command over state, task index, timers and events."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.actors import Actor
+from engine.audit import chain as audit
+from engine.audit.chain import NewEvent
+from engine.cases.views import (
+    _T,
+    MIGRATION_EVENTS,
+    WORKFLOW_EVENTS,
+    CaseView,
+    LiveCase,
+    VersionSpecs,
+    case_view,
+    parse_due,
+)
+from engine.cases.workflow import (
+    ReplayFailed,
+    apply_event,
+    case_data_after,
+    item_of,
+    scan_tasks,
+    subject_of,
+    timer_due,
+)
+from engine.config import Config
+from engine.errors import (
+    CaseNotFound,
+    CaseNotRunning,
+    Conflict,
+    EngineError,
+    Forbidden,
+    ProcessNotFound,
+    TaskNotFound,
+    TaskNotReady,
+    WorkflowError,
+)
+from engine.hooks import Hooks, TaskRaised
+from engine.pack import migration
+from engine.pack.forms import FormCatalogue
+from engine.runtime import clock, expressions, recorded
+from engine.runtime.spiff import (
+    IdSource,
+    case_namespace,
+    dump_state,
+    load_specs,
+    load_state,
+    new_workflow,
+    task_ids,
+)
+from engine.store.db import Database
+from engine.store.files import FileStore
+from engine.store.models import (
+    Case,
+    CaseSnapshot,
+    Department,
+    Event,
+    HumanTask,
+    ProcessVersion,
+    Timer,
+)
+
+
+class CaseStore:
+    """Live cases, their versions and the unit of work every command runs in."""
+
+    def __init__(self, config: Config, *, database: Database | None = None,
+                 clock_source: Callable[[], datetime] = clock.now,
+                 functions: Mapping[str, Callable[..., Any]] | None = None,
+                 hooks: Hooks | None = None) -> None:
+        self.config = config
+        self.db = database or Database(config.database_url)
+        self.clock = clock_source
+        self.functions = dict(functions or {})
+        self.hooks = hooks or Hooks()
+        # Services built on the engine keep their per-engine state here (cf. Flask extensions).
+        self.extensions: dict[str, Any] = {}
+        self.script_engine = expressions.SafeScriptEngine(functions=self.functions)
+        self._cache: OrderedDict[int, LiveCase] = OrderedDict()
+        self._versions: dict[int, VersionSpecs] = {}
+        self._lock = threading.Lock()
+        # Live workflows changed by the current command, cached only once it commits.
+        self._local = threading.local()
+
+    def department_names(self) -> dict[str, str]:
+        """Lane names a pack may use for departments (codes and full names) -> code."""
+        with self.db.reading() as s:
+            rows = s.execute(select(Department.code, Department.name)).all()
+        names = {code: code for code, _ in rows}
+        names.update({name: code for code, name in rows})
+        return names
+
+    def published_version(self, s: Session, process_id: str) -> ProcessVersion:
+        """The version new cases of a process use."""
+        version = s.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_id == process_id, ProcessVersion.status == "published")
+            .order_by(ProcessVersion.number.desc()).limit(1))
+        if version is None:
+            raise ProcessNotFound(f"no published process with id {process_id!r}")
+        return version
+
+    def _version(self, s: Session, version_id: int) -> VersionSpecs:
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        row = s.get(ProcessVersion, version_id)
+        if row is None:
+            raise ProcessNotFound(f"process version {version_id} does not exist")
+        version = VersionSpecs(row.id, row.process_id, load_specs(row.spec), row.task_specs,
+                           FormCatalogue.from_sources(row.sources))
+        with self._lock:
+            self._versions[version_id] = version
+        return version
+
+    def _version_of(self, version_id: int) -> VersionSpecs:
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        with self.db.reading() as s:
+            return self._version(s, version_id)
+
+    def _apply(self, workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+               case_id: int) -> None:
+        """Re-run one recorded event; migrations re-bind to the version they name."""
+        if event_type in MIGRATION_EVENTS:
+            migration.migrate(workflow, self._version_of(int(payload["to_version_id"])).specs)
+        else:
+            apply_event(workflow, event_type, payload, case_id)
+
+    @property
+    def files(self) -> FileStore:
+        """Where attachment contents are kept."""
+        return FileStore(self.config.instance_dir / "attachments")
+
+    def _task_command(self, task_id: str, actor: Actor, seen_version: int | None,
+                      event_type: str, submitted: dict[str, Any]) -> CaseView:
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self._unit() as s:
+            case = self._lock_case(s, case_id)  # always the case first, then its tasks
+            row = self._task_row(s, task_id, lock=True)
+            self._check_task_actor(row, actor)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            if seen_version is not None and row.version != seen_version:
+                raise Conflict("this task changed since you opened it (claimed, released or "
+                               "saved by someone else); reload it and try again",
+                               task_id=task_id, version=row.version)
+            if row.assignee and row.assignee != actor.username and not actor.is_system:
+                raise Conflict(f"this task is claimed by {row.assignee}", task_id=task_id)
+            if case.status != "running":
+                raise CaseNotRunning(f"case {case.id} is {case.status}")
+            version = self._version(s, case.process_version_id)
+            meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+            version.forms.validate(meta.get("form"), submitted)
+            row.state, row.completed_at, row.completed_by = "completed", now, actor.username
+            row.version += 1
+            row.draft = None
+            row.result = submitted
+            view = self._change(s, case, actor, now, event_type,
+                                {"task_id": task_id, "task_spec": row.spec_name,
+                                 "data": submitted}, done_task=row.id)
+        return view
+
+    def _case_command(self, case_id: int, actor: Actor, event_type: str,
+                      payload: dict[str, Any]) -> CaseView:
+        now = self.clock()
+        with self._unit() as s:
+            case = self._lock_case(s, case_id)
+            if case.status != "running":
+                raise CaseNotRunning(f"case {case.id} is already {case.status}")
+            view = self._change(s, case, actor, now, event_type, payload)
+        return view
+
+    def _change(self, s: Session, case: Case, actor: Actor, now: datetime, event_type: str,
+                payload: dict[str, Any], done_task: str | None = None) -> CaseView:
+        """Apply one workflow-changing event to a locked case, then record it."""
+        version = self._version(s, case.process_version_id)
+        live = self._live(s, case, version)
+        try:
+            with clock.pinned(now), task_ids(live.ids):
+                with recorded.record() as calls:
+                    apply_event(live.workflow, event_type, payload, case.id)
+                self._after_change(s, case, live, version, now, done_task)
+            if calls:  # the reference data's answers, so a re-execution gets the same
+                payload = {**payload, "calls": calls}
+            if event_type == "case_terminated":
+                case.status, case.ended_at = "terminated", now
+                case.end_reason = payload["reason"]
+            self._record(s, case, live, NewEvent(event_type, actor.username, now, payload))
+            self._snapshot(s, case, live)
+            s.flush()
+        except BaseException:
+            self._forget(case.id)
+            raise
+        self._pending.append((case.id, live))
+        return case_view(case)
+
+    @property
+    def _pending(self) -> list[tuple[int, LiveCase]]:
+        pending: list[tuple[int, LiveCase]] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[Session]:
+        """One command's transaction; live workflows it changed are cached once it commits."""
+        self._pending.clear()
+        try:
+            with self.db.transaction() as s:
+                yield s
+        finally:
+            pending, self._local.pending = list(self._pending), []
+        for case_id, live in pending:
+            self._remember(case_id, live)
+
+    def _after_change(self, s: Session, case: Case, live: LiveCase, version: VersionSpecs,
+                      now: datetime, done_task: str | None) -> None:
+        """Bring the task index, timers, status and data in line with the workflow."""
+        workflow = live.workflow
+        scan = scan_tasks(workflow)
+        ready = {str(t.id): t for t in scan.ready_manual}
+        open_rows = {row.id: row for row in s.scalars(select(HumanTask).where(
+            HumanTask.case_id == case.id, HumanTask.state == "ready"))}
+        for task_id, row in open_rows.items():
+            if task_id not in ready and task_id != done_task:
+                row.state, row.completed_at = "cancelled", now
+                row.version += 1
+        for task_id, task in ready.items():
+            if task_id not in open_rows:
+                row = self._index_row(case, version, task, now)
+                s.add(row)
+                self._announce(s, case, version, task, row, now)
+        self._sync_timers(s, case, workflow)
+        case.data = case_data_after(case.data, workflow, scan, done_task)
+        if scan.completed and case.status == "running":
+            case.status, case.ended_at = "completed", now
+            stop = next((t for t in scan.top_ends if isinstance(
+                getattr(t.task_spec, "event_definition", None), TerminateEventDefinition)), None)
+            if stop is not None:  # the diagram ended the case through a terminate end event
+                case.status = "terminated"
+                reason = case.data.get("termination_reason")
+                case.end_reason = str(reason or stop.task_spec.bpmn_name or stop.task_spec.name)
+        case.updated_at = now
+        case.state_version += 1
+        live.state_version = case.state_version
+
+    def _index_row(self, case: Case, version: VersionSpecs, task: Task, now: datetime
+                   ) -> HumanTask:
+        process_id = task.workflow.spec.name
+        spec_name = task.task_spec.bpmn_id or task.task_spec.name  # MI children share the id
+        meta = version.task_specs.get(f"{process_id}:{spec_name}", {})
+        department = meta.get("department")
+        names = {**self.functions, **task.data}
+        if meta.get("department_expression"):
+            department = self._evaluate(task, meta["department_expression"], names, "owner")
+        due = None
+        if meta.get("due_expression"):
+            due = parse_due(self._evaluate(task, meta["due_expression"], names, "due date"))
+        if not department:
+            raise WorkflowError(f"task {task.task_spec.bpmn_name or task.task_spec.name} has "
+                                "no owning department; fix the diagram's lane or rule")
+        item = item_of(task)
+        phase = meta.get("phase") or item.get("phase")
+        return HumanTask(
+            id=str(task.id), case_id=case.id, process_id=process_id,
+            spec_name=spec_name,
+            title=meta.get("title") or task.task_spec.bpmn_name or spec_name,
+            department=str(department), state="ready", version=1,
+            form=meta.get("form"), item_code=item.get("code"), item_name=item.get("name"),
+            phase=str(phase) if phase is not None else None, stage=meta.get("stage"),
+            due_at=due, created_at=now, subject=subject_of(task),
+            green_channel=bool(item.get("green_channel") or task.data.get("green_channel")))
+
+    def _announce(self, s: Session, case: Case, version: VersionSpecs, task: Task, row: HumanTask,
+                  now: datetime) -> None:
+        """Tell the people a new task's `notify` property names, in the indexing transaction."""
+        meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
+        targets = meta.get("notify") or []
+        if not targets:
+            return
+        item_department = item_of(task).get("department")
+        raised = TaskRaised(case_id=case.id, case_title=case.title, task=row,
+                            item_department=str(item_department) if item_department else None,
+                            targets=tuple(targets), now=now)
+        for hook in self.hooks.task_raised:
+            hook(s, raised)
+
+    def _evaluate(self, task: Task, expression: str, names: dict[str, Any], what: str) -> Any:
+        try:
+            return expressions.evaluate(expression, task.data, self.functions)
+        except (ValueError, LookupError, TypeError, ArithmeticError) as exc:
+            raise WorkflowError(f"the {what} rule {expression!r} of task "
+                                f"{task.task_spec.bpmn_name or task.task_spec.name} failed: "
+                                f"{exc}") from exc
+
+    def _sync_timers(self, s: Session, case: Case, workflow: BpmnWorkflow) -> None:
+        wanted: dict[str, tuple[str, datetime]] = {}
+        for task in workflow.event_manager.tasks.values():
+            due = timer_due(task)
+            if due is not None:
+                wanted[str(task.id)] = (task.task_spec.name, due)
+        existing = {t.task_id: t for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
+        for task_id, timer in existing.items():
+            if task_id not in wanted:
+                s.delete(timer)
+            elif timer.due_at != wanted[task_id][1]:
+                timer.due_at = wanted[task_id][1]
+        for task_id, (name, due) in wanted.items():
+            if task_id not in existing:
+                s.add(Timer(case_id=case.id, task_id=task_id, spec_name=name, due_at=due))
+
+    def _record(self, s: Session, case: Case, live: LiveCase | None, new: NewEvent) -> None:
+        seq = case.event_seq + 1
+        event = audit.append(s, f"case:{case.id}", case.id, seq, case.last_hash, new)
+        case.event_seq, case.last_hash = seq, event.hash
+        if live is not None:
+            live.event_seq = seq
+
+    def _snapshot(self, s: Session, case: Case, live: LiveCase, force: bool = False) -> None:
+        due = case.event_seq - live.snapshot_seq >= self.config.snapshot_every
+        if not (force or due or case.status != "running"):
+            return
+        state = dump_state(live.workflow)
+        snapshot = s.get(CaseSnapshot, case.id)
+        if snapshot is None:
+            s.add(CaseSnapshot(case_id=case.id, event_seq=case.event_seq,
+                               id_counter=live.ids.counter, state=state))
+        else:
+            snapshot.event_seq, snapshot.id_counter = case.event_seq, live.ids.counter
+            snapshot.state = state
+        live.snapshot_seq = case.event_seq
+
+    def _live(self, s: Session, case: Case, version: VersionSpecs) -> LiveCase:
+        """The case's workflow at its current state: from the cache, or rebuilt."""
+        with self._lock:
+            cached = self._cache.pop(case.id, None)
+        if cached is not None and cached.state_version == case.state_version:
+            return cached
+        snapshot = s.get(CaseSnapshot, case.id)
+        if snapshot is None:
+            events = list(s.scalars(select(Event).where(Event.stream == f"case:{case.id}")
+                                    .order_by(Event.seq)))
+            workflow, ids = self._reexecute(case.id, version, events, None)
+            return LiveCase(workflow, ids, case.state_version, case.event_seq, 0)
+        workflow = load_state(snapshot.state, version.specs, self.script_engine)
+        ids = IdSource(case_namespace(case.id), snapshot.id_counter)
+        later = s.scalars(select(Event).where(Event.stream == f"case:{case.id}",
+                                              Event.seq > snapshot.event_seq,
+                                              Event.type.in_(WORKFLOW_EVENTS))
+                          .order_by(Event.seq))
+        for event in later:
+            with clock.pinned(event.at), task_ids(ids):
+                self._apply(workflow, event.type, event.data, case.id)
+        return LiveCase(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
+
+    def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
+        """Read from the case's current workflow, then return it to the cache.
+
+        The live workflow is taken out of the cache while it is read, so a command
+        in another thread never changes it under the reader.
+        """
+        version = self._version(s, case.process_version_id)
+        live = self._live(s, case, version)
+        result = reader(live.workflow)
+        self._remember(case.id, live)
+        return result
+
+    def _reexecute(self, case_id: int, version: VersionSpecs, events: list[Event],
+                   upto_seq: int | None,
+                   after: Callable[[Event, BpmnWorkflow], None] | None = None
+                   ) -> tuple[BpmnWorkflow, IdSource]:
+        """Rebuild a case from its first event; `after` sees the workflow after each event."""
+        ids = IdSource(case_namespace(case_id))
+        if events and events[0].type == "case_started" and \
+                events[0].data.get("process_version_id") not in (None, version.id):
+            # A migrated case re-executes from the version it started on.
+            version = self._version_of(int(events[0].data["process_version_id"]))
+        with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
+            workflow = new_workflow(version.specs, self.script_engine)
+        for event in events:
+            if upto_seq is not None and event.seq > upto_seq:
+                break
+            if event.type in WORKFLOW_EVENTS:
+                try:
+                    with clock.pinned(event.at), task_ids(ids):
+                        self._apply(workflow, event.type, event.data, case_id)
+                except EngineError as exc:
+                    raise ReplayFailed(exc.message, event.seq, event.id) from exc
+            if after is not None:
+                after(event, workflow)
+        return workflow, ids
+
+    def _remember(self, case_id: int, live: LiveCase) -> None:
+        with self._lock:
+            self._cache[case_id] = live
+            self._cache.move_to_end(case_id)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget(self, case_id: int) -> None:
+        with self._lock:
+            self._cache.pop(case_id, None)
+
+    def _lock_case(self, s: Session, case_id: int) -> Case:
+        case = s.get(Case, case_id, with_for_update=self.db.postgres, populate_existing=True)
+        if case is None:
+            raise CaseNotFound(f"case {case_id} does not exist")
+        return case
+
+    def _task_row(self, s: Session, task_id: str, lock: bool = False) -> HumanTask:
+        row = s.get(HumanTask, task_id, with_for_update=lock and self.db.postgres,
+                    populate_existing=lock)
+        if row is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        return row
+
+    @staticmethod
+    def _check_task_actor(row: HumanTask, actor: Actor) -> None:
+        if not actor.may_work_on(row.department):
+            raise Forbidden("this task belongs to another department; only its agents may "
+                            "claim or complete it")
+
+    @staticmethod
+    def _not_ready_message(row: HumanTask) -> str:
+        if row.state == "completed":
+            return (f"this task was already completed by {row.completed_by} at "
+                    f"{row.completed_at:%Y-%m-%d %H:%M} UTC; nothing was changed")
+        return f"this task is no longer open ({row.state}); nothing was changed"
+
+    @staticmethod
+    def _case_and_events(s: Session, case_id: int) -> tuple[Case, list[Event]]:
+        case = s.get(Case, case_id)
+        if case is None:
+            raise CaseNotFound(f"case {case_id} does not exist")
+        events = list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
+                                .order_by(Event.seq)))
+        return case, events
+

@@ -1,0 +1,246 @@
+"""Pure functions over one SpiffWorkflow workflow: applying events, scanning its tasks, its data."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+from engine.cases.views import WORKFLOW_EVENTS, plain_data
+from engine.errors import (
+    ChainBreak,
+    Conflict,
+    EngineError,
+    WorkflowError,
+)
+from engine.runtime import expressions, recorded
+from engine.store.models import (
+    Event,
+    HumanTask,
+)
+
+
+def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+                case_id: int) -> None:
+    """Re-run one recorded event against a workflow (commands and replays share this).
+
+    An event that carries the answers its command got from the reference functions
+    (`calls`) is re-run with those answers (see engine/recorded.py).
+    """
+    try:
+        with recorded.served(payload.get("calls")):
+            run_event(workflow, event_type, payload, case_id)
+    except SpiffWorkflowException as exc:
+        raise WorkflowError(f"the process failed: {exc}") from exc
+    except (KeyError, ValueError) as exc:  # a recorded event whose data is not what it names
+        raise WorkflowError(f"the event's data cannot be applied: {exc!r}") from exc
+    except expressions.UnsafeExpression as exc:
+        raise WorkflowError(f"an expression was refused: {exc.message}") from exc
+
+def run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
+               case_id: int) -> None:
+    if event_type == "case_started":
+        workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
+        workflow.do_engine_steps()
+    elif event_type == "task_completed":
+        task = workflow.get_task_from_id(UUID(payload["task_id"]))
+        if task is None or task.state != TaskState.READY:
+            raise Conflict(f"task {payload['task_id']} is not ready in case {case_id}")
+        task.data.update(copy.deepcopy(payload["data"]))
+        task.run()
+        workflow.do_engine_steps()
+    elif event_type == "timer_fired":
+        workflow.refresh_timers()
+        workflow.do_engine_steps()
+    elif event_type == "case_terminated":
+        workflow.cancel()
+    if workflow.completed:
+        drop_orphans(workflow)
+
+def drop_orphans(workflow: BpmnWorkflow) -> None:
+    """Forget sub-processes whose calling task was dropped when the case was cancelled.
+
+    Cancelling drops the children of unfinished tasks, but SpiffWorkflow keeps the
+    sub-processes they had started; a restored case would not have them, so the
+    running state would differ from its snapshot.
+    """
+    while True:
+        alive = set(workflow.tasks)
+        for sub in workflow.subprocesses.values():
+            alive.update(sub.tasks)
+        orphans = [key for key in workflow.subprocesses if key not in alive]
+        if not orphans:
+            return
+        for key in orphans:
+            del workflow.subprocesses[key]
+
+def states_by_element(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:
+    """BPMN element ids of a workflow by state, per process."""
+    states: dict[str, dict[str, set[str]]] = {}
+    for task in workflow.get_tasks():
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        if bpmn_id is None:
+            continue
+        if task.state == TaskState.COMPLETED:
+            key = "completed"
+        elif task.state in (TaskState.READY, TaskState.STARTED):
+            key = "active"
+        elif task.state == TaskState.WAITING:
+            key = "waiting"
+        else:
+            continue
+        process = states.setdefault(task.workflow.spec.name,
+                                    {"completed": set(), "active": set(), "waiting": set()})
+        process[key].add(bpmn_id)
+    return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
+            states.items()}
+
+class DataReplay:
+    """Follows the case-level data through a re-execution, as the commands stored it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.seq = 0
+
+    def __call__(self, event: Event, workflow: BpmnWorkflow) -> None:
+        if event.type not in WORKFLOW_EVENTS:
+            return
+        previous = event.data["data"] if event.type == "case_started" else self.data
+        done = event.data.get("task_id") if event.type == "task_completed" else None
+        self.data = case_data_after(previous, workflow, scan_tasks(workflow), done)
+        self.seq = event.seq
+
+def completions_match(events: list[Event], rows: Mapping[str, HumanTask]) -> ChainBreak | None:
+    """Every completion event has its task stored as completed by that actor at that time."""
+    completed: set[str] = set()
+    for event in events:
+        if event.type != "task_completed":
+            continue
+        task_id = str(event.data.get("task_id"))
+        row = rows.get(task_id)
+        if row is None:
+            return ChainBreak(event.seq, f"the task {task_id} this event completed is missing "
+                              "from the stored tasks", event.id)
+        if (row.state, row.completed_by, row.completed_at) != ("completed", event.actor,
+                                                                event.at):
+            when = f"{row.completed_at:%Y-%m-%d %H:%M}" if row.completed_at else "-"
+            return ChainBreak(event.seq, f"the stored task {row.title!r} ({row.state}, by "
+                              f"{row.completed_by or '-'} at {when}) does not match this "
+                              f"event (completed by {event.actor} at "
+                              f"{event.at:%Y-%m-%d %H:%M})", event.id)
+        completed.add(task_id)
+    for row in rows.values():
+        if row.state == "completed" and row.id not in completed:
+            last = events[-1].seq if events else 0
+            return ChainBreak(last, f"the stored task {row.title!r} is marked completed by "
+                              f"{row.completed_by} but no event completed it")
+    return None
+
+def process_ids(xml_text: str) -> list[str]:
+    import re
+
+    return re.findall(r'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"', xml_text)
+
+def task_data(workflow: BpmnWorkflow, task_id: str) -> dict[str, Any]:
+    task = workflow.get_task_from_id(UUID(task_id))
+    return plain_data(task.data) if task is not None else {}
+
+class ReplayFailed(EngineError):
+    """A recorded event could not be re-executed."""
+
+    def __init__(self, message: str, seq: int, event_id: int | None) -> None:
+        super().__init__(message)
+        self.seq, self.event_id = seq, event_id
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over a workflow's tasks found."""
+
+    ready_manual: list[Task]
+    top_active: list[Task]
+    top_ends: list[Task]
+    completed: bool
+
+ACTIVE = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+
+def scan_tasks(workflow: BpmnWorkflow) -> Scan:
+    """One pass over every task of the case (SpiffWorkflow's tree iterator walks the
+    whole tree once per query; the engine needs several answers after each command)."""
+    ready: list[Task] = []
+    active: list[Task] = []
+    ends: list[Task] = []
+    unfinished = False
+    for task in workflow.tasks.values():
+        state = task.state
+        if state & ACTIVE:
+            active.append(task)
+            if state == TaskState.READY and task.task_spec.manual:
+                ready.append(task)
+        if state & TaskState.NOT_FINISHED_MASK:
+            unfinished = True
+        elif state == TaskState.COMPLETED and isinstance(task.task_spec, EndEvent):
+            ends.append(task)
+    for sub in workflow.subprocesses.values():
+        for task in sub.tasks.values():
+            if task.state == TaskState.READY and task.task_spec.manual:
+                ready.append(task)
+    return Scan(ready, active, ends, not unfinished)
+
+def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: Scan,
+                    done_task: str | None) -> dict[str, Any]:
+    """The case-level data: what the main process knows after a command.
+
+    Item-level data stays in the called processes (and in the task index); the case
+    keeps the newest data of its top-level tasks that are under way.
+    """
+    data = dict(previous)
+    if done_task is not None:
+        done = workflow.tasks.get(UUID(done_task))
+        if done is not None:
+            data.update(plain_data(done.data))
+    for task in scan.top_active:
+        data.update(plain_data(task.data))
+    if scan.completed:
+        for task in scan.top_ends:
+            data.update(plain_data(task.data))
+        data.update(plain_data(workflow.data))
+    return data
+
+def item_of(task: Task) -> dict[str, Any]:
+    """The approval item a task is about: `item` in its data, or its multi-instance element."""
+    item = task.data.get("item")
+    if not isinstance(item, dict) and task.parent is not None:
+        input_item = getattr(task.parent.task_spec, "input_item", None)
+        if input_item is not None:
+            item = task.data.get(input_item.bpmn_id)
+    return item if isinstance(item, dict) else {}
+
+def subject_of(task: Task) -> Any:
+    """The element a multi-instance task works on (a follow-up action, an opinion, a policy)."""
+    input_item = getattr(task.parent.task_spec, "input_item", None) if task.parent else None
+    if input_item is None:
+        return None
+    value = task.data.get(input_item.bpmn_id)
+    return plain_data({"v": value})["v"] if value is not None else None
+
+def timer_due(task: Task) -> datetime | None:
+    value = task._get_internal_data("event_value")
+    if isinstance(value, dict):  # cycle timers keep their next firing
+        value = value.get("next") if value.get("cycles", 0) != 0 else None
+    if not value:
+        return None
+    try:
+        moment: datetime = TimerEventDefinition.get_datetime(str(value))
+    except ValueError:
+        return None
+    return moment

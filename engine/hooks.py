@@ -1,0 +1,39 @@
+"""Where the engine calls out to the services built on it, instead of importing them.
+
+A service registers callables on an engine's `Hooks`; the engine calls them inside the
+command's transaction, so whatever a hook writes commits or rolls back with the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from engine.store.models import HumanTask
+
+
+@dataclass(frozen=True)
+class TaskRaised:
+    """A new human task whose diagram names people to tell (the `notify` property)."""
+
+    case_id: int
+    case_title: str
+    task: HumanTask
+    item_department: str | None
+    targets: tuple[str, ...]
+    now: datetime
+
+
+TaskRaisedHook = Callable[["Session", TaskRaised], None]
+
+
+@dataclass
+class Hooks:
+    """Callables the engine invokes at fixed points of a command."""
+
+    task_raised: list[TaskRaisedHook] = field(default_factory=list)

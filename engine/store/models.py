@@ -1,0 +1,247 @@
+"""SQLAlchemy models: process versions, cases, the human-task index, timers, events, users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Department(Base):
+    """A unit taking part in the agency service (reference data)."""
+
+    __tablename__ = "department"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    leader: Mapped[str] = mapped_column(String(100), default="")
+    agent: Mapped[str] = mapped_column(String(100), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class User(Base):
+    """An account: agent, leader, office, admin or auditor."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    department: Mapped[str | None] = mapped_column(ForeignKey("department.code"), nullable=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    api_token_hash: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+    # Where warnings are mailed (optional; see ZERORUN_SMTP_HOST).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+
+
+class ProcessVersion(Base):
+    """One immutable version of a process, identified by the hash of its content."""
+
+    __tablename__ = "process_version"
+    __table_args__ = (
+        UniqueConstraint("process_id", "content_hash"),
+        UniqueConstraint("process_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    number: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="published")
+    startable: Mapped[bool] = mapped_column(default=False)
+    author: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The serialized SpiffWorkflow specs (the process and every process it calls),
+    # stored once per version rather than inside every case.
+    spec: Mapped[bytes] = mapped_column(LargeBinary)
+    # Source files (BPMN/DMN XML and forms) by file name: what the editor opens.
+    sources: Mapped[dict[str, Any]]
+    # Per user task: form, owner rule, labels.
+    task_specs: Mapped[dict[str, Any]]
+
+
+class Case(Base):
+    """A running (or finished) case of a process version."""
+
+    __tablename__ = "case"
+    __table_args__ = (Index("ix_case_status_id", "status", "id"),
+                      Index("ix_case_started_at", "started_at", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
+    process_id: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    project_code: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    # Incremented by every command that changes the workflow: the optimistic-lock
+    # counter and the key of the in-memory cache of live workflows.
+    state_version: Mapped[int] = mapped_column(Integer, default=0)
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
+    data: Mapped[dict[str, Any]]
+    started_by: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CaseSnapshot(Base):
+    """The serialized workflow state of a case after a given event (a cache of the events)."""
+
+    __tablename__ = "case_snapshot"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    event_seq: Mapped[int] = mapped_column(Integer)
+    id_counter: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class HumanTask(Base):
+    """The index of human tasks: what inboxes list, without deserializing any workflow."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (
+        Index("ix_human_task_department_state", "department", "state", "due_at"),
+        Index("ix_human_task_assignee_state", "assignee", "state"),
+        Index("ix_human_task_case_state", "case_id", "state"),
+        # Inbox filters and the "oldest first" order within a department's open tasks.
+        Index("ix_human_task_department_state_created", "department", "state", "created_at"),
+        Index("ix_human_task_department_state_phase", "department", "state", "phase", "due_at"),
+        Index("ix_human_task_department_state_item", "department", "state", "item_code",
+              "due_at"),
+        Index("ix_human_task_completed_by", "completed_by", "case_id"),
+        Index("ix_human_task_item_code", "item_code", "case_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    process_id: Mapped[str] = mapped_column(String(200))
+    spec_name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(500))
+    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    assignee: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    state: Mapped[str] = mapped_column(String(20), default="ready")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    form: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    item_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    item_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    phase: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # A task of a green-channel item (绿色通道): handled with priority, shorter limits.
+    green_channel: Mapped[bool] = mapped_column(default=False, server_default=false())
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    completed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Intake and follow-up (migration 0005_intake): the data submitted when the task was
+    # completed, and the element of a multi-instance task (a follow-up action, an opinion,
+    # a policy), so follow-up records are queryable without replaying events.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    subject: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+
+
+class Timer(Base):
+    """A timer event waiting in a case, with the moment it is due."""
+
+    __tablename__ = "timer"
+    __table_args__ = (UniqueConstraint("case_id", "task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    task_id: Mapped[str] = mapped_column(String(36))
+    spec_name: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Event(Base):
+    """An append-only audit event, hash-chained to the previous event of its stream."""
+
+    __tablename__ = "event"
+    __table_args__ = (UniqueConstraint("stream", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "case:<id>" for a case's events, "ops" for administrators' operations.
+    stream: Mapped[str] = mapped_column(String(40))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), nullable=True, index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(60), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Attachment(Base):
+    """A file uploaded for a case (a material of an item), kept under the instance folder."""
+
+    __tablename__ = "attachment"
+    __table_args__ = (Index("ix_attachment_case", "case_id", "id"),
+                      Index("ix_attachment_task", "task_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    material: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime]
