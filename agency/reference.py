@@ -157,6 +157,26 @@ def reference_of(engine: Engine) -> ReferenceData:
     return ref
 
 
+# Arguments the diagrams' functions accept: bounded, so one call stays short.
+MAX_WORKING_DAYS = 3000  # about twelve years of working days
+
+
+def _working_days(days: Any) -> int:
+    if isinstance(days, bool) or not isinstance(days, (int, float, str)):
+        raise TypeError(f"a number of working days is needed, not {type(days).__name__}")
+    count = int(days)
+    if not -MAX_WORKING_DAYS <= count <= MAX_WORKING_DAYS:
+        raise expressions.ExpressionLimitExceeded(
+            f"{count:,} working days is out of range: at most {MAX_WORKING_DAYS:,} are accepted")
+    return count
+
+
+def _iso_date(text: Any) -> date:
+    if not isinstance(text, str):
+        raise TypeError(f"a date such as 2026-03-02 is needed, not {type(text).__name__}")
+    return date.fromisoformat(text[:10])
+
+
 def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                      ) -> dict[str, Callable[..., Any]]:
     """The functions diagrams may call; each returns plain data."""
@@ -168,12 +188,11 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
         return now().astimezone(SERVICE_TZ).isoformat()
 
     def working_days_after(start: str, days: int) -> str:
-        return ref.calendar.add_working_days(date.fromisoformat(start[:10]), int(days)).isoformat()
+        return ref.calendar.add_working_days(_iso_date(start), _working_days(days)).isoformat()
 
     def warning_dates(accepted_date: str, committed_days: int) -> dict[str, str]:
-        due, yellow, red = warning_limits(ref.calendar, ref.settings,
-                                          date.fromisoformat(accepted_date[:10]),
-                                          int(committed_days))
+        due, yellow, red = warning_limits(ref.calendar, ref.settings, _iso_date(accepted_date),
+                                          _working_days(committed_days))
         return {"due_date": due.isoformat(), "yellow_at": f"{yellow.isoformat()}T00:00:00+08:00",
                 "red_at": f"{red.isoformat()}T00:00:00+08:00"}
 

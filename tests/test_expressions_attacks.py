@@ -126,7 +126,7 @@ def test_scripts_assign_into_the_data_and_do_not_leak_loop_names():
     execute("late = []\nfor i in items:\n    if i['days'] > 10:\n        late.append(i['code'])\n"
             "total = sum([i['days'] for i in items])\nitems[0]['seen'] = True", data)
     assert data["late"] == ["b"] and data["total"] == 25 and data["items"][0]["seen"]
-    assert "i" in data  # a for-loop variable is a script variable, as in Python
+    assert "i" not in data  # loop variables are scratch values, not case data (issue 14)
 
 
 def test_engine_functions_are_callable_and_others_are_not():

@@ -193,12 +193,14 @@ class CaseStore:
         version = self._version(s, case.process_version_id)
         live = self._live(s, case, version)
         try:
-            with clock.pinned(now), task_ids(live.ids):
-                with recorded.record() as calls:
+            with clock.pinned(now), task_ids(live.ids), expressions.time_budget():
+                with recorded.record() as calls, expressions.loop_scoping(True) as scoping:
                     apply_event(live.workflow, event_type, payload, case.id)
                 self._after_change(s, case, live, version, now, done_task)
             if calls:  # the reference data's answers, so a re-execution gets the same
                 payload = {**payload, "calls": calls}
+            if scoping.dropped:  # a re-execution drops the same loop-local names
+                payload = {**payload, "loop_locals": True}
             if event_type == "case_terminated":
                 case.status, case.ended_at = "terminated", now
                 case.end_reason = payload["reason"]

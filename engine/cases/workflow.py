@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,10 +36,14 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
     """Re-run one recorded event against a workflow (commands and replays share this).
 
     An event that carries the answers its command got from the reference functions
-    (`calls`) is re-run with those answers (see engine/recorded.py).
+    (`calls`) is re-run with those answers (see engine/recorded.py). Names local to a
+    script's loops are dropped as they were when the event was recorded: events marked
+    `loop_locals` dropped some; older events kept them all (see LoopScoping).
     """
+    scoping = contextlib.nullcontext() if expressions.active_loop_scoping() is not None \
+        else expressions.loop_scoping(bool(payload.get("loop_locals")))
     try:
-        with recorded.served(payload.get("calls")):
+        with recorded.served(payload.get("calls")), scoping:
             run_event(workflow, event_type, payload, case_id)
     except SpiffWorkflowException as exc:
         raise WorkflowError(f"the process failed: {exc}") from exc

@@ -12,15 +12,37 @@ object is ever read except the allow-listed methods of dict, list, str and tuple
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import (
     BasePythonScriptEngineEnvironment,
 )
+
+from engine.runtime.bounds import (
+    _DEADLINE,
+    _SCOPING,
+    _VIEWS,
+    MAX_COMMAND_SECONDS,
+    MAX_DATA_SIZE,
+    ExpressionLimitExceeded,
+    LoopScoping,
+    UnsafeExpression,
+    active_loop_scoping,
+    check_data,
+    loop_scoping,
+    measured,
+    time_budget,
+    where,
+)
+
+__all__ = ["MAX_COMMAND_SECONDS", "ExpressionLimitExceeded", "LoopScoping", "UnsafeExpression",
+           "active_loop_scoping", "check", "check_data", "evaluate", "execute", "loop_scoping",
+           "time_budget"]
 
 MAX_SOURCE = 20_000  # characters of one expression or script
 MAX_OPERATIONS = 200_000  # evaluation steps (nodes and loop iterations)
@@ -30,21 +52,6 @@ MAX_INT_BITS = 512
 MAX_DEPTH = 60  # nesting of the syntax tree
 
 Functions = Mapping[str, Callable[..., Any]]
-
-
-class UnsafeExpression(ValueError):
-    """An expression or script uses something outside the allowed subset."""
-
-    def __init__(self, message: str, lineno: int | None = None, col: int | None = None) -> None:
-        where = f" (line {lineno})" if lineno else ""
-        super().__init__(message + where)
-        self.message = message
-        self.lineno = lineno
-        self.col = col
-
-
-class ExpressionLimitExceeded(UnsafeExpression):
-    """An evaluation went past a bound on time, steps or size."""
 
 
 def _len_range(*args: int) -> list[int]:
@@ -61,8 +68,22 @@ def _listed(fn: Callable[..., Iterable[Any]]) -> Callable[..., list[Any]]:
     return wrapper
 
 
+def _sum(values: Iterable[Any], start: Any = 0) -> Any:
+    # sum() over lists or tuples copies the running total at every step (quadratic, in
+    # one builtin call the time bound cannot interrupt): numbers only.
+    if not isinstance(start, (int, float)) or isinstance(start, bool):
+        raise UnsafeExpression("sum() adds numbers only; to join lists use a comprehension "
+                               "or +, to join text use ''.join(...)")
+    total = start
+    for value in values:
+        if not isinstance(value, (int, float)):
+            raise TypeError(f"sum() adds numbers only, not {type(value).__name__}")
+        total += value
+    return total
+
+
 BUILTINS: dict[str, Callable[..., Any]] = {
-    "len": len, "min": min, "max": max, "sum": sum, "abs": abs, "round": round,
+    "len": len, "min": min, "max": max, "sum": _sum, "abs": abs, "round": round,
     "sorted": sorted, "any": any, "all": all, "str": str, "int": int, "float": float,
     "bool": bool, "list": list, "dict": dict, "set": set, "tuple": tuple,
     "range": _len_range, "enumerate": _listed(enumerate), "zip": _listed(zip),
@@ -78,6 +99,7 @@ METHODS: dict[type, frozenset[str]] = {
 }
 ALL_METHODS = frozenset().union(*METHODS.values())
 PLAIN_SCALARS = (str, int, float, bool, type(None))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 
 _EXPRESSION_NODES: tuple[type, ...] = (
     ast.Expression, ast.Constant, ast.Name, ast.Load, ast.Store, ast.Del, ast.List,
@@ -114,7 +136,7 @@ def _parse(source: str, mode: str) -> ast.AST:
 
 
 def _where(node: ast.AST) -> dict[str, Any]:
-    return {"lineno": getattr(node, "lineno", None), "col": getattr(node, "col_offset", None)}
+    return where(node)
 
 
 def _check_node(node: ast.AST, allowed: tuple[type, ...], functions: set[str]) -> None:
@@ -210,14 +232,33 @@ class _Interpreter:
         self.readonly = readonly
         self.functions = {**BUILTINS, **functions}
         self.steps = 0
-        self.deadline = time.monotonic() + MAX_SECONDS
+        own = time.monotonic() + MAX_SECONDS
+        outer = _DEADLINE.get()
+        if outer is not None and outer[0] < own:
+            self.deadline, self.too_long = outer
+        else:
+            self.deadline, self.too_long = own, f"took more than {MAX_SECONDS} s"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Evaluations nested in a function call (a policy's rule) share this deadline."""
+        token = _DEADLINE.set((self.deadline, self.too_long))
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
 
     def tick(self, node: ast.AST) -> None:
         self.steps += 1
         if self.steps > MAX_OPERATIONS:
             raise ExpressionLimitExceeded(f"more than {MAX_OPERATIONS:,} steps", **_where(node))
-        if self.steps % 1000 == 0 and time.monotonic() > self.deadline:
-            raise ExpressionLimitExceeded(f"took more than {MAX_SECONDS} s", **_where(node))
+        if self.steps % 1000 == 0:
+            self.check_time(node)
+
+    def check_time(self, node: ast.AST) -> None:
+        """Refuse to go on past the deadline (checked around every call, too)."""
+        if time.monotonic() > self.deadline:
+            raise ExpressionLimitExceeded(self.too_long, **_where(node))
 
     # Expressions ----------------------------------------------------------------------
 
@@ -295,6 +336,8 @@ class _Interpreter:
         left = self.eval(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.eval(comparator)
+            if isinstance(left, _CONTAINERS) or isinstance(right, _CONTAINERS):
+                measured(node, left, right)  # comparing walks both
             if not _compare(op, left, right, node):
                 return False
             left = right
@@ -324,6 +367,10 @@ class _Interpreter:
         kwargs = {kw.arg: self.eval(kw.value) for kw in node.keywords if kw.arg is not None}
         if len(kwargs) != len(node.keywords):
             raise UnsafeExpression("** unpacking is not allowed", **_where(node))
+        # Arguments are bounded data, and the deadline holds across every call: a call
+        # into a function or a builtin cannot be interrupted, so it must be short.
+        measured(node, *args, *kwargs.values())
+        self.check_time(node)
         if isinstance(node.func, ast.Name):
             function = self.functions.get(node.func.id)
             if function is None:
@@ -331,10 +378,14 @@ class _Interpreter:
                                        **_where(node))
             if node.func.id in ("str", "int", "float") and args:
                 _require_plain(args[0], node)
-            return _checked_result(function(*args, **kwargs), node)
+            result = function(*args, **kwargs)
+            self.check_time(node)
+            return _checked_result(result, node)
         if isinstance(node.func, ast.Attribute):
             receiver = self.eval(node.func.value)
-            return self._method(receiver, node.func.attr, args, kwargs, node)
+            result = self._method(receiver, node.func.attr, args, kwargs, node)
+            self.check_time(node)
+            return result
         raise UnsafeExpression("only named functions and data methods may be called",
                                **_where(node))
 
@@ -366,6 +417,7 @@ class _Interpreter:
     def _formatted(self, node: ast.FormattedValue) -> str:
         value = self.eval(node.value)
         _require_plain(value, node)
+        measured(node, value)
         if node.conversion == ord("r"):
             value = repr(value)
         elif node.conversion in (ord("s"), ord("a")):
@@ -464,6 +516,8 @@ class _Interpreter:
         self.run(node.body if self.eval(node.test) else node.orelse)
 
     def _s_For(self, node: ast.For) -> None:
+        scoping = _SCOPING.get()
+        before = set(self.scope) if scoping is None or scoping.enabled else None
         for value in _iterable(self.eval(node.iter), node):
             self.tick(node)
             self._assign(node.target, value)
@@ -473,6 +527,12 @@ class _Interpreter:
                 break
             except _Continue:
                 continue
+        if before is not None:
+            local = [name for name in self.scope if name not in before]
+            for name in local:
+                del self.scope[name]
+            if local and scoping is not None:
+                scoping.dropped = True
 
     def _s_Delete(self, node: ast.Delete) -> None:
         for target in node.targets:
@@ -544,7 +604,7 @@ def _require_data(value: Any, node: ast.AST) -> None:
 def _iterable(value: Any, node: ast.AST) -> Iterable[Any]:
     if isinstance(value, (list, tuple, str, set, frozenset)):
         return list(value)
-    if isinstance(value, dict):
+    if isinstance(value, (dict, *_VIEWS)):
         return list(value)
     raise UnsafeExpression(f"cannot loop over a value of type {type(value).__name__}",
                            **_where(node))
@@ -603,12 +663,19 @@ def _binary(op: ast.operator, left: Any, right: Any, node: ast.AST) -> Any:
                 raise TypeError("a sequence can only be repeated an integer number of times")
             if len(sequence) * max(times, 0) > MAX_LENGTH:
                 raise ExpressionLimitExceeded("repetition result too long", **_where(node))
+            if not isinstance(sequence, str) and times > 1 and \
+                    measured(node, sequence) * times > MAX_DATA_SIZE:
+                raise ExpressionLimitExceeded(
+                    f"repetition result too large: at most {MAX_DATA_SIZE:,} characters and "
+                    "entries (a value repeated counts each time)", **_where(node))
         elif isinstance(left, int) and isinstance(right, int) and \
                 left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise ExpressionLimitExceeded("integer result too large", **_where(node))
     if isinstance(op, ast.Add) and isinstance(left, (str, list, tuple)) and \
             hasattr(right, "__len__") and len(left) + len(right) > MAX_LENGTH:
         raise ExpressionLimitExceeded("result too long", **_where(node))
+    if isinstance(op, ast.Add) and isinstance(left, (list, tuple)):
+        measured(node, left, right)
     if isinstance(op, ast.Mod) and isinstance(left, str):
         raise UnsafeExpression("%-formatting is not allowed; use an f-string", **_where(node))
     operators: dict[type, Callable[[Any, Any], Any]] = {
@@ -665,10 +732,14 @@ def evaluate(expression: str, names: Mapping[str, Any],
              functions: Functions | None = None) -> Any:
     """Evaluate an expression over the given names (task data)."""
     tree = _prepared(expression, "eval", functions or {})
+    interpreter = _Interpreter({}, names, functions or {})
     try:
-        return _Interpreter({}, names, functions or {}).eval(tree)
+        with interpreter.running():
+            result = interpreter.eval(tree)
     except RecursionError as exc:
         raise ExpressionLimitExceeded("the expression is nested too deeply") from exc
+    check_data({"the result": result})
+    return result
 
 
 def execute(script: str, names: dict[str, Any], functions: Functions | None = None,
@@ -676,12 +747,15 @@ def execute(script: str, names: dict[str, Any], functions: Functions | None = No
     """Run a script; names it assigns land in `names`."""
     tree = _prepared(script, "exec", functions or {})
     assert isinstance(tree, ast.Module)  # noqa: S101 - guaranteed by mode="exec"
+    interpreter = _Interpreter(names, readonly or {}, functions or {})
     try:
-        _Interpreter(names, readonly or {}, functions or {}).run(tree.body)
+        with interpreter.running():
+            interpreter.run(tree.body)
     except (_Break, _Continue) as exc:
         raise UnsafeExpression("break/continue outside a loop") from exc
     except RecursionError as exc:
         raise ExpressionLimitExceeded("the script is nested too deeply") from exc
+    check_data(names)  # before SpiffWorkflow copies it, and long before it is stored
 
 
 class SafeEnvironment(BasePythonScriptEngineEnvironment):
