@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from agency import notify, service_engine
+from agency import service_engine
 from agency.bootstrap import DEMO_PASSWORD, setup
 from engine.actors import SYSTEM, Actor
 from engine.cases import Engine
@@ -240,17 +239,9 @@ def verify_export_command(file: str) -> None:
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
     """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
-    engine = _engine()
-    while True:
-        fired = engine.fire_due_timers()
-        if fired:
-            click.echo(f"fired timers in {fired} case(s)")
-        sent, failed = notify.deliver_outbox(engine)
-        if sent or failed:
-            click.echo(f"mail: {sent} sent, {failed} to retry")
-        if once:
-            return
-        time.sleep(engine.config.timer_poll_seconds)
+    from webapp.worker import run_worker
+
+    run_worker(_engine(), once=once, report=click.echo)
 
 
 @main.command("add-user")

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -420,9 +420,21 @@ class CaseStore:
         with self._lock:
             self._cache.pop(case_id, None)
 
-    def _lock_case(self, s: Session, case_id: int) -> Case:
-        case = s.get(Case, case_id, with_for_update=self.db.postgres, populate_existing=True)
+    @overload
+    def _lock_case(self, s: Session, case_id: int) -> Case: ...
+
+    @overload
+    def _lock_case(self, s: Session, case_id: int, skip_locked: bool) -> Case | None: ...
+
+    def _lock_case(self, s: Session, case_id: int, skip_locked: bool = False) -> Case | None:
+        """Lock a case row (every command locks its case first); None if skipped as locked."""
+        lock: bool | dict[str, bool] = self.db.postgres
+        if lock and skip_locked:
+            lock = {"skip_locked": True}
+        case = s.get(Case, case_id, with_for_update=lock, populate_existing=True)
         if case is None:
+            if skip_locked and s.get(Case, case_id) is not None:
+                return None
             raise CaseNotFound(f"case {case_id} does not exist")
         return case
 
