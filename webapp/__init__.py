@@ -9,6 +9,8 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from agency import service_engine
@@ -17,6 +19,10 @@ from engine.config import Config
 from engine.errors import EngineError
 
 csrf = CSRFProtect()
+
+RETRY_AFTER_SECONDS = 10  # told to clients while the database is unavailable
+UNAVAILABLE = ("the service is briefly unavailable (its database cannot be reached right "
+               "now); nothing was changed, please try again in a moment")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -72,6 +78,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             return jsonify(exc.to_dict()), exc.status
         return render_template("error.html", title=i18n.engine_title(exc.title),
                                message=i18n.engine_message(exc.message)), exc.status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(exc: Exception) -> Any:
+        # The database is down, restarting or locked: the command's transaction was rolled
+        # back, so nothing changed and trying again shortly is the right advice.
+        app.logger.warning("database unavailable: %s", exc)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if request.path.startswith("/api/"):
+            return api.error_response(503, "service_unavailable", UNAVAILABLE,
+                                      headers=headers)
+        from flask import g
+        from flask_babel import gettext as _
+
+        g.user = None  # the page must not need the database to be shown
+        return render_template(
+            "error.html", title=_("Service briefly unavailable"),
+            message=_("The service is briefly unavailable (its database cannot be reached "
+                      "right now). Nothing was changed; please try again in a moment.")
+        ), 503, headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -46,6 +46,9 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
                       "or the case has ended (`case_not_running`). Nothing was changed."),
     415: ("UnsupportedMediaType", "The body is not sent as `application/json` "
                                   "(code `unsupported_media_type`)."),
+    503: ("ServiceUnavailable", "The database cannot be reached for a moment (code "
+                                "`service_unavailable`); nothing was changed. Try again after "
+                                "the seconds the `Retry-After` header gives."),
     422: ("UnprocessableEntity", "The data does not satisfy the form (`invalid_data`: the "
                                  "task's form, or the process's start form where it has one; "
                                  "one entry in `fields` per problem), or the process refused "
@@ -79,7 +82,8 @@ _SCHEMAS: dict[str, Any] = {
                                         "`process_not_found`, `method_not_allowed`, "
                                         "`conflict`, `task_not_ready`, `case_not_running`, "
                                         "`unsupported_media_type`, `invalid_data`, "
-                                        "`workflow_error`, `internal_server_error`."},
+                                        "`workflow_error`, `service_unavailable`, "
+                                        "`internal_server_error`."},
                 "message": {"type": "string", "description": "For people; says what to do."},
                 "fields": {"type": "array", "items": _ref("FieldError"),
                            "description": "The fields at fault (empty when none is)."},
@@ -240,7 +244,8 @@ def _operation(summary: str, description: str, operation_id: str, ok: dict[str, 
                body: dict[str, Any] | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": operation_id, "summary": summary,
                                  "description": description, "responses": {**ok,
-                                                                           **_errors(*errors)}}
+                                                                           **_errors(*errors),
+                                                                           **_errors(503)}}
     if parameters:
         operation["parameters"] = parameters
     if body:
@@ -348,7 +353,9 @@ _DOCUMENT: dict[str, Any] = {
             _ref("Error"), description,
             headers={"WWW-Authenticate": {"description": "The Bearer challenge.",
                                           "schema": {"type": "string"}}}
-            if status == 401 else None)
+            if status == 401 else {"Retry-After": {"description": "Seconds to wait.",
+                                                   "schema": {"type": "string"}}}
+            if status == 503 else None)
             for status, (name, description) in _ERROR_RESPONSES.items()},
     },
 }
