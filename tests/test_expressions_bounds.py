@@ -11,7 +11,7 @@ import pytest
 from agency.reference import ReferenceData, script_functions
 from engine.actors import Actor
 from engine.errors import WorkflowError
-from engine.runtime import expressions
+from engine.runtime import bounds, expressions
 from engine.runtime.expressions import (
     ExpressionLimitExceeded,
     UnsafeExpression,
@@ -183,3 +183,19 @@ def test_script_local_names_do_not_reach_the_case_data(make_pack_engine, db_url,
             Event.stream == f"case:{case.id}", Event.type == "task_completed")]
     assert marked == [True]
     assert engine.verify_case(scenario.case_id).ok
+
+
+def test_every_command_runs_its_scripts_under_one_time_budget(make_engine, db_url, tmp_path,
+                                                              monkeypatch):
+    """The same bound for a web request's completion and the worker's timers: both are
+    commands of the engine."""
+    script = "share = 0\nfor i in range(10000):\n    share = share + i % divisor"
+    engine = make_engine(db_url, _pack_with_script(tmp_path, script))
+    case = engine.start_case("mini", {"due": None}, OFFICE)
+    [task] = engine.list_tasks(case_id=case.id)
+    monkeypatch.setattr(bounds, "MAX_COMMAND_SECONDS", 0.01)
+    with pytest.raises(WorkflowError, match="one command took more than 0.01 s"):
+        engine.complete_task(task.id, {"total": 9, "divisor": 3}, AGENT_A)
+    monkeypatch.undo()
+    engine.complete_task(task.id, {"total": 9, "divisor": 3}, AGENT_A)
+    assert engine.verify_case(case.id).ok

@@ -46,8 +46,9 @@ _DEADLINE: contextvars.ContextVar[tuple[float, str] | None] = contextvars.Contex
 
 
 @contextlib.contextmanager
-def time_budget(seconds: float = MAX_COMMAND_SECONDS) -> Iterator[None]:
+def time_budget(seconds: float | None = None) -> Iterator[None]:
     """Bound the time of all the scripts and expressions run inside the block, together."""
+    seconds = MAX_COMMAND_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     outer = _DEADLINE.get()
     if outer is not None and outer[0] <= deadline:
