@@ -126,16 +126,14 @@ def against(head: Head, seal_number: int, recomputed: Sequence[str], recorded: S
                     "first differing event cannot be named")
 
 
-def _fields(event: Event) -> EventFields:
-    return (event.seq, event.stream, event.type, event.actor, event.at, event.data)
-
-
 def _events(s: Session, streams: Sequence[str]) -> dict[str, list[EventFields]]:
     found: dict[str, list[EventFields]] = {stream: [] for stream in streams}
     for start in range(0, len(streams), _CHUNK):
-        for event in s.scalars(select(Event).where(Event.stream.in_(streams[start:start + _CHUNK]))
-                               .order_by(Event.stream, Event.seq)):
-            found[event.stream].append(_fields(event))
+        for seq, stream, type_, actor, at, data in s.execute(
+                select(Event.seq, Event.stream, Event.type, Event.actor, Event.at, Event.data)
+                .where(Event.stream.in_(streams[start:start + _CHUNK]))
+                .order_by(Event.stream, Event.seq)):
+            found[stream].append((seq, stream, type_, actor, at, data))
     return found
 
 

@@ -15,12 +15,12 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine.audit import merkle
@@ -240,16 +240,17 @@ def seal(engine: Engine) -> SealView:
                                    for stream, leaf in sealed.items()}
         new_sealed: list[dict[str, Any]] = []
         current = stream_hashes(s, Event, changed)
-        recorded = stream_hashes(s, SealedEvent, changed)
+        recorded = stream_hashes(s, SealedEvent, changed if previous else [])
         for stream in changed:
             head_seq, head_hash = heads[stream]
             hashes = [(seq, digest) for seq, digest in current[stream] if seq <= head_seq]
-            _check_prefix(stream, hashes, recorded[stream], head_seq, number - 1)
+            before = recorded.get(stream, [])
+            _check_prefix(stream, hashes, before, head_seq, number - 1)
             leaves[stream] = Head(stream, head_seq, head_hash,
                                   events_root([digest for _, digest in hashes]))
             new_sealed.extend({"stream": stream, "seq": seq, "hash": digest,
                                "seal_number": number}
-                              for seq, digest in hashes[len(recorded[stream]):])
+                              for seq, digest in hashes[len(before):])
         ordered = [leaves[stream] for stream in sorted(leaves, key=stream_order)]
         root = merkle.root_of([head.leaf_hash() for head in ordered]).hex()
         document = {"format": FORMAT, "number": number, "root": root,
@@ -293,8 +294,9 @@ def _check_prefix(stream: str, hashes: list[tuple[int, str]], recorded: list[tup
 
 def _insert(s: Session, model: type[SealLeaf] | type[SealedEvent],
             rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), 5000):
-        s.execute(insert(model), rows[start:start + 5000])
+    table = cast(Table, model.__table__)
+    for start in range(0, len(rows), 5000):  # Core inserts: no ORM bookkeeping per row
+        s.execute(insert(table), rows[start:start + 5000])
 
 
 def seal_if_due(engine: Engine) -> SealView | None:
