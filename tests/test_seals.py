@@ -100,12 +100,17 @@ def finished_case(make_engine, db_url):
     return engine, case.id
 
 
-def _unlock_events(s, engine) -> None:
-    if engine.db.postgres:
-        s.execute(text("ALTER TABLE event DISABLE TRIGGER USER"))
-    else:
-        s.execute(text("DROP TRIGGER IF EXISTS event_no_update"))
-        s.execute(text("DROP TRIGGER IF EXISTS event_no_delete"))
+def _unlock_events(s, engine, *tables: str) -> None:
+    """Drop the append-only guard of the tables, as someone running the database can."""
+    for table in tables or ("event",):
+        if engine.db.postgres:
+            s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+        else:
+            s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+            s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+
+
+SEAL_TABLES = ("audit_seal", "audit_seal_leaf", "audit_sealed_event")
 
 
 def rewrite_case(engine, case_id: int, seq: int, submitted: dict) -> None:
@@ -206,6 +211,7 @@ def test_recorded_hashes_altered_too_still_names_the_case(finished_case):
     held = seal(engine).document()
     rewrite_case(engine, case_id, 3, {"total": 60, "divisor": 3})
     with engine.db.transaction() as s:
+        _unlock_events(s, engine, *SEAL_TABLES)
         s.execute(text("UPDATE audit_sealed_event SET hash = :h WHERE stream = :s AND seq = 4"),
                   {"h": "0" * 64, "s": f"case:{case_id}"})
     [mismatch] = verify_seals(engine, [held], trusted_key(engine.config)).mismatches
@@ -232,6 +238,8 @@ def test_forged_removed_and_reordered_seals_are_reported(finished_case, clock):
     assert "does not verify with the trusted key" in problem
     assert verify_seals(engine, [good], key).ok
     # Reordered: seals 2 and 3 swap places in the chain.
+    with engine.db.transaction() as s:
+        _unlock_events(s, engine, *SEAL_TABLES)
     with engine.db.transaction() as s:
         second, third = s.get(Seal, 2), s.get(Seal, 3)
         columns = ("root", "tree_size", "sealed_at", "prev_root", "prev_seal", "signature")
@@ -261,6 +269,7 @@ def test_a_removed_seal_in_the_middle_is_reported(finished_case, clock):
         seal(engine)
         clock.advance(hours=1)
     with engine.db.transaction() as s:
+        _unlock_events(s, engine, *SEAL_TABLES)
         for table in ("audit_seal_leaf", "audit_sealed_event"):
             s.execute(text(f"DELETE FROM {table} WHERE seal_number = 2"))  # noqa: S608
         s.execute(text("DELETE FROM audit_seal WHERE number = 2"))
@@ -378,3 +387,51 @@ def test_cli_seal_key_seal_and_verify_seal(finished_case, tmp_path, monkeypatch)
     offline = runner.invoke(cli.main, ["verify-export", str(export), "--seal", str(seal_file)])
     assert offline.exit_code == 1
     assert "FAILED against seal 1 at event 3" in offline.output
+
+
+def test_seals_are_append_only_and_the_key_file_is_private(finished_case):
+    from sqlalchemy.exc import DatabaseError
+
+    engine, _ = finished_case
+    seal(engine)
+    assert engine.config.seal_key_path.stat().st_mode & 0o777 == 0o600
+    for sql in ("UPDATE audit_seal SET root = 'x'", "DELETE FROM audit_seal_leaf",
+                "DELETE FROM audit_sealed_event"):
+        with pytest.raises(DatabaseError, match="append-only"):
+            with engine.db.transaction() as s:
+                s.execute(text(sql))
+
+
+def test_a_rewritten_operations_log_is_reported(make_engine, sqlite_url, clock):
+    from engine import accounts
+
+    engine = make_engine(sqlite_url, FIXTURES / "mini")
+    with engine.db.transaction() as s:
+        accounts.create_user(s, "auditor", "password-auditor", "auditor", now=clock(),
+                             actor="admin")
+    held = seal(engine).document()
+    with engine.db.transaction() as s:
+        _unlock_events(s, engine)
+        ops = list(s.scalars(select(Event).where(Event.stream == "ops").order_by(Event.seq)))
+        prev = GENESIS
+        for event in ops:  # the account's creator is changed, the chain recomputed
+            if event.type == "account_created":
+                event.actor = "nobody"
+            event.prev_hash, event.hash = prev, event_hash(
+                prev, "ops", event.seq, event.type, event.actor, event.at, event.data)
+            prev = event.hash
+    [mismatch] = verify_seals(engine, [held], trusted_key(engine.config)).mismatches
+    created = next(e.seq for e in ops if e.type == "account_created")
+    assert (mismatch.stream, mismatch.case_id, mismatch.first_bad_seq) == ("ops", None, created)
+
+
+def test_the_worker_seals_when_due(finished_case, monkeypatch):
+    from webapp import cli
+
+    engine, _ = finished_case
+    monkeypatch.setattr(cli, "_engine", lambda: engine)
+    result = CliRunner().invoke(cli.main, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "seal 1: 2 streams" in result.output
+    again = CliRunner().invoke(cli.main, ["worker", "--once"])
+    assert "seal" not in again.output

@@ -330,18 +330,23 @@ def verify_seal_command(files: tuple[str, ...], public_key: str | None) -> None:
 def worker(once: bool) -> None:
     """Fire due timers, seal the audit trail when due and send queued mail, polling every
     ZERORUN_TIMER_POLL seconds."""
+    from datetime import timedelta
+
     from engine.audit.seals import seal_if_due
 
     engine = _engine()
+    retry_seal_at = None  # after a refused seal, the worker tries again an hour later
     while True:
         fired = engine.fire_due_timers()
         if fired:
             click.echo(f"fired timers in {fired} case(s)")
-        try:
-            sealed = seal_if_due(engine)
-        except EngineError as exc:
-            click.echo(f"seal refused: {exc.message}", err=True)
-            sealed = None
+        sealed = None
+        if retry_seal_at is None or engine.clock() >= retry_seal_at:
+            try:
+                sealed, retry_seal_at = seal_if_due(engine), None
+            except EngineError as exc:
+                click.echo(f"seal refused: {exc.message}", err=True)
+                retry_seal_at = engine.clock() + timedelta(hours=1)
         if sealed is not None:
             click.echo(f"seal {sealed.number}: {sealed.tree_size} streams, root {sealed.root}")
         sent, failed = notify.deliver_outbox(engine)

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.audit import merkle
@@ -220,56 +221,65 @@ def seal(engine: Engine) -> SealView:
     """
     key = signing_key(engine.config)
     public_key = public_key_hex(key)
+    try:
+        with engine.db.transaction() as s:
+            return _seal(engine, s, key, public_key)
+    except IntegrityError as exc:
+        raise SealRefused("another seal was made at the same moment; nothing was stored, "
+                          "seal again") from exc
+
+
+def _seal(engine: Engine, s: Session, key: Ed25519PrivateKey, public_key: str) -> SealView:
+    """Make and store the next seal in the transaction `s`."""
     now = engine.clock()
-    with engine.db.transaction() as s:
-        previous = s.scalars(select(Seal).order_by(Seal.number.desc()).limit(1)
-                             .with_for_update()).first()
-        sealed: dict[str, SealLeaf] = {} if previous is None else {
-            leaf.stream: leaf for leaf in s.scalars(
-                select(SealLeaf).where(SealLeaf.seal_number == previous.number))}
-        number = previous.number + 1 if previous else 1
-        heads = current_heads(s)
-        gone = sorted(set(sealed) - set(heads), key=stream_order)
-        if gone:
-            raise SealRefused(f"stream {gone[0]} was sealed by seal {number - 1} but has no "
-                              "events any more; run `zerorun verify-seal`", stream=gone[0])
-        changed = sorted((stream for stream, (seq, digest) in heads.items()
-                          if stream not in sealed or (sealed[stream].seq, sealed[stream].hash)
-                          != (seq, digest)), key=stream_order)
-        leaves: dict[str, Head] = {stream: Head(stream, leaf.seq, leaf.hash, leaf.events_root)
-                                   for stream, leaf in sealed.items()}
-        new_sealed: list[dict[str, Any]] = []
-        current = stream_hashes(s, Event, changed)
-        recorded = stream_hashes(s, SealedEvent, changed if previous else [])
-        for stream in changed:
-            head_seq, head_hash = heads[stream]
-            hashes = [(seq, digest) for seq, digest in current[stream] if seq <= head_seq]
-            before = recorded.get(stream, [])
-            _check_prefix(stream, hashes, before, head_seq, number - 1)
-            leaves[stream] = Head(stream, head_seq, head_hash,
-                                  events_root([digest for _, digest in hashes]))
-            new_sealed.extend({"stream": stream, "seq": seq, "hash": digest,
-                               "seal_number": number}
-                              for seq, digest in hashes[len(before):])
-        ordered = [leaves[stream] for stream in sorted(leaves, key=stream_order)]
-        root = merkle.root_of([head.leaf_hash() for head in ordered]).hex()
-        document = {"format": FORMAT, "number": number, "root": root,
-                    "tree_size": len(ordered), "sealed_at": format_time(now),
-                    "prev_root": previous.root if previous else GENESIS,
-                    "prev_seal": seal_hash(_view(previous).document()) if previous else GENESIS,
-                    "public_key": public_key}
-        signature = key.sign(signed_bytes(document)).hex()
-        row = Seal(number=number, root=root, tree_size=len(ordered), sealed_at=now,
-                   prev_root=document["prev_root"], prev_seal=document["prev_seal"],
-                   public_key=public_key, signature=signature)
-        s.add(row)
-        s.flush()
-        _insert(s, SealLeaf, [{"seal_number": number, "position": position, **head.to_dict()}
-                              for position, head in enumerate(ordered)])
-        _insert(s, SealedEvent, new_sealed)
-        view = _view(row)
-        for hook in engine.hooks.seal_made:
-            hook(s, view.document())
+    previous = s.scalars(select(Seal).order_by(Seal.number.desc()).limit(1)
+                         .with_for_update()).first()
+    sealed: dict[str, SealLeaf] = {} if previous is None else {
+        leaf.stream: leaf for leaf in s.scalars(
+            select(SealLeaf).where(SealLeaf.seal_number == previous.number))}
+    number = previous.number + 1 if previous else 1
+    heads = current_heads(s)
+    gone = sorted(set(sealed) - set(heads), key=stream_order)
+    if gone:
+        raise SealRefused(f"stream {gone[0]} was sealed by seal {number - 1} but has no "
+                          "events any more; run `zerorun verify-seal`", stream=gone[0])
+    changed = sorted((stream for stream, (seq, digest) in heads.items()
+                      if stream not in sealed or (sealed[stream].seq, sealed[stream].hash)
+                      != (seq, digest)), key=stream_order)
+    leaves: dict[str, Head] = {stream: Head(stream, leaf.seq, leaf.hash, leaf.events_root)
+                               for stream, leaf in sealed.items()}
+    new_sealed: list[dict[str, Any]] = []
+    current = stream_hashes(s, Event, changed)
+    recorded = stream_hashes(s, SealedEvent, changed if previous else [])
+    for stream in changed:
+        head_seq, head_hash = heads[stream]
+        hashes = [(seq, digest) for seq, digest in current[stream] if seq <= head_seq]
+        before = recorded.get(stream, [])
+        _check_prefix(stream, hashes, before, head_seq, number - 1)
+        leaves[stream] = Head(stream, head_seq, head_hash,
+                              events_root([digest for _, digest in hashes]))
+        new_sealed.extend({"stream": stream, "seq": seq, "hash": digest,
+                           "seal_number": number}
+                          for seq, digest in hashes[len(before):])
+    ordered = [leaves[stream] for stream in sorted(leaves, key=stream_order)]
+    root = merkle.root_of([head.leaf_hash() for head in ordered]).hex()
+    document = {"format": FORMAT, "number": number, "root": root,
+                "tree_size": len(ordered), "sealed_at": format_time(now),
+                "prev_root": previous.root if previous else GENESIS,
+                "prev_seal": seal_hash(_view(previous).document()) if previous else GENESIS,
+                "public_key": public_key}
+    signature = key.sign(signed_bytes(document)).hex()
+    row = Seal(number=number, root=root, tree_size=len(ordered), sealed_at=now,
+               prev_root=document["prev_root"], prev_seal=document["prev_seal"],
+               public_key=public_key, signature=signature)
+    s.add(row)
+    s.flush()
+    _insert(s, SealLeaf, [{"seal_number": number, "position": position, **head.to_dict()}
+                          for position, head in enumerate(ordered)])
+    _insert(s, SealedEvent, new_sealed)
+    view = _view(row)
+    for hook in engine.hooks.seal_made:
+        hook(s, view.document())
     return view
 
 

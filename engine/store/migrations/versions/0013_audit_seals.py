@@ -49,9 +49,39 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['seal_number'], ['audit_seal.number']),
         sa.PrimaryKeyConstraint('stream', 'seq'),
     )
+    _protect(op.get_bind().dialect.name)
+
+
+TABLES = ('audit_seal', 'audit_seal_leaf', 'audit_sealed_event')
+
+
+def _protect(dialect: str) -> None:
+    """Seals are append-only at the database level too, like events."""
+    if dialect == "sqlite":
+        for table in TABLES:
+            for action in ("UPDATE", "DELETE"):
+                op.execute(f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON "
+                           f"{table} BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); "
+                           "END")
+    elif dialect == "postgresql":
+        op.execute("CREATE FUNCTION zerorun_seal_append_only() RETURNS trigger AS $$ "
+                   "BEGIN RAISE EXCEPTION 'audit seals are append-only'; END $$ "
+                   "LANGUAGE plpgsql")
+        for table in TABLES:
+            op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                       "FOR EACH ROW EXECUTE FUNCTION zerorun_seal_append_only()")
 
 
 def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for table in TABLES:
+        if dialect == "sqlite":
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+        elif dialect == "postgresql":
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+    if dialect == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS zerorun_seal_append_only()")
     op.drop_table('audit_sealed_event')
     op.drop_index('ix_audit_seal_leaf_stream', table_name='audit_seal_leaf')
     op.drop_table('audit_seal_leaf')
