@@ -93,3 +93,17 @@ def test_seals_are_mailed_and_printed_in_the_periodic_report(sqlite_url, tmp_pat
         assert "#1" in text and made.root[:32] in text
     finally:
         engine.db.dispose()
+
+
+def test_the_printable_report_carries_the_seal_proofs(audit_app, tmp_path):  # noqa: F811
+    from engine.audit.export import read_export, verify_export_seal
+
+    engine = audit_app.extensions["zerorun"]
+    case_id = audit_app.config["CASE_ID"]
+    client = client_as(audit_app, "auditor")
+    before = client.get(f"/audit/cases/{case_id}/report.html").get_data(as_text=True)
+    assert "导出时本案件尚未被审计封印覆盖" in before
+    held = seal(engine).document()
+    report = client.get(f"/audit/cases/{case_id}/report.html").get_data(as_text=True)
+    assert "带有 1 个审计封印的包含证明（最近：第 1 号" in report and held["root"] in report
+    assert verify_export_seal(read_export(report), held, held["public_key"]).ok
