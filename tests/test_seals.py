@@ -435,3 +435,18 @@ def test_the_worker_seals_when_due(finished_case, monkeypatch):
     assert "seal 1: 2 streams" in result.output
     again = CliRunner().invoke(cli.main, ["worker", "--once"])
     assert "seal" not in again.output
+
+
+def test_an_export_carries_the_latest_seals_unless_asked_for_all(finished_case, clock):
+    engine, case_id = finished_case
+    held = [seal(engine).document()]
+    for _ in range(3):
+        clock.advance(hours=1)
+        held.append(seal(engine).document())
+    recent = export_case(engine, case_id, seal_proofs=2)
+    assert [p["seal"]["number"] for p in recent["seals"]] == [3, 4]
+    assert verify_export_seal(recent, held[3], held[3]["public_key"]).ok
+    result = verify_export_seal(recent, held[0], held[0]["public_key"])
+    assert "latest 2 seals only, not seal 1" in result.reason
+    everything = export_case(engine, case_id, seal_proofs=None)
+    assert all(verify_export_seal(everything, h, h["public_key"]).ok for h in held)

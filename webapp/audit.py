@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 
 from agency.reports import CaseQuery, ops_log, process_heatmap, process_versions, search_cases
 from agency.reports import search_choices as choices_for_search
-from engine.audit.export import export_case
+from engine.audit.export import SEAL_PROOFS, export_case
 from engine.audit.history import case_history
 from engine.audit.sealcheck import case_seal_checks
 from engine.audit.seals import get_seal, list_seals, seals_covering
@@ -95,7 +95,7 @@ def export_json(case_id: int) -> Any:
         "Content-Disposition": f'attachment; filename="case-{case_id}.json"'})
 
 
-def report_html(case_id: int) -> str:
+def report_html(case_id: int, seal_proofs: int | None = SEAL_PROOFS) -> str:
     """The printable report: timeline, final diagrams and the embedded export, in one file."""
     engine = get_engine()
     history = case_history(engine, case_id)
@@ -103,7 +103,7 @@ def report_html(case_id: int) -> str:
 
     return render_template("audit/report.html", history=history, case=history.case,
                            diagrams=engine.case_diagrams(case_id),
-                           document=export_case(engine, case_id),
+                           document=export_case(engine, case_id, seal_proofs),
                            verification=engine.verify_case(case_id), assets=inline_assets())
 
 

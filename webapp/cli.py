@@ -189,14 +189,16 @@ def verify_audit(case_id: int | None) -> None:
               show_default=True,
               help="json: events, hashes and process files; html: the printable report "
                    "(timeline, diagrams) with the same export embedded.")
-def export_case_command(case_id: int, output: str | None, form: str) -> None:
+@click.option("--seal-proofs", default=31, show_default=True, type=click.IntRange(min=0),
+              help="Inclusion proofs for this many latest seals covering the case (0: all).")
+def export_case_command(case_id: int, output: str | None, form: str, seal_proofs: int) -> None:
     """Write a case's history as one self-contained file, verifiable with verify-export."""
     from engine.audit.export import export_case
 
     try:
-        document = export_case(_engine(), case_id)
+        document = export_case(_engine(), case_id, seal_proofs or None)
         text = (json.dumps(document, ensure_ascii=False, indent=1) if form == "json"
-                else _report_html(case_id))
+                else _report_html(case_id, seal_proofs or None))
     except EngineError as exc:
         _fail(exc)
         return
@@ -207,14 +209,14 @@ def export_case_command(case_id: int, output: str | None, form: str) -> None:
         click.echo(text)
 
 
-def _report_html(case_id: int) -> str:
+def _report_html(case_id: int, seal_proofs: int | None) -> str:
     """The auditors' printable report, rendered outside any request (in Chinese)."""
     from webapp import create_app
     from webapp.audit import report_html
 
     app = create_app()
     with app.test_request_context("/"):
-        return report_html(case_id)
+        return report_html(case_id, seal_proofs)
 
 
 @main.command("verify-export")

@@ -46,8 +46,13 @@ def read_export(text: str) -> dict[str, Any]:
     return document
 
 
-def export_case(engine: Engine, case_id: int) -> dict[str, Any]:
-    """Everything needed to check a case without the database: events, hashes, process files."""
+SEAL_PROOFS = 31  # an export carries proofs for this many latest seals unless told otherwise
+
+
+def export_case(engine: Engine, case_id: int, seal_proofs: int | None = SEAL_PROOFS
+                ) -> dict[str, Any]:
+    """Everything needed to check a case without the database: events, hashes, process files,
+    and inclusion proofs for the `seal_proofs` latest seals covering it (None: all)."""
     with engine.db.reading() as s:
         case = s.get(Case, case_id)
         if case is None:
@@ -72,7 +77,8 @@ def export_case(engine: Engine, case_id: int) -> dict[str, Any]:
             # Every seal covering the case with the inclusion proof of the case's head, and
             # the event hashes as the seals recorded them: `verify-export --seal` checks the
             # case against a seal an auditor holds, with no database.
-            "seals": sealing.inclusion_proofs(engine, f"case:{case_id}"),
+            "seals": sealing.inclusion_proofs(engine, f"case:{case_id}", seal_proofs),
+            "seals_covering": len(sealing.seals_covering(engine, f"case:{case_id}")),
             "sealed_hashes": sealing.sealed_hashes(engine, f"case:{case_id}"),
         }
 
@@ -148,6 +154,11 @@ def verify_export_seal(document: dict[str, Any], held: dict[str, Any], public_ke
     proof = next((p for p in document.get("seals") or []
                   if p.get("seal", {}).get("number") == held.get("number")), None)
     if proof is None:
+        carried = len(document.get("seals") or [])
+        if int(document.get("seals_covering") or 0) > carried:
+            return ExportCheck(False, len(events), None, f"the export carries proofs for the "
+                               f"latest {carried} seals only, not seal {held.get('number')}: "
+                               "export the case again with `--seal-proofs 0`")
         return ExportCheck(False, len(events), None, f"the export carries no proof for seal "
                            f"{held.get('number')} (the case was not sealed by it, or the "
                            "export predates it)")

@@ -130,9 +130,12 @@ class Head:
     events_root: str
 
     def leaf_hash(self) -> bytes:
-        """The leaf's hash in the seal's tree."""
-        return merkle.leaf_hash(canonical_json(
-            [self.stream, self.seq, self.hash, self.events_root]).encode("utf-8"))
+        """The leaf's hash in the seal's tree: over "stream LF seq LF hash LF events root"."""
+        return merkle.leaf_hash(self.leaf_data())
+
+    def leaf_data(self) -> bytes:
+        """The bytes a leaf stands for."""
+        return f"{self.stream}\n{self.seq}\n{self.hash}\n{self.events_root}".encode()
 
     def to_dict(self) -> dict[str, Any]:
         return {"stream": self.stream, "seq": self.seq, "hash": self.hash,
@@ -372,17 +375,29 @@ def seals_covering(engine: Engine, stream: str) -> list[Coverage]:
 
 def seal_leaves(s: Session, number: int) -> list[Head]:
     """A seal's leaves in tree order."""
-    return [Head(leaf.stream, leaf.seq, leaf.hash, leaf.events_root) for leaf in s.scalars(
-        select(SealLeaf).where(SealLeaf.seal_number == number).order_by(SealLeaf.position))]
+    return [Head(*row) for row in s.execute(
+        select(SealLeaf.stream, SealLeaf.seq, SealLeaf.hash, SealLeaf.events_root)
+        .where(SealLeaf.seal_number == number).order_by(SealLeaf.position))]
 
 
-def inclusion_proofs(engine: Engine, stream: str) -> list[dict[str, Any]]:
-    """For every seal covering the stream: the seal, the stream's leaf and its audit path."""
+def inclusion_proofs(engine: Engine, stream: str, limit: int | None = None
+                     ) -> list[dict[str, Any]]:
+    """For every seal covering the stream (the `limit` latest ones when given), oldest
+    first: the seal, the stream's leaf and its audit path.
+
+    Each proof rebuilds its seal's tree from all its leaves; leaves unchanged from one
+    seal to the next are hashed once.
+    """
     proofs = []
+    hashed: dict[Head, bytes] = {}
+    covering = seals_covering(engine, stream)
     with engine.db.reading() as s:
-        for coverage in reversed(seals_covering(engine, stream)):
+        for coverage in reversed(covering[:limit] if limit is not None else covering):
             leaves = seal_leaves(s, coverage.seal.number)
-            tree = merkle.Tree([head.leaf_hash() for head in leaves])
+            tree = merkle.Tree([hashed.get(head) or hashed.setdefault(head, head.leaf_hash())
+                                for head in leaves])
+            if len(hashed) > 4 * len(leaves):
+                hashed.clear()
             proofs.append({"seal": coverage.seal.document(),
                            "leaf": {**leaves[coverage.position].to_dict(),
                                     "index": coverage.position},
