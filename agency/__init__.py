@@ -33,6 +33,10 @@ def service_engine(config: Config, *, database: Database | None = None,
     reference = ReferenceData.load(config.data_dir)
     hooks = Hooks()
     hooks.task_raised.append(functools.partial(notify.task_raised, mail=config.mail_enabled))
+    addresses = notify.seal_addresses(config)
+    if addresses:
+        hooks.seal_made.append(lambda s, document: notify.seal_made(
+            s, document, addresses=addresses, now=clock_source()))
     # The functions read the clock in force: a command pins it to its own time and a
     # replay to the recorded event's, so re-execution computes the same dates.
     functions: dict[str, Callable[..., Any]] = script_functions(reference, clock.now)

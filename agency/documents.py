@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from agency.oversight import PHASE_NAMES, STAGE_NAMES, Figures, warning_levels
 from agency.reference import reference_of
 from engine.actors import Actor
 from engine.audit.chain import NewEvent
+from engine.audit.seals import list_seals
 from engine.errors import EngineError, Forbidden, NotFound, Unavailable
 from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import Event, HumanTask
@@ -42,6 +43,7 @@ KINDS = {
 TASK_KINDS = {"check_materials": "rejection", "record_commitment": "commitment",
               "handover_results": "handover", "termination_record": "termination",
               "hand_back_materials": "termination"}
+SEAL_DAYS = 31  # the periodic report lists the audit seals made in this many last days
 WRITERS = ("agent", "leader", "office")
 READERS = ("agent", "leader", "office", "admin", "auditor")
 
@@ -161,9 +163,12 @@ def generate_periodic_report(engine: Engine, figures: Figures, charts: dict[str,
         raise Forbidden("only the office and leaders issue progress reports")
     names = _department_names(engine)
     scope = names.get(figures.department or "", "全市") if figures.department else "全市"
+    # A line per audit seal of the last 31 days: printed copies of the roots auditors keep.
+    seals = list_seals(engine, since=engine.clock() - timedelta(days=SEAL_DAYS))
     html = render("periodic_report", {
         "title": KINDS["periodic_report"], "figures": figures, "charts": charts,
-        "scope": scope, "issued": engine.clock(), "actor": actor})
+        "scope": scope, "issued": engine.clock(), "actor": actor, "seals": seals,
+        "seal_days": SEAL_DAYS})
     title = f"{KINDS['periodic_report']}（{scope} · {figures.today:%Y-%m-%d}）"
     return _store(engine, None, "periodic_report", figures.department or "", title,
                   figures.department, html, actor)

@@ -3,12 +3,13 @@ user, and mail sent by the worker from an outbox with retries."""
 
 from __future__ import annotations
 
+import json
 import logging
 import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -85,6 +86,24 @@ def task_raised(s: Session, raised: TaskRaised, *, mail: bool) -> None:
                              body=f"{user.display_name}：\n\n{body}\n\n—— 零跑路代办服务",
                              created_at=now, attempts=0, next_attempt_at=now))
 
+
+def seal_made(s: Session, document: dict[str, Any], *, addresses: tuple[str, ...],
+              now: datetime) -> None:
+    """Queue a new audit seal to the configured addresses, so copies exist outside the system."""
+    body = (f"零跑路代办服务审计封印第 {document['number']} 号（{document['sealed_at']}）。\n"
+            "请将本邮件原样保存在系统之外；核验时以 `zerorun verify-seal` 检查。\n"
+            f"Audit seal {document['number']} of the zero-run service: keep this mail outside "
+            "the system; check it with `zerorun verify-seal`.\n\n"
+            + json.dumps(document, indent=1) + "\n")
+    for address in addresses:
+        s.add(OutboxMail(recipient=address, subject=f"审计封印 #{document['number']} "
+                         f"audit seal {document['root'][:16]}", body=body, created_at=now,
+                         attempts=0, next_attempt_at=now))
+
+
+def seal_addresses(config: Config) -> tuple[str, ...]:
+    """The addresses every new seal is mailed to (ZERORUN_SEAL_MAIL_TO)."""
+    return tuple(a.strip() for a in config.seal_mail_to.split(",") if a.strip())
 
 
 def list_notifications(engine: Engine, username: str, *, unread_only: bool = False,

@@ -52,6 +52,17 @@ SETTINGS: dict[str, Setting] = {
                          "sender address of the e-mails"),
     "smtp_starttls": Setting("ZERORUN_SMTP_STARTTLS", "0",
                              "1: upgrade the SMTP connection with STARTTLS before logging in"),
+    "seal_key_file": Setting("ZERORUN_SEAL_KEY_FILE", "",
+                             "Ed25519 private key (PEM) that signs audit seals; empty: "
+                             "seal_ed25519.pem in the instance folder, created when first "
+                             "needed. Keep it off the database server in production"),
+    "seal_key": Setting("ZERORUN_SEAL_KEY", "",
+                        "the seal signing key itself (PEM text); overrides the key file"),
+    "seal_interval_hours": Setting("ZERORUN_SEAL_INTERVAL_HOURS", "24",
+                                   "hours between two audit seals made by the worker "
+                                   "(0: the worker does not seal)"),
+    "seal_mail_to": Setting("ZERORUN_SEAL_MAIL_TO", "",
+                            "comma-separated addresses every new audit seal is mailed to"),
 }
 
 
@@ -73,6 +84,16 @@ class Config:
     smtp_password: str = ""
     smtp_from: str = "zerorun@localhost"
     smtp_starttls: str = "0"
+    seal_key_file: str = ""
+    seal_key: str = ""
+    seal_interval_hours: float = 24.0
+    seal_mail_to: str = ""
+
+    @property
+    def seal_key_path(self) -> Path:
+        """Where the seal signing key is kept (outside the database)."""
+        return Path(self.seal_key_file) if self.seal_key_file \
+            else self.instance_dir / "seal_ed25519.pem"
 
     @property
     def mail_enabled(self) -> bool:

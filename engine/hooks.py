@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -30,6 +30,8 @@ class TaskRaised:
 
 
 TaskRaisedHook = Callable[["Session", TaskRaised], None]
+# Called with a new audit seal's document (the JSON auditors keep), in the sealing transaction.
+SealMadeHook = Callable[["Session", dict[str, Any]], None]
 
 
 @dataclass
@@ -37,3 +39,4 @@ class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
+    seal_made: list[SealMadeHook] = field(default_factory=list)

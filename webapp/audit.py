@@ -13,8 +13,10 @@ from flask_babel import lazy_gettext as _l
 
 from agency.reports import CaseQuery, ops_log, process_heatmap, process_versions, search_cases
 from agency.reports import search_choices as choices_for_search
-from engine.audit.export import export_case
+from engine.audit.export import SEAL_PROOFS, export_case
 from engine.audit.history import case_history
+from engine.audit.sealcheck import case_seal_checks
+from engine.audit.seals import get_seal, list_seals, seals_covering
 from engine.runtime.clock import SERVICE_TZ
 from webapp import get_engine
 from webapp.auth import requires
@@ -74,9 +76,13 @@ def case(case_id: int) -> Any:
     current = history.moment.seq if history.moment else (step or history.last_seq)
     event = next((s for s in history.steps if s.seq == current), None)
     verification = engine.verify_case(case_id) if request.args.get("verify") else None
+    # The seals covering the case; when verifying, each checked against today's events.
+    seal_checks = case_seal_checks(engine, case_id) if verification else None
+    coverage = seals_covering(engine, f"case:{case_id}")
     return render_template(
         "audit/case.html", history=history, case=history.case, step=current, event=event,
-        diagrams=engine.case_diagrams(case_id), verification=verification)
+        diagrams=engine.case_diagrams(case_id), verification=verification,
+        coverage=coverage, seal_checks=seal_checks)
 
 
 @bp.route("/cases/<int:case_id>/export.json")
@@ -89,7 +95,7 @@ def export_json(case_id: int) -> Any:
         "Content-Disposition": f'attachment; filename="case-{case_id}.json"'})
 
 
-def report_html(case_id: int) -> str:
+def report_html(case_id: int, seal_proofs: int | None = SEAL_PROOFS) -> str:
     """The printable report: timeline, final diagrams and the embedded export, in one file."""
     engine = get_engine()
     history = case_history(engine, case_id)
@@ -97,7 +103,7 @@ def report_html(case_id: int) -> str:
 
     return render_template("audit/report.html", history=history, case=history.case,
                            diagrams=engine.case_diagrams(case_id),
-                           document=export_case(engine, case_id),
+                           document=export_case(engine, case_id, seal_proofs),
                            verification=engine.verify_case(case_id), assets=inline_assets())
 
 
@@ -138,6 +144,27 @@ def heatmap(process_id: str, version: int) -> Any:
                             "median": h.median_hours, "max": h.max_hours}
                       for eid, h in by_id.items()} for pid, by_id in heat.elements.items()}
     return render_template("audit/heatmap.html", heat=heat, elements=elements)
+
+
+@bp.route("/seals")
+@requires(*READERS)
+def seals() -> Any:
+    """The audit seals, newest first, each downloadable as the small JSON file to keep."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    found = list_seals(get_engine(), limit=page * 100 + 1)
+    shown = found[(page - 1) * 100:page * 100]
+    return render_template("audit/seals.html", seals=shown, page=page,
+                           more=len(found) > page * 100)
+
+
+@bp.route("/seals/<int:number>.json")
+@requires(*READERS)
+def seal_json(number: int) -> Any:
+    """One seal as the JSON file auditors keep outside the system (`zerorun verify-seal`)."""
+    document = get_seal(get_engine(), number).document()
+    return Response(json.dumps(document, indent=1) + "\n", mimetype="application/json",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="zerorun-seal-{number}.json"'})
 
 
 @bp.route("/ops")

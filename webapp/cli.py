@@ -188,14 +188,16 @@ def verify_audit(case_id: int | None) -> None:
               show_default=True,
               help="json: events, hashes and process files; html: the printable report "
                    "(timeline, diagrams) with the same export embedded.")
-def export_case_command(case_id: int, output: str | None, form: str) -> None:
+@click.option("--seal-proofs", default=31, show_default=True, type=click.IntRange(min=0),
+              help="Inclusion proofs for this many latest seals covering the case (0: all).")
+def export_case_command(case_id: int, output: str | None, form: str, seal_proofs: int) -> None:
     """Write a case's history as one self-contained file, verifiable with verify-export."""
     from engine.audit.export import export_case
 
     try:
-        document = export_case(_engine(), case_id)
+        document = export_case(_engine(), case_id, seal_proofs or None)
         text = (json.dumps(document, ensure_ascii=False, indent=1) if form == "json"
-                else _report_html(case_id))
+                else _report_html(case_id, seal_proofs or None))
     except EngineError as exc:
         _fail(exc)
         return
@@ -206,21 +208,26 @@ def export_case_command(case_id: int, output: str | None, form: str) -> None:
         click.echo(text)
 
 
-def _report_html(case_id: int) -> str:
+def _report_html(case_id: int, seal_proofs: int | None) -> str:
     """The auditors' printable report, rendered outside any request (in Chinese)."""
     from webapp import create_app
     from webapp.audit import report_html
 
     app = create_app()
     with app.test_request_context("/"):
-        return report_html(case_id)
+        return report_html(case_id, seal_proofs)
 
 
 @main.command("verify-export")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def verify_export_command(file: str) -> None:
-    """Verify an exported case offline (JSON export or HTML report): chain, files, re-execution."""
-    from engine.audit.export import read_export, verify_export
+@click.option("--seal", "seal_file", type=click.Path(exists=True, dir_okay=False),
+              help="A seal you hold (JSON): also check the case against it.")
+@click.option("--public-key", help="The seal key's public part (hex) you recorded; default: "
+                                   "the key the seal file names.")
+def verify_export_command(file: str, seal_file: str | None, public_key: str | None) -> None:
+    """Verify an exported case offline (JSON export or HTML report): chain, files, re-execution,
+    and with --seal the case's inclusion in a seal you hold."""
+    from engine.audit.export import read_export, verify_export, verify_export_seal
 
     try:
         document = read_export(Path(file).read_text(encoding="utf-8"))
@@ -228,17 +235,102 @@ def verify_export_command(file: str) -> None:
         _fail(exc)
         return
     result = verify_export(document, _engine().script_engine)
-    if result.ok:
-        click.echo(f"ok: {result.events} events verified")
+    if not result.ok:
+        click.echo(f"FAILED at event {result.first_bad_seq}: {result.reason}")
+        sys.exit(1)
+    click.echo(f"ok: {result.events} events verified")
+    if seal_file is None:
         return
-    click.echo(f"FAILED at event {result.first_bad_seq}: {result.reason}")
+    held = _read_seal(seal_file)
+    if public_key is None:
+        public_key = str(held.get("public_key", ""))
+        click.echo(f"checking the signature with the key the seal names: {public_key} "
+                   "(compare it with the key you recorded)")
+    checked = verify_export_seal(document, held, public_key)
+    if checked.ok:
+        click.echo(f"ok: the case is in seal {held.get('number')} and its events up to the "
+                   "sealed head are unchanged")
+        return
+    where = f" at event {checked.first_bad_seq}" if checked.first_bad_seq else ""
+    click.echo(f"FAILED against seal {held.get('number')}{where}: {checked.reason}")
     sys.exit(1)
+
+
+def _read_seal(file: str) -> dict[str, Any]:
+    try:
+        held = json.loads(Path(file).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{file} is not a seal file (JSON): {exc}") from exc
+    if not isinstance(held, dict):
+        raise click.BadParameter(f"{file} is not a seal file")
+    return held
+
+
+@main.command("seal-key")
+def seal_key() -> None:
+    """Print the public key that verifies audit seals (creates the key if there is none)."""
+    from engine.audit.seals import public_key_hex, signing_key
+
+    try:
+        key = signing_key(Config.from_env())
+    except EngineError as exc:
+        _fail(exc)
+        return
+    click.echo(public_key_hex(key))
+
+
+@main.command("seal")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the seal's JSON to this file.")
+def seal_command(output: str | None) -> None:
+    """Seal the head of every case stream and of the operations log now."""
+    from engine.audit.seals import seal
+
+    try:
+        made = seal(_engine())
+    except EngineError as exc:
+        _fail(exc)
+        return
+    text = json.dumps(made.document(), indent=1)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    click.echo(f"seal {made.number}: {made.tree_size} streams, root {made.root}")
+    if not output:
+        click.echo(text)
+
+
+@main.command("verify-seal")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", help="The seal key's public part (hex) you recorded; default: "
+                                   "this installation's key.")
+def verify_seal_command(files: tuple[str, ...], public_key: str | None) -> None:
+    """Check seals you hold: signature, the chain of seals, and every sealed case's events."""
+    from engine.audit.sealcheck import trusted_key, verify_seals
+
+    engine = _engine()
+    try:
+        key = public_key or trusted_key(engine.config)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    report = verify_seals(engine, [_read_seal(f) for f in files], key)
+    for problem in report.problems:
+        click.echo(f"FAILED: {problem}")
+    for mismatch in report.mismatches:
+        who = f"case {mismatch.case_id}" if mismatch.case_id is not None else mismatch.stream
+        where = f" at event {mismatch.first_bad_seq}" if mismatch.first_bad_seq else ""
+        click.echo(f"{who}: FAILED{where}: {mismatch.reason}")
+    click.echo(f"{report.seals} seal(s) in the chain, {report.streams} sealed stream(s) "
+               f"checked, {len(report.problems)} seal problem(s), {len(report.mismatches)} "
+               "stream(s) rewritten")
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
-    """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
+    """Fire due timers, seal the audit trail when due and send queued mail, polling every
+    ZERORUN_TIMER_POLL seconds."""
     from webapp.worker import run_worker
 
     run_worker(_engine(), once=once, report=click.echo)

@@ -1,20 +1,25 @@
-"""The timer worker's loop: fire due timers and send queued mail, whatever fails on the way."""
+"""The timer worker's loop: fire due timers, seal the audit trail when due and send queued
+mail, whatever fails on the way."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agency import notify
+from engine.audit.seals import seal_if_due
 from engine.cases import Engine
+from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
 
 OUTAGE_FIRST_SECONDS = 1.0  # wait after a failed round, doubled while it keeps failing
 OUTAGE_MAX_SECONDS = 60.0
+SEAL_RETRY = timedelta(hours=1)  # after a refused seal, the worker tries again this much later
 
 
 def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | None = None,
@@ -27,11 +32,21 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
     """
     stop = stop or threading.Event()
     failures = 0
+    retry_seal_at: datetime | None = None
     while not stop.is_set():
         try:
             fired = engine.fire_due_timers()
             if fired:
                 report(f"fired timers in {fired} case(s)")
+            if retry_seal_at is None or engine.clock() >= retry_seal_at:
+                try:
+                    sealed, retry_seal_at = seal_if_due(engine), None
+                except EngineError as exc:
+                    report(f"seal refused: {exc.message}")
+                    sealed, retry_seal_at = None, engine.clock() + SEAL_RETRY
+                if sealed is not None:
+                    report(f"seal {sealed.number}: {sealed.tree_size} streams, "
+                           f"root {sealed.root}")
             sent, failed = notify.deliver_outbox(engine)
             if sent or failed:
                 report(f"mail: {sent} sent, {failed} to retry")

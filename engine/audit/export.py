@@ -12,6 +12,8 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import select
 
 from engine.audit import chain as audit
+from engine.audit import seals as sealing
+from engine.audit.sealcheck import against, recompute
 from engine.cases import WORKFLOW_EVENTS, Engine, apply_event
 from engine.cases.workflow import scan_tasks
 from engine.errors import CaseNotFound, EngineError
@@ -44,8 +46,13 @@ def read_export(text: str) -> dict[str, Any]:
     return document
 
 
-def export_case(engine: Engine, case_id: int) -> dict[str, Any]:
-    """Everything needed to check a case without the database: events, hashes, process files."""
+SEAL_PROOFS = 31  # an export carries proofs for this many latest seals unless told otherwise
+
+
+def export_case(engine: Engine, case_id: int, seal_proofs: int | None = SEAL_PROOFS
+                ) -> dict[str, Any]:
+    """Everything needed to check a case without the database: events, hashes, process files,
+    and inclusion proofs for the `seal_proofs` latest seals covering it (None: all)."""
     with engine.db.reading() as s:
         case = s.get(Case, case_id)
         if case is None:
@@ -67,6 +74,12 @@ def export_case(engine: Engine, case_id: int) -> dict[str, Any]:
             "events": [{"seq": e.seq, "stream": e.stream, "type": e.type, "actor": e.actor,
                         "at": audit.format_time(e.at), "data": e.data,
                         "prev_hash": e.prev_hash, "hash": e.hash} for e in events],
+            # Every seal covering the case with the inclusion proof of the case's head, and
+            # the event hashes as the seals recorded them: `verify-export --seal` checks the
+            # case against a seal an auditor holds, with no database.
+            "seals": sealing.inclusion_proofs(engine, f"case:{case_id}", seal_proofs),
+            "seals_covering": len(sealing.seals_covering(engine, f"case:{case_id}")),
+            "sealed_hashes": sealing.sealed_hashes(engine, f"case:{case_id}"),
         }
 
 
@@ -125,6 +138,46 @@ def verify_export(document: dict[str, Any], script_engine: Any) -> ExportCheck:
     if expected_open != document["case"]["open_tasks"]:
         return ExportCheck(False, len(events), events[-1]["seq"] if events else None,
                            "the open tasks differ from the re-executed case")
+    return ExportCheck(True, len(events))
+
+
+def verify_export_seal(document: dict[str, Any], held: dict[str, Any], public_key: str
+                       ) -> ExportCheck:
+    """Check an exported case against a seal an auditor holds: the seal's signature, the
+    inclusion proof of the case's sealed head, and that the exported events still lead to it."""
+    events = document.get("events") or []
+    problem = sealing.signature_problem(held, public_key)
+    if held.get("format") != sealing.FORMAT:
+        problem = f"the seal file is not a {sealing.FORMAT} seal"
+    if problem:
+        return ExportCheck(False, len(events), None, f"seal {held.get('number')}: {problem}")
+    proof = next((p for p in document.get("seals") or []
+                  if p.get("seal", {}).get("number") == held.get("number")), None)
+    if proof is None:
+        carried = len(document.get("seals") or [])
+        if int(document.get("seals_covering") or 0) > carried:
+            return ExportCheck(False, len(events), None, f"the export carries proofs for the "
+                               f"latest {carried} seals only, not seal {held.get('number')}: "
+                               "export the case again with `--seal-proofs 0`")
+        return ExportCheck(False, len(events), None, f"the export carries no proof for seal "
+                           f"{held.get('number')} (the case was not sealed by it, or the "
+                           "export predates it)")
+    if proof["seal"] != held:
+        return ExportCheck(False, len(events), None, f"the export's seal "
+                           f"{held.get('number')} differs from the seal you hold")
+    leaf = proof["leaf"]
+    if leaf.get("stream") != f"case:{document['case']['id']}" or \
+            not sealing.inclusion_holds(proof):
+        return ExportCheck(False, len(events), None, "the inclusion proof does not lead from "
+                           "the case's sealed head to the seal's root")
+    fields = [(e["seq"], e["stream"], e["type"], e["actor"],
+               datetime.fromisoformat(e["at"].replace("Z", "+00:00")), e["data"])
+              for e in events]
+    head = sealing.Head(leaf["stream"], leaf["seq"], leaf["hash"], leaf["events_root"])
+    mismatch = against(head, int(held["number"]), recompute(fields),
+                       document.get("sealed_hashes") or [])
+    if mismatch is not None:
+        return ExportCheck(False, len(events), mismatch.first_bad_seq, mismatch.reason)
     return ExportCheck(True, len(events))
 
 

@@ -245,3 +245,49 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[str] = mapped_column(String(100))
     uploaded_at: Mapped[datetime]
+
+
+class Seal(Base):
+    """A signed Merkle root over the head of every event stream at one moment (audit seal).
+
+    `number` counts seals from 1 and `prev_root` is the previous seal's root, so seals chain;
+    the signature covers number, root, tree size, time and previous root. The private key
+    that signs lives outside the database.
+    """
+
+    __tablename__ = "audit_seal"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    tree_size: Mapped[int] = mapped_column(Integer)
+    sealed_at: Mapped[datetime]
+    prev_root: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the previous seal (signed fields and signature): the chain's link.
+    prev_seal: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class SealLeaf(Base):
+    """One leaf of a seal's tree: a stream's last event then, and the root of its event hashes."""
+
+    __tablename__ = "audit_seal_leaf"
+    __table_args__ = (Index("ix_audit_seal_leaf_stream", "stream", "seal_number"),)
+
+    seal_number: Mapped[int] = mapped_column(ForeignKey("audit_seal.number"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stream: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    events_root: Mapped[str] = mapped_column(String(64))
+
+
+class SealedEvent(Base):
+    """An event's hash as the first seal that covered it recorded it (to locate rewrites)."""
+
+    __tablename__ = "audit_sealed_event"
+
+    stream: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    seal_number: Mapped[int] = mapped_column(ForeignKey("audit_seal.number"))
