@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         i18n,
         intake,
         labels,
+        ops,
         oversight,
         records,
     )
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(intake.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
+    app.register_blueprint(ops.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

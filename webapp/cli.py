@@ -240,14 +240,24 @@ def verify_export_command(file: str) -> None:
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
     """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
+    from engine import health
+
     engine = _engine()
+    name, started = health.worker_name(), engine.clock()
     while True:
-        fired = engine.fire_due_timers()
-        if fired:
-            click.echo(f"fired timers in {fired} case(s)")
-        sent, failed = notify.deliver_outbox(engine)
-        if sent or failed:
-            click.echo(f"mail: {sent} sent, {failed} to retry")
+        try:
+            fired = engine.fire_due_timers()
+            if fired:
+                click.echo(f"fired timers in {fired} case(s)")
+            sent, failed = notify.deliver_outbox(engine)
+            if sent or failed:
+                click.echo(f"mail: {sent} sent, {failed} to retry")
+        except Exception as exc:
+            # The heartbeat keeps the failure for /readyz and /metrics; the service manager
+            # restarts the worker.
+            health.beat(engine, name, started, failed=1, error=f"{type(exc).__name__}: {exc}")
+            raise
+        health.beat(engine, name, started, fired=fired, failed=failed)
         if once:
             return
         time.sleep(engine.config.timer_poll_seconds)
