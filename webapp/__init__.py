@@ -49,6 +49,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         i18n,
         intake,
         labels,
+        metrics,
+        observability,
         ops,
         oversight,
         records,
@@ -66,6 +68,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(metrics.bp)
+    observability.init_app(app, engine)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

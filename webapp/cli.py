@@ -368,6 +368,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
 
     from gunicorn.app.base import BaseApplication
 
+    _metrics_dir()  # before anything imports prometheus-client: workers add up their metrics
     if with_worker:
         timer_worker = subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"])  # noqa: S603
         atexit.register(timer_worker.terminate)
@@ -378,7 +379,8 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
+            # one JSON line per request comes from the app (webapp/observability.py)
+            self.cfg.set("child_exit", _worker_exited)
 
         def load(self) -> Any:
             return create_app()
@@ -388,6 +390,24 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
                "agent_approval_bureau, leader_approval_bureau, agent_<department>, "
                "leader_<department> (list: zerorun users)")
     _Server().run()
+
+
+def _metrics_dir() -> None:
+    """Point prometheus-client at <instance>/metrics (emptied: a new server starts at zero)."""
+    import os
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Config.from_env().instance_dir / "metrics")
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @main.command("users")
