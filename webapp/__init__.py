@@ -54,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ops,
         oversight,
         records,
+        sso,
     )
 
     i18n.init_app(app)
@@ -70,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(metrics.bp)
     observability.init_app(app, engine)
+    sso.init_app(app, engine.config)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
