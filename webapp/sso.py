@@ -9,9 +9,9 @@ from typing import Any
 
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from joserfc.errors import JoseError
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from joserfc.errors import JoseError
 
 from engine import accounts
 from engine.config import Config
