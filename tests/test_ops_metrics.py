@@ -128,6 +128,10 @@ def test_metrics_are_refused_to_other_addresses_without_the_token(make_engine, s
                       headers={"Authorization": "Bearer wrong"}).status_code == 403
     scrape(client, environ_base=remote, headers={"Authorization": "Bearer s3cret-scrape"})
     scrape(client, environ_base={"REMOTE_ADDR": "10.9.3.4"})
+    # Through a reverse proxy on the same host the address is the proxy's: token only.
+    proxied = {"X-Forwarded-For": "198.51.100.20"}
+    assert client.get("/metrics", headers=proxied).status_code == 403
+    scrape(client, headers={**proxied, "Authorization": "Bearer s3cret-scrape"})
 
 
 def test_accounts_and_tokens_do_not_open_metrics(engine, sqlite_url, tmp_path):

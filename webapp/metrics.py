@@ -148,6 +148,8 @@ def _allowed() -> bool:
     if token and header.startswith("Bearer ") and hmac.compare_digest(
             header[len("Bearer "):].encode(), token.encode()):
         return True
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False  # through the reverse proxy its address says nothing: token only
     try:
         address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
