@@ -66,6 +66,11 @@ SETTINGS: dict[str, Setting] = {
         "ZERORUN_PG_BINDIR", "",
         "folder of pg_dump and pg_restore for backups (empty: PATH, then the newest "
         "/usr/lib/postgresql/*/bin)"),
+    "public_url": Setting(
+        "ZERORUN_PUBLIC_URL", "",
+        "address users reach zerorun at through the reverse proxy, e.g. "
+        "https://zerorun.example.gov.cn (the single sign-on return address is built on it; "
+        "empty: the address of the request)"),
     "oidc_issuer": Setting(
         "ZERORUN_OIDC_ISSUER", "",
         "OpenID Connect issuer URL of the identity platform (empty: no single sign-on)"),
@@ -123,6 +128,7 @@ class Config:
     metrics_allow: str = "127.0.0.1,::1"
     metrics_token: str = ""
     pg_bindir: str = ""
+    public_url: str = ""
     oidc_issuer: str = ""
     oidc_client_id: str = ""
     oidc_client_secret: str = ""

@@ -124,3 +124,12 @@ def test_without_a_configured_platform_there_is_no_sso(make_engine, sqlite_url, 
     client = app.test_client()
     assert "sso-login" not in client.get("/login").get_data(as_text=True)
     assert client.get("/login/sso").status_code == 404
+
+
+def test_behind_the_reverse_proxy_the_return_address_is_the_public_one(
+        make_engine, sqlite_url, tmp_path, provider):
+    app = make_app(make_engine, sqlite_url, tmp_path, provider,
+                   public_url="https://zerorun.example.gov.cn/")
+    location = app.test_client().get("/login/sso").headers["Location"]
+    sent = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert sent["redirect_uri"] == "https://zerorun.example.gov.cn/login/sso/callback"

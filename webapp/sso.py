@@ -52,7 +52,10 @@ def _client() -> Any:
 @bp.route("/login/sso")
 def start() -> Any:
     """Send the browser to the identity platform (state, nonce and PKCE challenge kept)."""
-    return _client().authorize_redirect(url_for("sso.callback", _external=True))
+    public = get_engine().config.public_url.rstrip("/")
+    back = (public + url_for("sso.callback")) if public else url_for("sso.callback",
+                                                                     _external=True)
+    return _client().authorize_redirect(back)
 
 
 @bp.route("/login/sso/callback")
