@@ -241,8 +241,11 @@ def verify_export_command(file: str) -> None:
 def worker(once: bool) -> None:
     """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
     from engine import health
+    from webapp.observability import configure_logging, log_command
 
     engine = _engine()
+    configure_logging()  # one JSON line per fired timer, as the web app logs its commands
+    engine.hooks.command_done.append(log_command)
     name, started = health.worker_name(), engine.clock()
     while True:
         try:
