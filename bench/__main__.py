@@ -68,12 +68,23 @@ def run_raw(pack: Path, items: int, repeat: int) -> dict[str, float]:
             "end_ms": statistics.median(costs[-EDGE:]) * 1000}
 
 
-def run_engine(url: str, pack: Path, items: int) -> dict[str, Any]:
+def instrument(engine: Engine) -> None:
+    """What the web app adds to every command: metrics and one JSON log line (to /dev/null)."""
+    from webapp import metrics, observability
+
+    observability.configure_logging(open(os.devnull, "w"))  # open for the process
+    metrics.init_app(engine)
+    engine.hooks.command_done.append(observability.log_command)
+
+
+def run_engine(url: str, pack: Path, items: int, observed: bool = True) -> dict[str, Any]:
     """Complete every task of one case through the engine, one committed command each."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Config.from_env(database_url=url, processes_dir=pack, data_dir=ROOT / "data",
                                  instance_dir=Path(tmp))
         engine = Engine(config, database=Database(url), functions={})
+        if observed:
+            instrument(engine)
         schema.upgrade(engine.db)
         with engine.db.transaction() as s:
             for code in ("dept_a", "dept_b"):
@@ -163,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=20, help="blocks of 10 human tasks")
     parser.add_argument("--items", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="raw runs (best is kept)")
+    parser.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=True,
+                        help="count and log every command as the web app does (default on)")
     parser.add_argument("--replay-blocks", type=int, default=50,
                         help="blocks of the case replayed for the audit figures (~10 events each)")
     args = parser.parse_args(argv)
@@ -174,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         raw = run_raw(pack, args.items, args.repeat)
         print(f"raw SpiffWorkflow, in memory:  {raw['per_s']:8.1f} completions/s "
               f"(completion cost: start {raw['start_ms']:.2f} ms, end {raw['end_ms']:.2f} ms)")
-        sqlite = run_engine(f"sqlite:///{Path(tmp) / 'bench.db'}", pack, args.items)
+        sqlite = run_engine(f"sqlite:///{Path(tmp) / 'bench.db'}", pack, args.items,
+                            args.metrics)
+        print(f"metrics and JSON command logs: {'on' if args.metrics else 'off'}")
         print(f"engine on SQLite, durable:     {sqlite['per_s']:8.1f} completions/s "
               f"(ratio {sqlite['per_s'] / raw['per_s']:.2f} of raw)")
         print(f"  completion cost: start {sqlite['start_ms']:.2f} ms, end "
@@ -195,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         server = os.environ.get("ZERORUN_BENCH_PG") or os.environ.get("ZERORUN_TEST_PG")
         if server:
             with postgres_database(server) as url:
-                postgres = run_engine(url, pack, args.items)
+                postgres = run_engine(url, pack, args.items, args.metrics)
             print(f"engine on PostgreSQL, durable: {postgres['per_s']:8.1f} completions/s "
                   f"(ratio {postgres['per_s'] / raw['per_s']:.2f} of raw)")
         else:

@@ -173,3 +173,9 @@ def get_user(s: Session, user_id: int) -> UserView | None:
     """An account by id."""
     user = s.get(User, user_id)
     return _view(user) if user is not None else None
+
+
+def get_user_by_name(s: Session, username: str) -> UserView | None:
+    """An account by user name (single sign-on maps the identity platform's claim to it)."""
+    user = s.scalar(select(User).where(User.username == username))
+    return _view(user) if user is not None else None

@@ -63,6 +63,57 @@ SETTINGS: dict[str, Setting] = {
                                    "(0: the worker does not seal)"),
     "seal_mail_to": Setting("ZERORUN_SEAL_MAIL_TO", "",
                             "comma-separated addresses every new audit seal is mailed to"),
+    # Operations (health, metrics, backups, single sign-on) --------------------------------
+    "worker_stale_seconds": Setting(
+        "ZERORUN_WORKER_STALE", "120",
+        "seconds without a timer-worker heartbeat after which /readyz answers 503"),
+    "metrics_allow": Setting(
+        "ZERORUN_METRICS_ALLOW", "127.0.0.1,::1",
+        "comma-separated addresses or networks (CIDR) that may read /metrics without a token"),
+    "metrics_token": Setting(
+        "ZERORUN_METRICS_TOKEN", "",
+        "bearer token that lets any address read /metrics (empty: addresses only)"),
+    "pg_bindir": Setting(
+        "ZERORUN_PG_BINDIR", "",
+        "folder of pg_dump and pg_restore for backups (empty: PATH, then the newest "
+        "/usr/lib/postgresql/*/bin)"),
+    "public_url": Setting(
+        "ZERORUN_PUBLIC_URL", "",
+        "address users reach zerorun at through the reverse proxy, e.g. "
+        "https://zerorun.example.gov.cn (the single sign-on return address is built on it; "
+        "empty: the address of the request)"),
+    "oidc_issuer": Setting(
+        "ZERORUN_OIDC_ISSUER", "",
+        "OpenID Connect issuer URL of the identity platform (empty: no single sign-on)"),
+    "oidc_client_id": Setting("ZERORUN_OIDC_CLIENT_ID", "",
+                              "client id zerorun is registered under at the identity platform"),
+    "oidc_client_secret": Setting("ZERORUN_OIDC_CLIENT_SECRET", "",
+                                  "client secret (empty: a public client, PKCE only)"),
+    "oidc_user_claim": Setting(
+        "ZERORUN_OIDC_USER_CLAIM", "preferred_username",
+        "ID-token claim whose value is the zerorun username of the person logging in"),
+    "oidc_scope": Setting("ZERORUN_OIDC_SCOPE", "openid profile",
+                          "scopes asked of the identity platform"),
+    "oidc_label": Setting("ZERORUN_OIDC_LABEL", "",
+                          "name of the identity platform on the login button (empty: a "
+                          "generic label)"),
+    "form_login": Setting(
+        "ZERORUN_PASSWORD_LOGIN", "1",
+        "0: the login form is switched off (single sign-on only; API tokens still work)"),
+}
+
+# Read by the web app and by prometheus-client themselves rather than through Config.
+ENVIRONMENT_ONLY: dict[str, Setting] = {
+    "secret_key": Setting(
+        "ZERORUN_SECRET_KEY", None,
+        "key signing session cookies (unset: generated once into <instance>/secret_key)"),
+    "secure_cookies": Setting(
+        "ZERORUN_SECURE_COOKIES", "0",
+        "1: session cookies only over HTTPS (set it behind a TLS reverse proxy)"),
+    "prometheus_multiproc_dir": Setting(
+        "PROMETHEUS_MULTIPROC_DIR", None,
+        "where web workers add up their metrics; zerorun serve sets <instance>/metrics "
+        "(unset: single-process metrics)"),
 }
 
 
@@ -94,11 +145,33 @@ class Config:
         """Where the seal signing key is kept (outside the database)."""
         return Path(self.seal_key_file) if self.seal_key_file \
             else self.instance_dir / "seal_ed25519.pem"
+    worker_stale_seconds: int = 120
+    metrics_allow: str = "127.0.0.1,::1"
+    metrics_token: str = ""
+    pg_bindir: str = ""
+    public_url: str = ""
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_user_claim: str = "preferred_username"
+    oidc_scope: str = "openid profile"
+    oidc_label: str = ""
+    form_login: str = "1"
 
     @property
     def mail_enabled(self) -> bool:
         """Whether warnings are also sent by e-mail."""
         return bool(self.smtp_host)
+
+    @property
+    def sso_enabled(self) -> bool:
+        """Whether staff may log in through the OpenID Connect identity platform."""
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def password_login_enabled(self) -> bool:
+        """Whether the login form with username and password is offered."""
+        return self.form_login != "0"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -128,3 +201,23 @@ def _convert(name: str, setting: Setting, raw: object) -> object:
     except ValueError as exc:
         raise ConfigError(f"setting {setting.env}={raw!r} is not valid: {exc}") from exc
     return str(raw)
+
+
+def settings_table() -> str:
+    """Every setting as the Markdown table the README carries (kept in step by a test)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for setting in [*SETTINGS.values(), *ENVIRONMENT_ONLY.values()]:
+        default = setting.default
+        if default is None:
+            shown = "(unset)"
+        elif default == "":
+            shown = "(empty)"
+        else:
+            shown = f"`{default.replace(str(ROOT) + '/', '').replace(str(ROOT), '.')}`"
+        meaning = setting.help.replace("|", "\\|")
+        rows.append(f"| `{setting.env}` | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")  # noqa: T201

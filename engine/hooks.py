@@ -34,9 +34,29 @@ TaskRaisedHook = Callable[["Session", TaskRaised], None]
 SealMadeHook = Callable[["Session", dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class CommandDone:
+    """A command of the engine's front door ended (after its commit or rollback)."""
+
+    command: str
+    seconds: float
+    outcome: str  # "ok", or the class name of the error that rolled it back
+    case_id: int | None = None
+    task_id: str | None = None
+    actor: str | None = None
+
+
+CommandDoneHook = Callable[[CommandDone], None]
+# True: a running case came from the in-memory cache; False: it was rebuilt from the store.
+CaseCacheHook = Callable[[bool], None]
+
+
 @dataclass
 class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
     seal_made: list[SealMadeHook] = field(default_factory=list)
+    # Instrumentation (metrics, logs): called outside the command's transaction.
+    command_done: list[CommandDoneHook] = field(default_factory=list)
+    case_cache: list[CaseCacheHook] = field(default_factory=list)

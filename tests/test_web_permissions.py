@@ -82,6 +82,15 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                                                    "password": "wrong"}), False,
                          dict.fromkeys(ROLES, 401)),
     ("/logout", "POST"): (lambda ws, t: ("/logout", {}), False, dict.fromkeys(ROLES, 302)),
+    # Operations: public health (no worker in this workspace, so not ready), metrics from
+    # an allowed address (the test client's 127.0.0.1), single sign-on not configured.
+    ("/healthz", "GET"): (lambda ws, t: ("/healthz", None), False, ALL),
+    ("/readyz", "GET"): (lambda ws, t: ("/readyz", None), False, dict.fromkeys(ROLES, 503)),
+    ("/metrics", "GET"): (lambda ws, t: ("/metrics", None), False, ALL),
+    ("/login/sso", "GET"): (lambda ws, t: ("/login/sso", None), False,
+                            dict.fromkeys(ROLES, 404)),
+    ("/login/sso/callback", "GET"): (lambda ws, t: ("/login/sso/callback", None), False,
+                                     dict.fromkeys(ROLES, 404)),
     ("/lang/<any(zh, en):code>", "GET"): (lambda ws, t: ("/lang/en", None), False,
                                          dict.fromkeys(ROLES, 302)),
     ("/", "GET"): (lambda ws, t: ("/", None), False, {**ALL, **LOGIN}),

@@ -55,8 +55,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         i18n,
         intake,
         labels,
+        metrics,
+        observability,
+        ops,
         oversight,
         records,
+        sso,
     )
 
     i18n.init_app(app)
@@ -70,6 +74,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(intake.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(metrics.bp)
+    observability.init_app(app, engine)
+    sso.init_app(app, engine.config)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

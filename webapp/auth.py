@@ -50,6 +50,8 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def login() -> Any:
     """Show the login form; check the password."""
     error = None
+    if request.method == "POST" and not get_engine().config.password_login_enabled:
+        abort(403)  # single sign-on only (ZERORUN_PASSWORD_LOGIN=0)
     if request.method == "POST":
         engine = get_engine()
         try:

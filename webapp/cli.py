@@ -330,10 +330,56 @@ def verify_seal_command(files: tuple[str, ...], public_key: str | None) -> None:
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
     """Fire due timers, seal the audit trail when due and send queued mail, polling every
-    ZERORUN_TIMER_POLL seconds."""
+    ZERORUN_TIMER_POLL seconds; a heartbeat per round tells /readyz and /metrics it runs."""
+    from webapp.observability import configure_logging, log_command
     from webapp.worker import run_worker
 
-    run_worker(_engine(), once=once, report=click.echo)
+    engine = _engine()
+    configure_logging()  # one JSON line per fired timer, as the web app logs its commands
+    engine.hooks.command_done.append(log_command)
+    run_worker(engine, once=once, report=click.echo)
+
+
+@main.command("backup")
+@click.argument("folder", type=click.Path(file_okay=False))
+def backup_command(folder: str) -> None:
+    """Write a backup (database, attachments, manifest of SHA-256 checksums) to a new folder."""
+    from engine.backup import backup
+
+    engine = _engine()
+    try:
+        report = backup(engine, Path(folder))
+    except EngineError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.db.dispose()
+    click.echo(f"backup written to {report.folder}: {report.database}, {report.cases} "
+               f"case(s), {report.events} event(s), {report.files} file(s)")
+
+
+@main.command("restore")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+def restore_command(folder: str) -> None:
+    """Restore a backup into an EMPTY database, then verify every chain and case."""
+    from engine.backup import restore
+
+    engine = _engine()
+    try:
+        report = restore(engine, Path(folder))
+    except EngineError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.db.dispose()
+    for problem in report.problems:
+        click.echo(f"  {problem}", err=True)
+    if not report.ok:
+        click.echo(f"error: the restored data FAILED verification ({len(report.problems)} "
+                   "problem(s)); do not put it into service", err=True)
+        sys.exit(1)
+    click.echo(f"restored and verified: {report.cases} case(s) re-executed, "
+               f"{report.events} event(s) in intact chains, {report.files} file(s)")
 
 
 @main.command("add-user")
@@ -441,6 +487,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
 
     from gunicorn.app.base import BaseApplication
 
+    _metrics_dir()  # before anything imports prometheus-client: workers add up their metrics
     if with_worker:
         timer_worker = subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"])  # noqa: S603
         atexit.register(timer_worker.terminate)
@@ -451,7 +498,8 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
+            # one JSON line per request comes from the app (webapp/observability.py)
+            self.cfg.set("child_exit", _worker_exited)
 
         def load(self) -> Any:
             return create_app()
@@ -461,6 +509,24 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
                "agent_approval_bureau, leader_approval_bureau, agent_<department>, "
                "leader_<department> (list: zerorun users)")
     _Server().run()
+
+
+def _metrics_dir() -> None:
+    """Point prometheus-client at <instance>/metrics (emptied: a new server starts at zero)."""
+    import os
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Config.from_env().instance_dir / "metrics")
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @main.command("users")

@@ -90,6 +90,9 @@ _SCHEMAS: dict[str, Any] = {
                 "details": {"type": "object",
                             "description": "Extra facts, e.g. the task's current `version` "
                                            "after a stale-version conflict."},
+                "request_id": {"type": "string",
+                               "description": "The request's id (the caller's X-Request-ID "
+                                              "or one made up), to quote when reporting it."},
             },
         }},
     },

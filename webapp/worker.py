@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agency import notify
+from engine import health
 from engine.audit.seals import seal_if_due
 from engine.cases import Engine
 from engine.errors import EngineError
@@ -33,6 +34,7 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
     stop = stop or threading.Event()
     failures = 0
     retry_seal_at: datetime | None = None
+    name, started = health.worker_name(), engine.clock()
     while not stop.is_set():
         try:
             fired = engine.fire_due_timers()
@@ -50,6 +52,7 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
             sent, failed = notify.deliver_outbox(engine)
             if sent or failed:
                 report(f"mail: {sent} sent, {failed} to retry")
+            health.beat(engine, name, started, fired=fired, failed=failed)
         except (SQLAlchemyError, OSError) as exc:
             failures += 1
             delay = min(OUTAGE_FIRST_SECONDS * 2 ** (failures - 1), OUTAGE_MAX_SECONDS)
@@ -62,9 +65,15 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
                 raise
             stop.wait(delay)
             continue
-        except Exception:
-            # A bug outside any one case: log it and keep the other cases' timers running.
+        except Exception as exc:
+            # A bug outside any one case: log it and keep the other cases' timers running;
+            # the heartbeat keeps the failure for /readyz and /metrics.
             failures += 1
+            try:
+                health.beat(engine, name, started, failed=1,
+                            error=f"{type(exc).__name__}: {exc}")
+            except SQLAlchemyError:
+                log.warning("the worker's heartbeat could not be written either")
             delay = min(OUTAGE_FIRST_SECONDS * 2 ** (failures - 1), OUTAGE_MAX_SECONDS)
             log.exception("the worker's round failed; trying again in %.0f s", delay)
             if once:

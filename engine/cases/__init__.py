@@ -9,6 +9,7 @@ the CLI, the agency service) use it and the views it returns, never the store di
 from __future__ import annotations
 
 from engine.cases.commands import Commands
+from engine.cases.instrument import instrument
 from engine.cases.migrating import MigrationCommands
 from engine.cases.timers import TimerCommands
 from engine.cases.views import (
@@ -31,5 +32,6 @@ __all__ = ["TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult",
            "plain_data"]
 
 
+@instrument
 class Engine(Commands, TimerCommands, MigrationCommands):
     """Runs cases of stored process versions; the only writer of cases, tasks and events."""

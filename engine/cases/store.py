@@ -353,7 +353,10 @@ class CaseStore:
         """The case's workflow at its current state: from the cache, or rebuilt."""
         with self._lock:
             cached = self._cache.pop(case.id, None)
-        if cached is not None and cached.state_version == case.state_version:
+        hit = cached is not None and cached.state_version == case.state_version
+        for hook in self.hooks.case_cache:
+            hook(hit)
+        if cached is not None and hit:
             return cached
         snapshot = s.get(CaseSnapshot, case.id)
         if snapshot is None:

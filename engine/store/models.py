@@ -291,3 +291,15 @@ class SealedEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     hash: Mapped[str] = mapped_column(String(64))
     seal_number: Mapped[int] = mapped_column(ForeignKey("audit_seal.number"))
+class WorkerHeartbeat(Base):
+    """The timer worker of one host: when its loop last ran and what it did (migration 0014)."""
+
+    __tablename__ = "worker_heartbeat"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    beat_at: Mapped[datetime]
+    started_at: Mapped[datetime]
+    loops: Mapped[int] = mapped_column(Integer, default=0)
+    timers_fired: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
