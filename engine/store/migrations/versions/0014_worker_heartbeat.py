@@ -1,7 +1,7 @@
 """worker heartbeat: each timer worker records when its loop last ran
 
 Revision ID: 0014_worker_heartbeat
-Revises: 0006_green_channel
+Revises: 0013_audit_seals
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0014_worker_heartbeat'
-down_revision = '0006_green_channel'
+down_revision = '0013_audit_seals'
 branch_labels = None
 depends_on = None
 
