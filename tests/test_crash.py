@@ -135,7 +135,6 @@ def _wait_until_serving(client: Client, server: subprocess.Popen[bytes], log: Pa
 
 def test_killing_web_workers_during_completions_loses_and_doubles_nothing(
         make_engine, db_url, tmp_path):
-    began = time.monotonic()
     engine = make_engine(db_url, FIXTURES / "mini")
     tokens = {}
     with engine.db.transaction() as s:
@@ -205,4 +204,3 @@ def test_killing_web_workers_during_completions_loses_and_doubles_nothing(
         rows = s.query(HumanTask).filter(HumanTask.case_id.in_(cases)).all()
     assert sorted(r.state for r in rows) == ["completed"] * (2 * CASES)
     assert {r.id for r in rows} == set(answered)
-    assert time.monotonic() - began < 60

@@ -33,18 +33,14 @@ def functions() -> dict:
     return script_functions(ReferenceData.load(ROOT / "data"), lambda: START)
 
 
-def _timed(run) -> float:
-    began = time.monotonic()
-    run()
-    return time.monotonic() - began
-
-
 # Point 10: time --------------------------------------------------------------------------
 
 def test_working_days_far_away_are_refused_at_once(functions):
     attack = "for i in range(25):\n    d = working_days_after('2026-03-02', 1000000)"
+    began = time.monotonic()
     with pytest.raises(ExpressionLimitExceeded, match="1,000,000 working days is out of range"):
-        assert _timed(lambda: execute(attack, {}, functions)) < 0.5
+        execute(attack, {}, functions)
+    assert time.monotonic() - began < 2  # the attack ran 24 s
     with pytest.raises(ExpressionLimitExceeded, match="out of range"):
         evaluate("warning_dates('2026-03-02', 10**6)", {}, functions)
     assert evaluate("working_days_after('2026-03-02', 5)", {}, functions) == "2026-03-09"
@@ -55,7 +51,7 @@ def test_many_allowed_calls_still_stop_at_the_time_bound(functions):
     began = time.monotonic()
     with pytest.raises(ExpressionLimitExceeded, match="took more than"):
         execute(attack, {}, functions)
-    assert time.monotonic() - began < expressions.MAX_SECONDS + 0.5
+    assert time.monotonic() - began < expressions.MAX_SECONDS + 3  # margin for a busy machine
 
 
 def test_the_deadline_is_checked_on_every_call():
@@ -66,14 +62,14 @@ def test_the_deadline_is_checked_on_every_call():
     began = time.monotonic()
     with pytest.raises(ExpressionLimitExceeded, match="took more than"):
         execute("for i in range(10):\n    x = slow(i)", {}, {"slow": slow})
-    assert time.monotonic() - began < 1.7  # ten calls would take 3 s
+    assert time.monotonic() - began < 2.7  # ten calls take 3 s
 
 
 def test_sum_over_lists_is_refused_before_it_runs():
     began = time.monotonic()
     with pytest.raises(UnsafeExpression, match=r"sum\(\) adds numbers only"):
         evaluate("sum([[1]]*100000, [])", {})
-    assert time.monotonic() - began < 0.5
+    assert time.monotonic() - began < 3  # tens of seconds when it ran
     assert evaluate("sum([1, 2.5, True])", {}) == 4.5
 
 
@@ -92,12 +88,12 @@ def test_one_command_bounds_all_its_scripts_together():
 def test_rules_evaluated_inside_a_function_share_the_callers_deadline():
     def nested() -> int:  # like eligible_policies: rules evaluated inside one call
         rule = "len([i for i in range(25000) if i % 7 == 0])"
-        return sum(evaluate(rule, {}) for _ in range(12))
+        return sum(evaluate(rule, {}) for _ in range(40))
 
     began = time.monotonic()
     with pytest.raises(ExpressionLimitExceeded, match="took more than"):
         execute("t = nested()", {}, {"nested": nested})
-    assert time.monotonic() - began < expressions.MAX_SECONDS + 0.5
+    assert time.monotonic() - began < expressions.MAX_SECONDS + 3  # 40 rules take over 10 s
 
 
 # Point 11: size, non-data values, circles, loop-local names ------------------------------
@@ -112,7 +108,7 @@ def test_shared_references_count_each_time_they_are_reachable():
         execute("x = []\nL = [x]*100000\nx.extend([0]*100000)\ny = str(L)", {})
     with pytest.raises(ExpressionLimitExceeded, match="too large"):
         evaluate("[s]*100000", {"s": ["x" * 1000]})
-    assert time.monotonic() - began < 1.5
+    assert time.monotonic() - began < 5  # margin for a busy machine
 
 
 @pytest.mark.parametrize("script, message", [

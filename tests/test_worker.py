@@ -121,7 +121,7 @@ def test_a_completion_and_the_timer_worker_never_deadlock(make_engine, pg_url, c
 
 def test_one_failing_case_is_retried_later_and_stops_no_other(make_engine, db_url, clock,
                                                               tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(timers, "RETRY_FIRST_SECONDS", 0.5)
+    monkeypatch.setattr(timers, "RETRY_FIRST_SECONDS", 2.0)
     engine = make_engine(db_url, _late_pack(tmp_path))
     failing = _waiting_on_review(engine, divisor=1)
     healthy = _waiting_on_review(engine, divisor=3)
@@ -131,14 +131,14 @@ def test_one_failing_case_is_retried_later_and_stops_no_other(make_engine, db_ur
         assert engine.get_case(healthy).status == "completed"
         assert engine.get_case(failing).status == "running"
         assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-            f"timers of case {failing} failed (1 time(s)); trying again in 0.5 s"]
+            f"timers of case {failing} failed (1 time(s)); trying again in 2.0 s"]
         assert "division or modulo by zero" in caplog.records[0].getMessage()
         caplog.clear()
         assert engine.fire_due_timers() == 0  # waiting out its delay: not tried again yet
         assert caplog.records == []
-        time.sleep(0.6)
+        time.sleep(2.1)
         assert engine.fire_due_timers() == 0
-        assert "failed (2 time(s)); trying again in 1.0 s" in caplog.records[0].getMessage()
+        assert "failed (2 time(s)); trying again in 4.0 s" in caplog.records[0].getMessage()
     assert [e.type for e in engine.case_events(failing)][-1] == "task_completed"
     assert engine.verify_case(failing).ok and engine.verify_case(healthy).ok
 
