@@ -60,6 +60,14 @@ def start_form() -> dict[str, Any]:
     return {"process": "case_flow", **form}
 
 
+def sealed(ws: Workspace) -> int:
+    """The number of a seal, made if there is none yet."""
+    from engine.audit.seals import latest_seal, seal
+
+    made = latest_seal(ws.engine) or seal(ws.engine)
+    return made.number
+
+
 Request = Callable[[Workspace, Target], tuple[str, dict[str, Any] | None]]
 ALL = dict.fromkeys(ROLES, 200)
 LOGIN = {"anonymous": 302}
@@ -126,7 +134,10 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
            ("/audit/cases/<int:case_id>/report.html", "/audit/cases/{case}/report.html"),
            ("/audit/cases/<int:case_id>/report.pdf", "/audit/cases/{case}/report.pdf"),
            ("/audit/ops", "/audit/ops"), ("/audit/processes", "/audit/processes"),
-           ("/audit/processes/<process_id>/<int:version>", "/audit/processes/case_flow/1")]},
+           ("/audit/processes/<process_id>/<int:version>", "/audit/processes/case_flow/1"),
+           ("/audit/seals", "/audit/seals")]},
+    ("/audit/seals/<int:number>.json", "GET"): (
+        lambda ws, t: (f"/audit/seals/{sealed(ws)}.json", None), False, AUDIT_READERS),
     **{(rule, "GET"): (lambda ws, t, path=path: (path.format(case=t.case_id), None), False,
                        expected)
        for rule, path, expected in [
