@@ -20,7 +20,7 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import create_engine, select, text
 
-from bench import inbox
+from bench import inbox, web
 from bench.casegen import human_task_count, item_list, write_pack
 from engine.actors import Actor
 from engine.audit.history import case_history
@@ -142,6 +142,30 @@ def time_replay(engine: Engine, case_id: int) -> dict[str, float]:
             "history_ms_per_event": history * 1000 / events}
 
 
+def run_http(url: str, folder: Path, args: argparse.Namespace, engine_ms: float
+             ) -> dict[str, Any]:
+    """The HTTP path on one database: agents against `zerorun serve`, figures printed."""
+    pack = write_pack(folder / "pack", blocks=args.blocks, items=args.items)
+    tokens = web.prepare(url, pack, folder, args.http_cases, args.agents, args.items)
+    served = web.drive(url, pack, folder, tokens, args.http_seconds, warmup=3)
+    statements = web.statements_per_completion(url, pack, folder, tokens[0])
+    name = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"HTTP on {name} (zerorun serve, 2 workers, {args.agents} agents looping list -> "
+          f"read -> complete): {served['completions_per_s']:.1f} completions/s, completion "
+          f"p50 {served['p50_ms']:.1f} ms, p95 {served['p95_ms']:.1f} ms, list p95 "
+          f"{served['list_p95_ms']:.1f} ms; server CPU {served['cpu_ms_per_completion']:.1f} ms"
+          f" per completion ({served['cpu_ms_per_completion'] / engine_ms:.1f}x the engine's "
+          f"{engine_ms:.2f} ms in-process; agents {served['agents_cpu_ms_per_completion']:.1f}"
+          f" ms); {statements} SQL statements per API completion; "
+          f"{served['conflicts']} conflicts, {served['errors']} errors")
+    return {"http_completions_per_s": round(served["completions_per_s"], 1),
+            "http_p50_ms": round(served["p50_ms"], 2), "http_p95_ms": round(served["p95_ms"], 2),
+            "http_list_p95_ms": round(served["list_p95_ms"], 2),
+            "http_cpu_ms_per_completion": round(served["cpu_ms_per_completion"], 2),
+            "engine_ms_per_completion": round(engine_ms, 3),
+            "sql_per_completion": statements}
+
+
 @contextmanager
 def postgres_database(server: str) -> Iterator[str]:
     """A throw-away database on a PostgreSQL server."""
@@ -165,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="raw runs (best is kept)")
     parser.add_argument("--replay-blocks", type=int, default=50,
                         help="blocks of the case replayed for the audit figures (~10 events each)")
+    parser.add_argument("--agents", type=int, default=20, help="HTTP agents (threads)")
+    parser.add_argument("--http-seconds", type=float, default=15,
+                        help="seconds the agents are measured on each database")
+    parser.add_argument("--http-cases", type=int, default=30, help="cases the agents work on")
     args = parser.parse_args(argv)
     tasks = human_task_count(args.blocks, args.items)
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"(ratio {postgres['per_s'] / raw['per_s']:.2f} of raw)")
         else:
             print("engine on PostgreSQL: skipped (set ZERORUN_BENCH_PG to a server URL)")
+        http = {"": run_http(f"sqlite:///{Path(tmp) / 'web.db'}", Path(tmp) / "web", args,
+                             sqlite["mean_ms"])}
+        if server:
+            with postgres_database(server) as url:
+                http["_postgres"] = run_http(url, Path(tmp) / "web_pg", args,
+                                             postgres["mean_ms"] if postgres else 0.0)
         pages = inbox.measure(Path(tmp))
         print(f"inbox page with 10,000 open cases (SQLite, 130,000 indexed tasks): "
               f"{pages['plain']:.1f} ms, filtered by phase {pages['filtered']:.1f} ms, "
@@ -224,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "inbox_overdue_ms_10k_cases": round(pages["overdue"], 2),
         "history_ms_per_event": round(long_case["history_ms_per_event"], 3),
     }
+    for suffix, values in http.items():
+        figures.update({f"{key}{suffix}": value for key, value in values.items()})
     print(json.dumps(figures))
     return 0
 

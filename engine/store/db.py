@@ -24,6 +24,15 @@ def make_db_engine(url: str, **kwargs: Any) -> Engine:
                                **kwargs)
         _tune_sqlite(engine)
         return engine
+    if "prepare_threshold" in parsed.query:
+        # Behind PgBouncer in transaction pooling, `?prepare_threshold=none` keeps psycopg
+        # from preparing statements on a server connection the next transaction may not get.
+        raw = str(parsed.query["prepare_threshold"]).lower()
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args["prepare_threshold"] = None if raw in ("", "none") else int(raw)
+        kwargs["connect_args"] = connect_args
+        url = parsed.difference_update_query(["prepare_threshold"]).render_as_string(
+            hide_password=False)
     engine = create_engine(url, **kwargs)
     _ping_idle_connections(engine)
     return engine
