@@ -21,7 +21,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import create_engine, select, text
 
 from bench import inbox, web
-from bench.casegen import human_task_count, item_list, write_pack
+from bench.casegen import human_task_count, item_list, write_pack, write_parallel_pack
 from engine.actors import Actor
 from engine.audit.history import case_history
 from engine.cases import Engine
@@ -142,6 +142,31 @@ def time_replay(engine: Engine, case_id: int) -> dict[str, float]:
             "history_ms_per_event": history * 1000 / events}
 
 
+def run_starts(folder: Path, items: int, repeat: int = 10) -> dict[str, float]:
+    """Starting a case: the generated 200-task process vs parallel splits in a row (the
+    largest shape the loader accepts with 8 branches: two splits; 16 branches: one)."""
+    pack = write_parallel_pack(write_pack(folder / "pack", items=items), rows=2, branches=8)
+    url = f"sqlite:///{folder / 'starts.db'}"
+    config = Config.from_env(database_url=url, processes_dir=pack, data_dir=ROOT / "data",
+                             instance_dir=folder)
+    engine = Engine(config, database=Database(url), functions={})
+    schema.upgrade(engine.db)
+    with engine.db.transaction() as s:
+        for code in ("dept_a", "dept_b"):
+            s.add(Department(code=code, name=code, name_en="", leader="", agent="",
+                             position=0))
+    engine.load_processes(pack)
+    timings: dict[str, list[float]] = {"plain": [], "parallel": []}
+    for _ in range(repeat + 1):  # the first of each warms the version cache
+        for name, process, data in (("plain", "bench_case", {"items": item_list(items)}),
+                                    ("parallel", "parallel_rows", {})):
+            began = time.perf_counter()
+            engine.start_case(process, data, OFFICE)
+            timings[name].append((time.perf_counter() - began) * 1000)
+    engine.db.dispose()
+    return {name: statistics.median(values[1:]) for name, values in timings.items()}
+
+
 def run_http(url: str, folder: Path, args: argparse.Namespace, engine_ms: float
              ) -> dict[str, Any]:
     """The HTTP path on one database: agents against `zerorun serve`, figures printed."""
@@ -234,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
             with postgres_database(server) as url:
                 http["_postgres"] = run_http(url, Path(tmp) / "web_pg", args,
                                              postgres["mean_ms"] if postgres else 0.0)
+        starts = run_starts(Path(tmp) / "starts", args.items)
+        print(f"starting a case (SQLite): {starts['plain']:.1f} ms for the 200-task process, "
+              f"{starts['parallel']:.1f} ms for two 8-branch parallel splits in a row "
+              f"({starts['parallel'] / starts['plain']:.1f}x; the loader refuses rows that "
+              "predict more)")
         pages = inbox.measure(Path(tmp))
         print(f"inbox page with 10,000 open cases (SQLite, 130,000 indexed tasks): "
               f"{pages['plain']:.1f} ms, filtered by phase {pages['filtered']:.1f} ms, "
@@ -257,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         "inbox_filtered_ms_10k_cases": round(pages["filtered"], 2),
         "inbox_overdue_ms_10k_cases": round(pages["overdue"], 2),
         "history_ms_per_event": round(long_case["history_ms_per_event"], 3),
+        "start_ms_plain": round(starts["plain"], 2),
+        "start_ms_parallel": round(starts["parallel"], 2),
     }
     for suffix, values in http.items():
         figures.update({f"{key}{suffix}": value for key, value in values.items()})
