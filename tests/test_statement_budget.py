@@ -35,10 +35,10 @@ BUDGET = {
     "sqlite": {
         "list": 3,  # BEGIN, dated tasks, undated tasks (a page that is not full needs no count)
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
-        "claim": 6,  # BEGIN, task, case, event, case's chain head, task
-        "complete": 9,  # BEGIN, task, case, task, open tasks, new tasks, timers, case, event
+        "claim": 6,  # BEGIN, task, case, case chain head, event, task
+        "complete": 8,  # BEGIN, task, case, completed task, open tasks, new tasks, case, event
     },
-    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 9},  # + the task re-read
+    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 8},  # no BEGIN; task re-read
 }
 # Pooled connections one call takes (each is a reset on return, at worst a ping).
 CHECKOUTS = 1

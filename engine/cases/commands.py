@@ -169,7 +169,7 @@ class Commands(Queries):
             workflow = new_workflow(version.specs, self.script_engine)
             with recorded.record() as calls:
                 apply_event(workflow, "case_started", {"data": initial}, case.id)
-            live = LiveCase(workflow, ids, 0, 0, 0, departments=set())
+            live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={})
             open_rows = self._after_change(s, case, live, version, now, None)
         self._record(s, case, live, NewEvent("case_started", actor.username, now, {
             "process_id": row.process_id, "process_version_id": row.id,

@@ -265,7 +265,7 @@ class CaseStore:
                 if live.departments is not None and row.department:
                     live.departments.add(row.department)
                 self._announce(s, case, version, task, row, now)
-        self._sync_timers(s, case, workflow)
+        self._sync_timers(s, case, live)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
@@ -329,12 +329,16 @@ class CaseStore:
                                 f"{task.task_spec.bpmn_name or task.task_spec.name} failed: "
                                 f"{exc}") from exc
 
-    def _sync_timers(self, s: Session, case: Case, workflow: BpmnWorkflow) -> None:
+    def _sync_timers(self, s: Session, case: Case, live: LiveCase) -> None:
         wanted: dict[str, tuple[str, datetime]] = {}
-        for task in workflow.event_manager.tasks.values():
+        for task in live.workflow.event_manager.tasks.values():
             due = timer_due(task)
             if due is not None:
                 wanted[str(task.id)] = (task.task_spec.name, due)
+        stored = {task_id: due for task_id, (_, due) in wanted.items()}
+        if live.timers is not None and live.timers == stored:
+            return  # the timers this process stored for the case are still the ones wanted
+        live.timers = stored
         existing = {t.task_id: t for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
         for task_id, timer in existing.items():
             if task_id not in wanted:
@@ -401,7 +405,7 @@ class CaseStore:
             with clock.pinned(event.at), task_ids(live.ids):
                 self._apply(live.workflow, event.type, event.data, case.id)
         live.state_version, live.event_seq = case.state_version, case.event_seq
-        live.departments = None  # the other process may have opened tasks elsewhere
+        live.departments = live.timers = None  # the other process may have changed them
         return live
 
     def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:

@@ -108,6 +108,8 @@ class LiveCase:
     snapshot_seq: int
     # Departments that hold or held a task in the case (None: not known yet, read on need).
     departments: set[str] | None = None
+    # The case's stored timers (task id -> due) as this process last wrote them.
+    timers: dict[str, datetime] | None = None
 
 @dataclass(frozen=True)
 class VersionSpecs:
