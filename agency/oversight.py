@@ -61,11 +61,19 @@ def warning_levels(engine: Engine, tasks: Iterable[TaskView]) -> dict[str, str]:
     now = engine.clock()
     raised = _raised_warnings(engine, {t.case_id for t in tasks})
     levels: dict[str, str] = {}
+    # A task's own level depends only on its local start and due days: many tasks share
+    # them, and each level walks the working-day calendar.
+    by_days: dict[tuple[date, date | None], str] = {}
     for task in tasks:
         if task.state != "ready":
             levels[task.id] = "none"
             continue
-        level = due_level(reference_of(engine), task.created_at, task.due_at, now)
+        days = (task.created_at.astimezone(SERVICE_TZ).date(),
+                task.due_at.astimezone(SERVICE_TZ).date() if task.due_at else None)
+        level = by_days.get(days)
+        if level is None:
+            level = by_days[days] = due_level(reference_of(engine), task.created_at,
+                                              task.due_at, now)
         level = _worse(level, WARNING_TASKS.get(task.spec_name, "none"))
         if task.item_code:
             level = _worse(level, raised.get((task.case_id, task.item_code), "none"))

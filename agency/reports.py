@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from engine.cases import Engine
 from engine.errors import NotFound
@@ -65,16 +65,20 @@ def _case_filter(query: CaseQuery, now: datetime) -> list[Any]:
         conditions.append(or_(Case.title.like(like), Case.project_code.like(like)))
     if query.enterprise:
         conditions.append(_enterprise().like(f"%{query.enterprise}%"))
-    task = HumanTask.case_id == Case.id
+    # Cases with a matching task: one uncorrelated subquery each (served by an index on
+    # the task column), not an EXISTS per case, which the planner may answer by scanning
+    # every task of the department for each case (quadratic in the number of cases).
+    def having_task(*where: Any) -> Any:
+        return Case.id.in_(select(HumanTask.case_id).where(*where))
+
     if query.department:
-        conditions.append(exists().where(task, HumanTask.department == query.department))
+        conditions.append(having_task(HumanTask.department == query.department))
     if query.agent:
-        conditions.append(exists().where(task, or_(HumanTask.completed_by == query.agent,
-                                                   HumanTask.assignee == query.agent)))
+        conditions.append(or_(having_task(HumanTask.completed_by == query.agent),
+                              having_task(HumanTask.assignee == query.agent)))
     if query.item:
-        conditions.append(exists().where(task, or_(HumanTask.item_code == query.item,
-                                                   HumanTask.item_name.like(
-                                                       f"%{query.item}%"))))
+        conditions.append(having_task(or_(HumanTask.item_code == query.item,
+                                          HumanTask.item_name.like(f"%{query.item}%"))))
     if query.status:
         conditions.append(Case.status == query.status)
     if query.started_from:
@@ -82,7 +86,7 @@ def _case_filter(query: CaseQuery, now: datetime) -> list[Any]:
     if query.started_to:
         conditions.append(Case.started_at < _local_midnight(query.started_to + timedelta(1)))
     if query.overdue:
-        conditions.append(exists().where(task, HumanTask.due_at.is_not(None), or_(
+        conditions.append(having_task(HumanTask.due_at.is_not(None), or_(
             and_(HumanTask.state == "ready", HumanTask.due_at < now),
             and_(HumanTask.state == "completed", HumanTask.completed_at > HumanTask.due_at))))
     return conditions

@@ -20,8 +20,8 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import create_engine, select, text
 
-from bench import inbox, seals
-from bench.casegen import human_task_count, item_list, write_pack
+from bench import inbox, seals, web
+from bench.casegen import human_task_count, item_list, write_pack, write_parallel_pack
 from engine.actors import Actor
 from engine.audit.history import case_history
 from engine.cases import Engine
@@ -153,6 +153,55 @@ def time_replay(engine: Engine, case_id: int) -> dict[str, float]:
             "history_ms_per_event": history * 1000 / events}
 
 
+def run_starts(folder: Path, items: int, repeat: int = 10) -> dict[str, float]:
+    """Starting a case: the generated 200-task process vs parallel splits in a row (the
+    largest shape the loader accepts with 8 branches: two splits; 16 branches: one)."""
+    pack = write_parallel_pack(write_pack(folder / "pack", items=items), rows=2, branches=8)
+    url = f"sqlite:///{folder / 'starts.db'}"
+    config = Config.from_env(database_url=url, processes_dir=pack, data_dir=ROOT / "data",
+                             instance_dir=folder)
+    engine = Engine(config, database=Database(url), functions={})
+    schema.upgrade(engine.db)
+    with engine.db.transaction() as s:
+        for code in ("dept_a", "dept_b"):
+            s.add(Department(code=code, name=code, name_en="", leader="", agent="",
+                             position=0))
+    engine.load_processes(pack)
+    timings: dict[str, list[float]] = {"plain": [], "parallel": []}
+    for _ in range(repeat + 1):  # the first of each warms the version cache
+        for name, process, data in (("plain", "bench_case", {"items": item_list(items)}),
+                                    ("parallel", "parallel_rows", {})):
+            began = time.perf_counter()
+            engine.start_case(process, data, OFFICE)
+            timings[name].append((time.perf_counter() - began) * 1000)
+    engine.db.dispose()
+    return {name: statistics.median(values[1:]) for name, values in timings.items()}
+
+
+def run_http(url: str, folder: Path, args: argparse.Namespace, engine_ms: float
+             ) -> dict[str, Any]:
+    """The HTTP path on one database: agents against `zerorun serve`, figures printed."""
+    pack = write_pack(folder / "pack", blocks=args.blocks, items=args.items)
+    tokens = web.prepare(url, pack, folder, args.http_cases, args.agents, args.items)
+    served = web.drive(url, pack, folder, tokens, args.http_seconds, warmup=3)
+    statements = web.statements_per_completion(url, pack, folder, tokens[0])
+    name = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"HTTP on {name} (zerorun serve, 2 workers, {args.agents} agents looping list -> "
+          f"read -> complete): {served['completions_per_s']:.1f} completions/s, completion "
+          f"p50 {served['p50_ms']:.1f} ms, p95 {served['p95_ms']:.1f} ms, list p95 "
+          f"{served['list_p95_ms']:.1f} ms; server CPU {served['cpu_ms_per_completion']:.1f} ms"
+          f" per completion ({served['cpu_ms_per_completion'] / engine_ms:.1f}x the engine's "
+          f"{engine_ms:.2f} ms in-process; agents {served['agents_cpu_ms_per_completion']:.1f}"
+          f" ms); {statements} SQL statements per API completion; "
+          f"{served['conflicts']} conflicts, {served['errors']} errors")
+    return {"http_completions_per_s": round(served["completions_per_s"], 1),
+            "http_p50_ms": round(served["p50_ms"], 2), "http_p95_ms": round(served["p95_ms"], 2),
+            "http_list_p95_ms": round(served["list_p95_ms"], 2),
+            "http_cpu_ms_per_completion": round(served["cpu_ms_per_completion"], 2),
+            "engine_ms_per_completion": round(engine_ms, 3),
+            "sql_per_completion": statements}
+
+
 @contextmanager
 def postgres_database(server: str) -> Iterator[str]:
     """A throw-away database on a PostgreSQL server."""
@@ -178,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="count and log every command as the web app does (default on)")
     parser.add_argument("--replay-blocks", type=int, default=50,
                         help="blocks of the case replayed for the audit figures (~10 events each)")
+    parser.add_argument("--agents", type=int, default=20, help="HTTP agents (threads)")
+    parser.add_argument("--http-seconds", type=float, default=15,
+                        help="seconds the agents are measured on each database")
+    parser.add_argument("--http-cases", type=int, default=30, help="cases the agents work on")
     args = parser.parse_args(argv)
     tasks = human_task_count(args.blocks, args.items)
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"(ratio {postgres['per_s'] / raw['per_s']:.2f} of raw)")
         else:
             print("engine on PostgreSQL: skipped (set ZERORUN_BENCH_PG to a server URL)")
+        http = {"": run_http(f"sqlite:///{Path(tmp) / 'web.db'}", Path(tmp) / "web", args,
+                             sqlite["mean_ms"])}
+        if server:
+            with postgres_database(server) as url:
+                http["_postgres"] = run_http(url, Path(tmp) / "web_pg", args,
+                                             postgres["mean_ms"] if postgres else 0.0)
+        starts = run_starts(Path(tmp) / "starts", args.items)
+        print(f"starting a case (SQLite): {starts['plain']:.1f} ms for the 200-task process, "
+              f"{starts['parallel']:.1f} ms for two 8-branch parallel splits in a row "
+              f"({starts['parallel'] / starts['plain']:.1f}x; the loader refuses rows that "
+              "predict more)")
         pages = inbox.measure(Path(tmp))
         print(f"inbox page with 10,000 open cases (SQLite, 130,000 indexed tasks): "
               f"{pages['plain']:.1f} ms, filtered by phase {pages['filtered']:.1f} ms, "
@@ -223,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audit seal over {sealing['streams']:,} streams ({sealing['events']:,} events, "
               f"SQLite): sealing {sealing['seal_ms']:.0f} ms, verify-seal (every chain "
               f"recomputed) {sealing['verify_ms']:.0f} ms")
+        print(f"over the same cases: audit search {pages['audit_search']:.1f} ms (by department"
+              f" {pages['audit_search_department']:.1f} ms), dashboard {pages['dashboard']:.1f} "
+              "ms (median of 3)")
     figures = {
         "human_tasks": tasks,
         "raw_per_s": round(raw["per_s"], 1),
@@ -244,7 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         "history_ms_per_event": round(long_case["history_ms_per_event"], 3),
         "seal_ms_10k_cases": round(sealing["seal_ms"], 1),
         "verify_seal_ms_10k_cases": round(sealing["verify_ms"], 1),
+        "audit_search_ms_10k_cases": round(pages["audit_search"], 2),
+        "audit_search_department_ms_10k_cases": round(pages["audit_search_department"], 2),
+        "dashboard_ms_10k_cases": round(pages["dashboard"], 2),
+        "start_ms_plain": round(starts["plain"], 2),
+        "start_ms_parallel": round(starts["parallel"], 2),
     }
+    for suffix, values in http.items():
+        figures.update({f"{key}{suffix}": value for key, value in values.items()})
     print(json.dumps(figures))
     return 0
 

@@ -143,3 +143,43 @@ def item_list(items: int) -> list[dict[str, str]]:
     """The `items` collection the multi-instance tasks run over."""
     return [{"code": f"item{k}", "name": f"事项{k}",
              "department": "dept_a" if k % 2 else "dept_b"} for k in range(1, items + 1)]
+
+
+
+def build_parallel_rows(rows: int, branches: int, process_id: str = "parallel_rows") -> str:
+    """`rows` parallel splits in a row, each into `branches` human tasks and a join."""
+    b = _Builder()
+    prev = b.node('<bpmn:startEvent id="start"/>', "start", "a")
+    for r in range(1, rows + 1):
+        split = b.gateway("parallelGateway", f"r{r}_split")
+        b.flow(prev, split)
+        join = b.gateway("parallelGateway", f"r{r}_join")
+        for k in range(1, branches + 1):
+            task = b.user_task(f"r{r}_t{k}", "a")
+            b.flow(split, task)
+            b.flow(task, join)
+        prev = join
+    end = b.node('<bpmn:endEvent id="end"/>', "end", "a")
+    b.flow(prev, end)
+    lanes = ('<bpmn:lane id="lane_dept_a" name="dept_a">'
+             + "".join(f"<bpmn:flowNodeRef>{n}</bpmn:flowNodeRef>" for n in b.lane_a)
+             + "</bpmn:lane>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<bpmn:definitions xmlns:bpmn="{BPMN_NS}" xmlns:spiffworkflow="{SPIFF_NS}" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_rows" '
+        'targetNamespace="http://zerorun.example/bench">\n'
+        f'<bpmn:process id="{process_id}" name="并行分支" isExecutable="true">\n'
+        f'<bpmn:laneSet id="lanes">{lanes}</bpmn:laneSet>\n'
+        + "\n".join(b.nodes) + "\n" + "\n".join(b.flows)
+        + "\n</bpmn:process>\n</bpmn:definitions>\n")
+
+
+def write_parallel_pack(directory: Path, rows: int, branches: int) -> Path:
+    """A pack folder holding `build_parallel_rows` (process id parallel_rows) and its form."""
+    (directory / "forms").mkdir(parents=True, exist_ok=True)
+    (directory / "parallel_rows.bpmn").write_text(build_parallel_rows(rows, branches),
+                                                  encoding="utf-8")
+    (directory / "forms" / "step.schema.json").write_text(json.dumps(FORM, ensure_ascii=False),
+                                                          encoding="utf-8")
+    return directory

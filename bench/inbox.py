@@ -1,4 +1,5 @@
-"""The inbox with 10,000 open cases: the queries one inbox page makes, timed on SQLite.
+"""The inbox with 10,000 open cases: the queries one inbox page makes, timed on SQLite;
+then the auditors' case search and the office's dashboard over the same cases.
 
 The task index is filled directly (cases of the real pack, each with three ready tasks
 and ten finished ones) so that only the inbox queries are measured.
@@ -15,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from agency import bootstrap, service_engine
+from agency import bootstrap, oversight, service_engine
 from agency.reference import ReferenceData
+from agency.reports import CaseQuery, search_cases
 from engine.cases import Engine
 from engine.config import Config
 from engine.store.models import Case, HumanTask, ProcessVersion
@@ -81,6 +83,15 @@ def measure(directory: Path, cases: int = 10_000, repeat: int = 30) -> dict[str,
                               ("overdue", {"due_before": NOW})):
             began = time.perf_counter()
             inbox_page(engine, "approval_bureau", "agent_approval_bureau", **filters)
+            timings[name].append((time.perf_counter() - began) * 1000)
+    for name, page in (("audit_search", lambda: search_cases(engine, CaseQuery())),
+                       ("audit_search_department", lambda: search_cases(
+                           engine, CaseQuery(department="approval_bureau"))),
+                       ("dashboard", lambda: oversight.figures(engine))):
+        timings[name] = []
+        for _ in range(3):
+            began = time.perf_counter()
+            page()
             timings[name].append((time.perf_counter() - began) * 1000)
     engine.db.dispose()
     return {name: statistics.median(values) for name, values in timings.items()}

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from engine.actors import ROLES, Actor
@@ -179,3 +184,46 @@ def get_user_by_name(s: Session, username: str) -> UserView | None:
     """An account by user name (single sign-on maps the identity platform's claim to it)."""
     user = s.scalar(select(User).where(User.username == username))
     return _view(user) if user is not None else None
+# Every change to an account made in this process (revoked token, deactivation, new
+# password...) moves this counter on, so tokens cached here are looked up again at once.
+_account_changes = itertools.count()
+_generation = [0]
+
+
+@event.listens_for(User, "after_update")
+@event.listens_for(User, "after_delete")
+def _account_changed(*_args: object) -> None:
+    _generation[0] = next(_account_changes) + 1
+
+
+class TokenCache:
+    """Who an API token belongs to, remembered for a few seconds per process.
+
+    Looking the token up costs a database round trip on every API call; the answer is
+    kept for `ttl` seconds. A change to any account made in this process forgets every
+    entry at once; one made by another process (`zerorun revoke-tokens`, another app
+    worker) takes effect here within `ttl` seconds. A `ttl` of 0 turns caching off.
+    """
+
+    def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic,
+                 size: int = 1024) -> None:
+        self.ttl, self.monotonic, self.size = ttl, monotonic, size
+        self._entries: dict[str, tuple[UserView, float, int]] = {}
+        self._lock = threading.Lock()
+
+    def user(self, open_session: Callable[[], AbstractContextManager[Session]], token: str
+             ) -> UserView | None:
+        """The active user of a token (None: unknown, revoked or deactivated)."""
+        digest = token_digest(token)
+        now, generation = self.monotonic(), _generation[0]
+        cached = self._entries.get(digest)
+        if cached is not None and cached[2] == generation and now - cached[1] < self.ttl:
+            return cached[0]
+        with open_session() as s:
+            user = user_by_token(s, token)
+        if user is not None and self.ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+                self._entries[digest] = (user, now, generation)
+        return user

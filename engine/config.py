@@ -41,6 +41,10 @@ SETTINGS: dict[str, Setting] = {
                           "running cases kept in memory per process"),
     "timer_poll_seconds": Setting("ZERORUN_TIMER_POLL", "5",
                                   "seconds between two polls of the timer worker"),
+    "token_cache_seconds": Setting(
+        "ZERORUN_TOKEN_CACHE_SECONDS", "5",
+        "seconds an app process remembers whose an API token is (a token revoked by another "
+        "process stops working within this time; 0: look it up on every call)"),
     "chromium": Setting("ZERORUN_CHROMIUM", "/usr/bin/chromium",
                         "headless Chromium that prints case reports to PDF"),
     "smtp_host": Setting("ZERORUN_SMTP_HOST", "",
@@ -129,6 +133,7 @@ class Config:
     cache_size: int
     timer_poll_seconds: float
     chromium: str
+    token_cache_seconds: float = 5.0
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_user: str = ""

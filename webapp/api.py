@@ -135,8 +135,12 @@ def _token_user() -> UserView:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'", invalid=True)
-    with get_engine().db.reading() as s:
-        user = accounts.user_by_token(s, token.strip())
+    engine = get_engine()
+    tokens = engine.extensions.get("api_tokens")
+    if tokens is None:
+        tokens = engine.extensions["api_tokens"] = accounts.TokenCache(
+            engine.config.token_cache_seconds)
+    user = tokens.user(engine.db.reading, token.strip())
     if user is None:
         raise _unauthorized("the API token is unknown, revoked or its user is deactivated",
                             invalid=True)
@@ -264,8 +268,12 @@ def task_detail_json(detail: TaskDetail) -> dict[str, Any]:
 
 
 def case_json(engine: Engine, case: CaseView) -> dict[str, Any]:
-    """A case with its open tasks and who holds them."""
-    open_tasks = engine.list_tasks(case_id=case.id, limit=1000)
+    """A case with its open tasks and who holds them (as the command that returned the
+    case left them, else read)."""
+    open_tasks = (case.open_tasks if case.open_tasks is not None
+                  else engine.list_tasks(case_id=case.id, limit=1000))
+    departments = (case.departments if case.departments is not None
+                   else engine.case_departments(case.id))
     return {
         "id": case.id, "process_id": case.process_id,
         "process_version_id": case.process_version_id, "title": case.title,
@@ -274,7 +282,7 @@ def case_json(engine: Engine, case: CaseView) -> dict[str, Any]:
         "started_by": case.started_by, "started_at": _time(case.started_at),
         "updated_at": _time(case.updated_at), "ended_at": _time(case.ended_at),
         "end_reason": case.end_reason,
-        "departments": sorted(engine.case_departments(case.id)),
+        "departments": sorted(departments),
         "open_tasks": [task_json(t) for t in open_tasks],
     }
 
@@ -322,7 +330,9 @@ def list_tasks() -> Response:
         "assignee": user.username if mine == "true" else None,
         "open_to": user.username if inbox and state == "ready" else None}
     tasks = engine.list_tasks(**filters, limit=limit, offset=offset)
-    total = engine.count_tasks(**filters)
+    # A page that is not full ends the list: its total is known without counting.
+    partial = 0 < len(tasks) < limit or (not tasks and offset == 0)
+    total = offset + len(tasks) if partial else engine.count_tasks(**filters)
     return jsonify({
         "tasks": [task_json(t) for t in tasks], "total": total, "limit": limit,
         "offset": offset, "next_offset": offset + limit if offset + limit < total else None,
@@ -364,8 +374,8 @@ def complete_task(task_id: str) -> Response:
     engine = get_engine()
     actor = g.api_user.actor
     case = engine.complete_task(task_id, body["data"], actor, body["version"])
-    return jsonify({"task": task_json(engine.get_task(task_id, actor).task),
-                    "case": case_json(engine, case)})
+    done = case.completed_task or engine.get_task(task_id, actor).task
+    return jsonify({"task": task_json(done), "case": case_json(engine, case)})
 
 
 @bp.post("/cases")

@@ -488,6 +488,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     from gunicorn.app.base import BaseApplication
 
     _metrics_dir()  # before anything imports prometheus-client: workers add up their metrics
+    _check_port_free(host, port)
     if with_worker:
         timer_worker = subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"])  # noqa: S603
         atexit.register(timer_worker.terminate)
@@ -527,6 +528,27 @@ def _worker_exited(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+def _check_port_free(host: str, port: int) -> None:
+    """Stop with a clear message when the address cannot be listened on."""
+    import errno
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = (f"port {port} is already in use by another process (an earlier "
+                      "`zerorun serve`, or its workers left running after their master was "
+                      f"killed?). Find it with: ss -ltnp 'sport = :{port}'; under systemd "
+                      "(deploy/zerorun-serve.service) stopping the unit ends the whole group")
+        elif exc.errno == errno.EACCES:
+            reason = f"permission denied: port {port} needs privileges; use a port above 1023"
+        else:
+            reason = exc.strerror or str(exc)
+        click.echo(f"error: zerorun cannot listen on {host}:{port}: {reason}", err=True)
+        sys.exit(1)
 
 
 @main.command("users")

@@ -21,7 +21,6 @@ from engine.cases.views import (
     LoadResult,
     TaskView,
     attachment_view,
-    case_view,
     plain_data,
     task_view,
 )
@@ -170,15 +169,15 @@ class Commands(Queries):
             workflow = new_workflow(version.specs, self.script_engine)
             with recorded.record() as calls:
                 apply_event(workflow, "case_started", {"data": initial}, case.id)
-            live = LiveCase(workflow, ids, 0, 0, 0)
-            self._after_change(s, case, live, version, now, None)
+            live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={})
+            open_rows = self._after_change(s, case, live, version, now, None)
         self._record(s, case, live, NewEvent("case_started", actor.username, now, {
             "process_id": row.process_id, "process_version_id": row.id,
             "version": row.number, "content_hash": row.content_hash, "data": initial,
             **({"calls": calls} if calls else {})}))
         self._snapshot(s, case, live, force=True)
         self._pending.append((case.id, live))
-        return case_view(case)
+        return self._answer(s, case, live, open_rows)
 
     def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
                       seen_version: int | None = None) -> CaseView:
@@ -263,10 +262,9 @@ class Commands(Queries):
     def _assign(self, task_id: str, actor: Actor, seen_version: int | None, claim: bool
                 ) -> TaskView:
         now = self.clock()
-        with self.db.reading() as s:
-            case_id = self._task_row(s, task_id).case_id
         with self.db.transaction() as s:
-            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id)  # held: the session keeps rows weakly
+            case = self._lock_case(s, row.case_id)  # always the case first, then its tasks
             row = self._task_row(s, task_id, lock=True)
             self._check_task_actor(row, actor)
             if row.state != "ready":

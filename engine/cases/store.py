@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, overload
 
@@ -26,7 +27,9 @@ from engine.cases.views import (
     LiveCase,
     VersionSpecs,
     case_view,
+    open_task_views,
     parse_due,
+    task_view,
 )
 from engine.cases.workflow import (
     ReplayFailed,
@@ -149,10 +152,9 @@ class CaseStore:
     def _task_command(self, task_id: str, actor: Actor, seen_version: int | None,
                       event_type: str, submitted: dict[str, Any]) -> CaseView:
         now = self.clock()
-        with self.db.reading() as s:
-            case_id = self._task_row(s, task_id).case_id
         with self._unit() as s:
-            case = self._lock_case(s, case_id)  # always the case first, then its tasks
+            row = self._task_row(s, task_id)  # held: the session keeps rows weakly
+            case = self._lock_case(s, row.case_id)  # always the case first, then its tasks
             row = self._task_row(s, task_id, lock=True)
             self._check_task_actor(row, actor)
             if row.state != "ready":
@@ -175,7 +177,7 @@ class CaseStore:
             view = self._change(s, case, actor, now, event_type,
                                 {"task_id": task_id, "task_spec": row.spec_name,
                                  "data": submitted}, done_task=row.id)
-        return view
+        return replace(view, completed_task=task_view(row, case.title))
 
     def _case_command(self, case_id: int, actor: Actor, event_type: str,
                       payload: dict[str, Any]) -> CaseView:
@@ -196,7 +198,7 @@ class CaseStore:
             with clock.pinned(now), task_ids(live.ids), expressions.time_budget():
                 with recorded.record() as calls, expressions.loop_scoping(True) as scoping:
                     apply_event(live.workflow, event_type, payload, case.id)
-                self._after_change(s, case, live, version, now, done_task)
+                open_rows = self._after_change(s, case, live, version, now, done_task)
             if calls:  # the reference data's answers, so a re-execution gets the same
                 payload = {**payload, "calls": calls}
             if scoping.dropped:  # a re-execution drops the same loop-local names
@@ -211,7 +213,16 @@ class CaseStore:
             self._forget(case.id)
             raise
         self._pending.append((case.id, live))
-        return case_view(case)
+        return self._answer(s, case, live, open_rows)
+
+    def _answer(self, s: Session, case: Case, live: LiveCase, open_rows: list[HumanTask]
+                ) -> CaseView:
+        """The case after a command, with its open tasks and departments, without re-reading."""
+        if live.departments is None:
+            live.departments = {d for d in s.scalars(select(HumanTask.department).where(
+                HumanTask.case_id == case.id).distinct()) if d}
+        return case_view(case, open_tasks=open_task_views(open_rows, case.title),
+                         departments=frozenset(live.departments))
 
     @property
     def _pending(self) -> list[tuple[int, LiveCase]]:
@@ -233,23 +244,30 @@ class CaseStore:
             self._remember(case_id, live)
 
     def _after_change(self, s: Session, case: Case, live: LiveCase, version: VersionSpecs,
-                      now: datetime, done_task: str | None) -> None:
-        """Bring the task index, timers, status and data in line with the workflow."""
+                      now: datetime, done_task: str | None) -> list[HumanTask]:
+        """Bring the task index, timers, status and data in line with the workflow; return
+        the case's open task rows."""
         workflow = live.workflow
         scan = scan_tasks(workflow)
         ready = {str(t.id): t for t in scan.ready_manual}
         open_rows = {row.id: row for row in s.scalars(select(HumanTask).where(
             HumanTask.case_id == case.id, HumanTask.state == "ready"))}
+        still_open: list[HumanTask] = []
         for task_id, row in open_rows.items():
             if task_id not in ready and task_id != done_task:
                 row.state, row.completed_at = "cancelled", now
                 row.version += 1
+            elif task_id != done_task:
+                still_open.append(row)
         for task_id, task in ready.items():
             if task_id not in open_rows:
                 row = self._index_row(case, version, task, now)
                 s.add(row)
+                still_open.append(row)
+                if live.departments is not None and row.department:
+                    live.departments.add(row.department)
                 self._announce(s, case, version, task, row, now)
-        self._sync_timers(s, case, workflow)
+        self._sync_timers(s, case, live)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
@@ -262,6 +280,7 @@ class CaseStore:
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version
+        return still_open
 
     def _index_row(self, case: Case, version: VersionSpecs, task: Task, now: datetime
                    ) -> HumanTask:
@@ -312,12 +331,16 @@ class CaseStore:
                                 f"{task.task_spec.bpmn_name or task.task_spec.name} failed: "
                                 f"{exc}") from exc
 
-    def _sync_timers(self, s: Session, case: Case, workflow: BpmnWorkflow) -> None:
+    def _sync_timers(self, s: Session, case: Case, live: LiveCase) -> None:
         wanted: dict[str, tuple[str, datetime]] = {}
-        for task in workflow.event_manager.tasks.values():
+        for task in live.workflow.event_manager.tasks.values():
             due = timer_due(task)
             if due is not None:
                 wanted[str(task.id)] = (task.task_spec.name, due)
+        stored = {task_id: due for task_id, (_, due) in wanted.items()}
+        if live.timers is not None and live.timers == stored:
+            return  # the timers this process stored for the case are still the ones wanted
+        live.timers = stored
         existing = {t.task_id: t for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
         for task_id, timer in existing.items():
             if task_id not in wanted:
@@ -358,6 +381,8 @@ class CaseStore:
             hook(hit)
         if cached is not None and hit:
             return cached
+        if cached is not None and cached.state_version < case.state_version:
+            return self._catch_up(s, case, cached)
         snapshot = s.get(CaseSnapshot, case.id)
         if snapshot is None:
             events = list(s.scalars(select(Event).where(Event.stream == f"case:{case.id}")
@@ -374,6 +399,19 @@ class CaseStore:
             with clock.pinned(event.at), task_ids(ids):
                 self._apply(workflow, event.type, event.data, case.id)
         return LiveCase(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
+
+    def _catch_up(self, s: Session, case: Case, live: LiveCase) -> LiveCase:
+        """Bring a cached workflow that another process moved on up to date by re-running
+        only the events it missed (cheaper than restoring the snapshot)."""
+        missed = s.scalars(select(Event).where(
+            Event.stream == f"case:{case.id}", Event.seq > live.event_seq,
+            Event.seq <= case.event_seq, Event.type.in_(WORKFLOW_EVENTS)).order_by(Event.seq))
+        for event in missed:
+            with clock.pinned(event.at), task_ids(live.ids):
+                self._apply(live.workflow, event.type, event.data, case.id)
+        live.state_version, live.event_seq = case.state_version, case.event_seq
+        live.departments = live.timers = None  # the other process may have changed them
+        return live
 
     def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
         """Read from the case's current workflow, then return it to the cache.
@@ -442,8 +480,11 @@ class CaseStore:
         return case
 
     def _task_row(self, s: Session, task_id: str, lock: bool = False) -> HumanTask:
-        row = s.get(HumanTask, task_id, with_for_update=lock and self.db.postgres,
-                    populate_existing=lock)
+        # On SQLite a writer holds the database from its first statement (BEGIN IMMEDIATE):
+        # a row read earlier in the same transaction is current, so only PostgreSQL re-reads.
+        relock = lock and self.db.postgres
+        row = s.get(HumanTask, task_id, with_for_update=True if relock else None,
+                    populate_existing=relock)
         if row is None:
             raise TaskNotFound(f"task {task_id} does not exist")
         return row

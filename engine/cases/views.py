@@ -83,6 +83,12 @@ class CaseView:
     updated_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+    # Filled by the commands that change the workflow, from what they already hold, so a
+    # caller can answer without reading the case again: its open tasks after the command,
+    # the departments that hold or held a task in it, and the task the command completed.
+    open_tasks: tuple[TaskView, ...] | None = None
+    departments: frozenset[str] | None = None
+    completed_task: TaskView | None = None
 
 @dataclass
 class LoadResult:
@@ -100,6 +106,10 @@ class LiveCase:
     state_version: int
     event_seq: int
     snapshot_seq: int
+    # Departments that hold or held a task in the case (None: not known yet, read on need).
+    departments: set[str] | None = None
+    # The case's stored timers (task id -> due) as this process last wrote them.
+    timers: dict[str, datetime] | None = None
 
 @dataclass(frozen=True)
 class VersionSpecs:
@@ -158,13 +168,20 @@ def task_view(row: HumanTask, case_title: str = "") -> TaskView:
         due_at=row.due_at, created_at=row.created_at, completed_at=row.completed_at,
         completed_by=row.completed_by, green_channel=bool(row.green_channel))
 
-def case_view(case: Case) -> CaseView:
+def open_task_views(rows: Iterable[HumanTask], case_title: str) -> tuple[TaskView, ...]:
+    """A case's open tasks in the inbox's order: soonest due first, undated ones last."""
+    def key(row: HumanTask) -> tuple[bool, datetime, datetime, str]:
+        return (row.due_at is None, row.due_at or row.created_at, row.created_at, row.id)
+
+    return tuple(task_view(row, case_title) for row in sorted(rows, key=key))
+
+def case_view(case: Case, **answer: Any) -> CaseView:
     return CaseView(
         id=case.id, process_id=case.process_id, process_version_id=case.process_version_id,
         title=case.title, project_code=case.project_code, status=case.status,
         state_version=case.state_version, data=case.data, started_by=case.started_by,
         started_at=case.started_at, updated_at=case.updated_at, ended_at=case.ended_at,
-        end_reason=case.end_reason)
+        end_reason=case.end_reason, **answer)
 
 def attachment_view(row: Attachment) -> AttachmentView:
     return AttachmentView(

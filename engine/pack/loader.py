@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from engine.errors import InvalidProcess, Problem
+from engine.pack.prediction import MAX_PREDICTED, explosion
 from engine.pack.xml import element_at_line, parse_xml
 from engine.runtime import expressions
 from engine.runtime.spiff import ProcessSpecs
@@ -153,6 +154,11 @@ class PackParser:
             except Exception as exc:  # a diagram Spiff cannot build; report, don't crash
                 problems.append(Problem(f"cannot build process: {exc}", file=file,
                                         element=process_id))
+                continue
+            exploding = _prediction_problems(spec, subprocess_specs, process_files, file,
+                                             trees)
+            if exploding:
+                problems.extend(exploding)
                 continue
             involved = {file} | {process_files[p] for p in subprocess_specs
                                  if p in process_files}
@@ -393,6 +399,31 @@ def _unsupported_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
         if not node.get("processRef"):
             refuse(node, "pool has no process (a black-box pool) and cannot be run; keep "
                    "only the executable process in the file")
+    return problems
+
+
+def _prediction_problems(spec: Any, subprocess_specs: Mapping[str, Any],
+                         process_files: Mapping[str, str], file: str,
+                         trees: Mapping[str, etree._ElementTree]) -> list[Problem]:
+    """Parallel gateways in a row whose predicted future tasks would explode (see
+    engine.pack.prediction)."""
+    problems = []
+    for process_id, process in [(spec.name, spec), *subprocess_specs.items()]:
+        found = explosion(process)
+        if found is None:
+            continue
+        where = process_files.get(process_id, file)
+        nodes = trees[where].getroot().xpath("//*[@id=$id]", id=found.element) \
+            if where in trees else []
+        problems.append(Problem(
+            f"from this element on, the parallel branches that follow each other would make "
+            f"the engine predict {found.predicted:,}+ future tasks for one token (at most "
+            f"{MAX_PREDICTED}), so starting or moving a case would take seconds. Put each "
+            "parallel split with its join in an embedded sub-process (its tasks are only "
+            "predicted once it starts), or use fewer branches or fewer splits in a row",
+            file=where,
+            line=nodes[0].sourceline if nodes else None, element=found.element,
+            element_name=found.element_name))
     return problems
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -22,7 +24,44 @@ def make_db_engine(url: str, **kwargs: Any) -> Engine:
                                **kwargs)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    if "prepare_threshold" in parsed.query:
+        # Behind PgBouncer in transaction pooling, `?prepare_threshold=none` keeps psycopg
+        # from preparing statements on a server connection the next transaction may not get.
+        raw = str(parsed.query["prepare_threshold"]).lower()
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args["prepare_threshold"] = None if raw in ("", "none") else int(raw)
+        kwargs["connect_args"] = connect_args
+        url = parsed.difference_update_query(["prepare_threshold"]).render_as_string(
+            hide_password=False)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+IDLE_BEFORE_PING = 10.0  # seconds a pooled connection may rest before it is checked
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    # `pool_pre_ping` would cost a round trip on every checkout. Only a connection that
+    # rested long enough to have been dropped (server restart, PgBouncer, firewall) is
+    # pinged; a dead one is replaced before the command uses it.
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["zerorun_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("zerorun_idle_since")
+        if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_conn.rollback()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("pooled connection was dropped") from exc
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -1,0 +1,141 @@
+"""Statement budgets: how many SQL statements one API call sends, counted, not timed.
+
+Round trips are what an API call costs beyond the engine's own work (on PostgreSQL each
+one is a network exchange and a server wake-up). The counts are deterministic, so each
+call has a stated budget and this test fails when a change adds round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from bench.casegen import item_list, write_pack
+from engine import accounts
+from engine.actors import Actor
+from engine.cases import Engine
+from engine.config import Config
+from engine.store import schema
+from engine.store.db import Database
+from engine.store.models import Department
+from webapp import create_app
+
+OFFICE = Actor("office", "office", "leading_group_office")
+
+# Statements sent by one call, its bearer token already checked once (it is cached briefly).
+# SQLite counts its BEGIN statements; PostgreSQL's transaction control is not a statement.
+BUDGET = {
+    "sqlite": {
+        "list": 3,  # BEGIN, dated tasks, undated tasks (a page that is not full needs no count)
+        "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
+        "claim": 6,  # BEGIN, task, case, case chain head, event, task
+        "complete": 8,  # BEGIN, task, case, completed task, open tasks, new tasks, case, event
+    },
+    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 8},  # no BEGIN; task re-read
+}
+# Pooled connections one call takes (each is a reset on return, at worst a ping).
+CHECKOUTS = 1
+
+
+@dataclass
+class Setup:
+    app: Flask
+    engine: Engine
+    token: str
+    statements: list[str]
+    checkouts: list[object]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'budget.db'}"
+        yield from _setup(url, tmp_path)
+    else:
+        from tests.conftest import _postgres_database
+
+        for url in _postgres_database():
+            yield from _setup(url, tmp_path)
+
+
+def _setup(url: str, tmp_path: Path) -> Iterator[Setup]:
+    pack = write_pack(tmp_path / "pack", blocks=3, items=2)
+    config = Config.from_env(database_url=url, processes_dir=pack, instance_dir=tmp_path)
+    engine = Engine(config, database=Database(url), functions={})
+    schema.upgrade(engine.db)
+    with engine.db.transaction() as s:
+        for code in ("dept_a", "dept_b"):
+            s.add(Department(code=code, name=code, name_en="", leader="", agent="",
+                             position=0))
+        accounts.create_user(s, "agent_a", "password-agent-a", "agent", department="dept_a",
+                             now=engine.clock())
+        token = accounts.issue_token(s, "agent_a")
+    engine.load_processes(pack)
+    app = create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
+                      "ENGINE": {"database_url": url, "instance_dir": tmp_path}})
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    checkouts: list[object] = []
+
+    def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        checkouts.append(record)
+
+    event.listen(engine.db.engine, "before_cursor_execute", count)
+    event.listen(engine.db.engine.pool, "checkout", checkout)
+    yield Setup(app, engine, token, statements, checkouts)
+    event.remove(engine.db.engine, "before_cursor_execute", count)
+    event.remove(engine.db.engine.pool, "checkout", checkout)
+    engine.db.dispose()
+
+
+@contextmanager
+def counted(setup: Setup) -> Iterator[list[str]]:
+    """The statements sent inside the block."""
+    setup.statements.clear()
+    setup.checkouts.clear()
+    sent: list[str] = []
+    yield sent
+    sent.extend(setup.statements)
+    assert len(setup.checkouts) <= CHECKOUTS, f"{len(setup.checkouts)} pooled connections"
+
+
+def test_each_api_call_stays_within_its_statement_budget(setup: Setup) -> None:
+    client = setup.app.test_client()
+    headers = {"Authorization": f"Bearer {setup.token}"}
+    setup.engine.start_case("bench_case", {"items": item_list(2)}, OFFICE)
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200  # token now known
+    sent: dict[str, list[str]] = {}
+    with counted(setup) as sent["list"]:
+        page = client.get("/api/v1/tasks", headers=headers).get_json()
+    [task] = page["tasks"]
+    with counted(setup) as sent["read"]:
+        detail = client.get(f"/api/v1/tasks/{task['id']}", headers=headers).get_json()
+    assert detail["id"] == task["id"]
+    with counted(setup) as sent["claim"]:
+        claimed = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=headers,
+                              json={"version": task["version"]}).get_json()
+    assert claimed["assignee"] == "agent_a"
+    with counted(setup) as sent["complete"]:
+        done = client.post(f"/api/v1/tasks/{task['id']}/complete", headers=headers,
+                           json={"data": {"route": "fast"}, "version": claimed["version"]})
+    assert done.status_code == 200, done.get_json()
+    answer = done.get_json()
+    assert answer["task"]["state"] == "completed"
+    # The answer shows the case after the command: the next tasks are open.
+    assert sorted(t["spec_name"] for t in answer["case"]["open_tasks"]) == \
+        ["b1_par1", "b1_par2", "b1_par3"]
+    counts = {name: len(statements) for name, statements in sent.items()}
+    budget = BUDGET[setup.engine.db.engine.dialect.name]
+    over = {name: (counts[name], budget[name]) for name in budget if counts[name] > budget[name]}
+    assert not over, "statements over budget (sent, budget): " + repr(over) + "\n" + "\n".join(
+        f"{name}: {s[:90]}" for name in over for s in sent[name])
