@@ -9,6 +9,13 @@ the CLI, the agency service) use it and the views it returns, never the store di
 from __future__ import annotations
 
 from engine.cases.commands import Commands
+from engine.cases.interactions import (
+    AmbiguousMessage,
+    Delivery,
+    InteractionCommands,
+    JobView,
+    NobodyWaits,
+)
 from engine.cases.migrating import MigrationCommands
 from engine.cases.timers import TimerCommands
 from engine.cases.views import (
@@ -26,10 +33,11 @@ from engine.cases.views import (
 )
 from engine.cases.workflow import apply_event
 
-__all__ = ["TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult", "StartForm",
+__all__ = ["AmbiguousMessage", "Delivery", "JobView", "NobodyWaits",
+           "TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult", "StartForm",
            "TaskCounts", "TaskDetail", "TaskView", "Verification", "apply_event", "parse_due",
            "plain_data"]
 
 
-class Engine(Commands, TimerCommands, MigrationCommands):
+class Engine(Commands, TimerCommands, MigrationCommands, InteractionCommands):
     """Runs cases of stored process versions; the only writer of cases, tasks and events."""

@@ -28,6 +28,7 @@ from engine.cases.views import (
     case_view,
     parse_due,
 )
+from engine.cases.waits import sync_interactions
 from engine.cases.workflow import (
     ReplayFailed,
     apply_event,
@@ -248,6 +249,7 @@ class CaseStore:
                 s.add(row)
                 self._announce(s, case, version, task, row, now)
         self._sync_timers(s, case, workflow)
+        sync_interactions(self.functions, s, case, version, workflow, now)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now

@@ -35,7 +35,8 @@ _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
 
 WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated",
-                   "case_migrated", "case_migration_reverted")
+                   "case_migrated", "case_migration_reverted", "message_received",
+                   "job_completed")
 
 MIGRATION_EVENTS = ("case_migrated", "case_migration_reverted")
 
