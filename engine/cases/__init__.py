@@ -17,6 +17,7 @@ from engine.cases.interactions import (
     NobodyWaits,
 )
 from engine.cases.migrating import MigrationCommands
+from engine.cases.search import CaseQuery, CaseSearch, TimerView
 from engine.cases.timers import TimerCommands
 from engine.cases.views import (
     TASK_ORDERS,
@@ -33,11 +34,11 @@ from engine.cases.views import (
 )
 from engine.cases.workflow import apply_event
 
-__all__ = ["AmbiguousMessage", "Delivery", "JobView", "NobodyWaits",
+__all__ = ["AmbiguousMessage", "CaseQuery", "Delivery", "JobView", "NobodyWaits", "TimerView",
            "TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult", "StartForm",
            "TaskCounts", "TaskDetail", "TaskView", "Verification", "apply_event", "parse_due",
            "plain_data"]
 
 
-class Engine(Commands, TimerCommands, MigrationCommands, InteractionCommands):
+class Engine(InteractionCommands, Commands, TimerCommands, MigrationCommands, CaseSearch):
     """Runs cases of stored process versions; the only writer of cases, tasks and events."""

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from engine.actors import Actor
 from engine.audit.chain import NewEvent
-from engine.cases.store import CaseStore
+from engine.cases.commands import Commands
 from engine.cases.views import CaseView, VersionSpecs, plain_data
 from engine.errors import (
     CaseNotRunning,
@@ -91,7 +91,7 @@ def _job_view(row: ExternalJob, data: dict[str, Any] | None = None,
                    data=data or {}, output_schema=output_schema)
 
 
-class InteractionCommands(CaseStore):
+class InteractionCommands(Commands):
     """Correlating messages, and the fetch-and-lock / complete / fail cycle of workers."""
 
     # Messages ----------------------------------------------------------------------
@@ -113,6 +113,8 @@ class InteractionCommands(CaseStore):
                             "send messages to cases")
         data = plain_data(payload)
         now = self.clock()
+        if isinstance(correlation.get("case_id"), int):
+            self._check_sender(correlation["case_id"], actor)
         with self.db.reading() as s:
             query = select(MessageWait.task_id, MessageWait.case_id).join(
                 Case, Case.id == MessageWait.case_id).where(
@@ -154,7 +156,7 @@ class InteractionCommands(CaseStore):
         case = self._lock_case(s, case_id)
         if case.status != "running":
             raise CaseNotRunning(f"case {case.id} is {case.status}")
-        wait = s.get(MessageWait, task_id, populate_existing=True)
+        wait = s.get(MessageWait, (task_id, message), populate_existing=True)
         if wait is None:
             raise Conflict("the element stopped waiting for this message; send it again",
                            message_name=message)

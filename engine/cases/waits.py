@@ -24,13 +24,23 @@ from engine.runtime.spiff import ExternalTask
 from engine.store.models import Case, ExternalJob, MessageWait
 
 
+def message_definitions(definition: Any) -> list[MessageEventDefinition]:
+    """The message definitions an element waits for (several behind an event-based gateway)."""
+    if isinstance(definition, MessageEventDefinition):
+        return [definition]
+    return [d for d in getattr(definition, "event_definitions", None) or []
+            if isinstance(d, MessageEventDefinition)]
+
+
 def sync_interactions(functions: Mapping[str, Any], s: Session, case: Case, version: VersionSpecs,
                       workflow: BpmnWorkflow, now: datetime) -> None:
     """Bring the message waits and external jobs of a case in line with its workflow."""
-    waits: dict[str, MessageWait] = {}
+    waits: dict[tuple[str, str], MessageWait] = {}
     for task in workflow.event_manager.tasks.values():
-        definition = getattr(task.task_spec, "event_definition", None)
-        if task.state != TaskState.WAITING or not isinstance(definition, MessageEventDefinition):
+        if task.state != TaskState.WAITING:
+            continue
+        messages = message_definitions(getattr(task.task_spec, "event_definition", None))
+        if not messages:
             continue
         process_id = task.workflow.spec.name
         element = task.task_spec.bpmn_id or task.task_spec.name
@@ -44,16 +54,18 @@ def sync_interactions(functions: Mapping[str, Any], s: Session, case: Case, vers
                                     f"{task.task_spec.bpmn_name or element} failed: {exc}"
                                     ) from exc
             key = None if value is None else str(value)[:200]
-        waits[str(task.id)] = MessageWait(task_id=str(task.id), case_id=case.id,
-                                          message=definition.name, element=element,
-                                          process_id=process_id, correlation_key=key)
-    stored = {w.task_id: w for w in s.scalars(select(MessageWait).where(
+        # An event-based gateway waits for several messages at once: the first one wins.
+        for name in sorted({m.name for m in messages}):
+            waits[(str(task.id), name)] = MessageWait(
+                task_id=str(task.id), case_id=case.id, message=name, element=element,
+                process_id=process_id, correlation_key=key)
+    stored = {(w.task_id, w.message): w for w in s.scalars(select(MessageWait).where(
         MessageWait.case_id == case.id))}
-    for task_id, row in stored.items():
-        if task_id not in waits:
+    for pair, row in stored.items():
+        if pair not in waits:
             s.delete(row)
-    for task_id, wait in waits.items():
-        if task_id not in stored:
+    for pair, wait in waits.items():
+        if pair not in stored:
             s.add(wait)
 
     started = {str(t.id): t for t in workflow.get_tasks(state=TaskState.STARTED)

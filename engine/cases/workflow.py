@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
-from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -19,6 +18,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 from engine.cases.views import WORKFLOW_EVENTS, plain_data
+from engine.cases.waits import message_definitions
 from engine.errors import (
     ChainBreak,
     Conflict,
@@ -85,10 +85,10 @@ def deliver_message(workflow: BpmnWorkflow, payload: dict[str, Any], case_id: in
     data when the message names none.
     """
     task = workflow.get_task_from_id(UUID(payload["task_id"]))
-    definition = getattr(task.task_spec, "event_definition", None) if task else None
-    if task is None or task.state != TaskState.WAITING or \
-            not isinstance(definition, MessageEventDefinition) or \
-            definition.name != payload["message"]:
+    waiting = getattr(task.task_spec, "event_definition", None) if task else None
+    definition = next((d for d in message_definitions(waiting)
+                       if d.name == payload["message"]), None)
+    if task is None or task.state != TaskState.WAITING or definition is None:
         raise Conflict(f"element {payload.get('element')} of case {case_id} does not wait "
                        f"for message {payload['message']!r}")
     body = copy.deepcopy(payload["payload"])

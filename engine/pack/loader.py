@@ -37,7 +37,7 @@ FORMS_DIR = "forms"
 EXPRESSION_PROPERTIES = ("departmentExpression", "dueExpression", "correlationKey")
 
 
-class _EngineBpmnParser(SpiffBpmnParser):  # type: ignore[misc]
+class _EngineBpmnParser(SpiffBpmnParser):
     """SpiffWorkflow's parser, with service tasks done by external workers (see ExternalTask)."""
 
     OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,

@@ -140,7 +140,7 @@ class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
-class ExternalTask(NoneTask):  # type: ignore[misc]
+class ExternalTask(NoneTask):
     """A service task done by a worker outside: it starts and waits until a worker
     completes it (SpiffWorkflow leaves a task STARTED when its run hook answers None)."""
 

@@ -254,8 +254,8 @@ class MessageWait(Base):
     __table_args__ = (Index("ix_message_wait_name", "message", "correlation_key"),)
 
     task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message: Mapped[str] = mapped_column(String(200), primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case.id"), index=True)
-    message: Mapped[str] = mapped_column(String(200))
     element: Mapped[str] = mapped_column(String(200))
     process_id: Mapped[str] = mapped_column(String(200))
     # The value of the element's `correlationKey` expression when the wait began.

@@ -20,7 +20,7 @@ def upgrade() -> None:
         'message_wait',
         sa.Column('task_id', sa.String(36), primary_key=True),
         sa.Column('case_id', sa.Integer(), sa.ForeignKey('case.id'), nullable=False),
-        sa.Column('message', sa.String(200), nullable=False),
+        sa.Column('message', sa.String(200), primary_key=True),
         sa.Column('element', sa.String(200), nullable=False),
         sa.Column('process_id', sa.String(200), nullable=False),
         sa.Column('correlation_key', sa.String(200), nullable=True),
