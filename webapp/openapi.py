@@ -329,6 +329,7 @@ _PATHS: dict[str, Any] = {
 _SCHEMAS.update(lifecycle.SCHEMAS)
 for _path, _operations in lifecycle.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
+_PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

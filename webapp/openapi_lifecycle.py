@@ -238,6 +238,20 @@ _PAGE = _obj(["cases", "total", "limit", "offset", "next_offset"],
               "offset": {"type": "integer"}, "next_offset": {"type": ["integer", "null"]}})
 _PROJECT_CODE = "2026-640502-34-03-000127"
 
+# Filters added to GET /tasks (webapp/api.py task_query_filters).
+TASK_FILTERS = [
+    _query("case_id", "Only this case's tasks.", {"type": "integer", "minimum": 1}),
+    _query("process_id", "Only tasks of this (called) process, e.g. `stage_acceleration`.",
+           {"type": "string"}),
+    _query("phase", "Approval phase `1`..`4`.", {"type": "string"}),
+    _query("item", "Approval item code.", {"type": "string",
+                                           "examples": ["construction_permit"]}),
+    _query("stage", "`preparation`, `handling`, `acceleration`, `closing`, ...",
+           {"type": "string"}),
+    _query("due_before", "Tasks due before this moment (now: the overdue ones).",
+           {"type": "string", "format": "date-time"}),
+]
+
 PATHS: dict[str, Any] = {
     "/processes": {"get": _op(
         "listProcesses", "Startable processes",

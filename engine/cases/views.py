@@ -176,8 +176,13 @@ def attachment_view(row: Attachment) -> AttachmentView:
 def task_filters(query: _Q, *, department: str | None, assignee: str | None,
                   case_id: int | None, states: Iterable[str], phase: str | None,
                   item_code: str | None, due_before: datetime | None,
-                  open_to: str | None, green_only: bool = False) -> _Q:
+                  open_to: str | None, green_only: bool = False,
+                  process_id: str | None = None, stage: str | None = None) -> _Q:
     query = query.where(HumanTask.state.in_(tuple(states)))
+    if process_id is not None:
+        query = query.where(HumanTask.process_id == process_id)
+    if stage is not None:
+        query = query.where(HumanTask.stage == stage)
     if green_only:
         query = query.where(HumanTask.green_channel.is_(True))
     if department is not None:
