@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from engine.store.models import HumanTask
+    from engine.store.models import Case, Event, HumanTask
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class TaskRaised:
 
 
 TaskRaisedHook = Callable[["Session", TaskRaised], None]
+# Every event appended to a case's chain, with the case as the command left it
+# (e.g. webhook deliveries written to an outbox in the same transaction).
+CaseEventHook = Callable[["Session", "Case", "Event"], None]
 
 
 @dataclass
@@ -37,3 +40,4 @@ class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
+    case_event: list[CaseEventHook] = field(default_factory=list)

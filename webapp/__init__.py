@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         enterprise,
         i18n,
         intake,
+        integrations,
         labels,
         oversight,
         records,
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(intake.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
+    app.register_blueprint(integrations.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

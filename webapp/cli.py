@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agency import notify, service_engine
+from agency import notify, service_engine, webhooks
 from agency.bootstrap import DEMO_PASSWORD, setup
 from engine.actors import SYSTEM, Actor
 from engine.cases import Engine
@@ -239,7 +239,8 @@ def verify_export_command(file: str) -> None:
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
-    """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
+    """Fire due timers, send queued mail and webhooks, polling every ZERORUN_TIMER_POLL
+    seconds."""
     engine = _engine()
     while True:
         fired = engine.fire_due_timers()
@@ -248,6 +249,9 @@ def worker(once: bool) -> None:
         sent, failed = notify.deliver_outbox(engine)
         if sent or failed:
             click.echo(f"mail: {sent} sent, {failed} to retry")
+        sent, failed = webhooks.deliver(engine)
+        if sent or failed:
+            click.echo(f"webhooks: {sent} sent, {failed} failed")
         if once:
             return
         time.sleep(engine.config.timer_poll_seconds)

@@ -334,6 +334,8 @@ class CaseStore:
         case.event_seq, case.last_hash = seq, event.hash
         if live is not None:
             live.event_seq = seq
+        for hook in self.hooks.case_event:
+            hook(s, case, event)
 
     def _snapshot(self, s: Session, case: Case, live: LiveCase, force: bool = False) -> None:
         due = case.event_seq - live.snapshot_seq >= self.config.snapshot_every

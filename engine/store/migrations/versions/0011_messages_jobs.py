@@ -1,4 +1,5 @@
-"""messages and external jobs: message waits of running cases, service tasks done by workers
+"""messages, external jobs and webhooks: message waits of running cases, service tasks done
+by workers, webhook subscriptions and their delivery outbox
 
 Revision ID: 0011_messages_jobs
 Revises: 0006_green_channel
@@ -44,8 +45,39 @@ def upgrade() -> None:
     )
     op.create_index('ix_external_job_case_id', 'external_job', ['case_id'])
     op.create_index('ix_external_job_topic', 'external_job', ['topic', 'state'])
+    op.create_table(
+        'webhook_subscription',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('url', sa.String(500), nullable=False),
+        sa.Column('event_types', sa.JSON(), nullable=False),
+        sa.Column('secret', sa.String(100), nullable=False),
+        sa.Column('active', sa.Boolean(), nullable=False),
+        sa.Column('created_by', sa.String(100), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        'webhook_delivery',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('subscription_id', sa.Integer(), sa.ForeignKey('webhook_subscription.id'),
+                  nullable=False),
+        sa.Column('event_type', sa.String(40), nullable=False),
+        sa.Column('case_id', sa.Integer(), nullable=True),
+        sa.Column('body', sa.Text(), nullable=False),
+        sa.Column('status', sa.String(20), nullable=False),
+        sa.Column('attempts', sa.Integer(), nullable=False),
+        sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('last_status', sa.Integer(), nullable=True),
+        sa.Column('last_error', sa.Text(), nullable=True),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index('ix_webhook_delivery_due', 'webhook_delivery', ['status', 'next_attempt_at'])
+    op.create_index('ix_webhook_delivery_subscription', 'webhook_delivery',
+                    ['subscription_id', 'id'])
 
 
 def downgrade() -> None:
+    op.drop_table('webhook_delivery')
+    op.drop_table('webhook_subscription')
     op.drop_table('external_job')
     op.drop_table('message_wait')
