@@ -20,7 +20,7 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import create_engine, select, text
 
-from bench import inbox
+from bench import inbox, messages
 from bench.casegen import human_task_count, item_list, write_pack
 from engine.actors import Actor
 from engine.audit.history import case_history
@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"(ratio {postgres['per_s'] / raw['per_s']:.2f} of raw)")
         else:
             print("engine on PostgreSQL: skipped (set ZERORUN_BENCH_PG to a server URL)")
+        correlated = messages.measure(Path(tmp))
+        print(f"correlated messages on SQLite: {correlated['per_s']:8.1f} messages/s "
+              f"({correlated['ms']:.2f} ms each: find the waiting case by key, validate, "
+              "deliver, commit)")
         pages = inbox.measure(Path(tmp))
         print(f"inbox page with 10,000 open cases (SQLite, 130,000 indexed tasks): "
               f"{pages['plain']:.1f} ms, filtered by phase {pages['filtered']:.1f} ms, "
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "inbox_filtered_ms_10k_cases": round(pages["filtered"], 2),
         "inbox_overdue_ms_10k_cases": round(pages["overdue"], 2),
         "history_ms_per_event": round(long_case["history_ms_per_event"], 3),
+        "message_per_s": round(correlated["per_s"], 1),
     }
     print(json.dumps(figures))
     return 0

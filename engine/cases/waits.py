@@ -32,9 +32,36 @@ def message_definitions(definition: Any) -> list[MessageEventDefinition]:
             if isinstance(d, MessageEventDefinition)]
 
 
+_KINDS: dict[int, tuple[object, bool, bool]] = {}
+
+
+def _uses(version: VersionSpecs) -> tuple[bool, bool]:
+    """Whether a version has message catch elements, and external service tasks (kept per
+    loaded spec object, so cases of versions without either cost no query)."""
+    found = _KINDS.get(id(version.specs))
+    if found is None or found[0] is not version.specs:
+        specs = [version.specs.process_spec, *version.specs.subprocess_specs.values()]
+        elements = [t for p in specs for t in p.task_specs.values()]
+        found = (version.specs,
+                 any(message_definitions(getattr(t, "event_definition", None))
+                     for t in elements),
+                 any(isinstance(t, ExternalTask) for t in elements))
+        _KINDS[id(version.specs)] = found
+    return found[1], found[2]
+
+
 def sync_interactions(functions: Mapping[str, Any], s: Session, case: Case, version: VersionSpecs,
                       workflow: BpmnWorkflow, now: datetime) -> None:
     """Bring the message waits and external jobs of a case in line with its workflow."""
+    messages_used, jobs_used = _uses(version)
+    if messages_used:
+        _sync_waits(functions, s, case, version, workflow)
+    if jobs_used:
+        _sync_jobs(s, case, version, workflow, now)
+
+
+def _sync_waits(functions: Mapping[str, Any], s: Session, case: Case, version: VersionSpecs,
+                workflow: BpmnWorkflow) -> None:
     waits: dict[tuple[str, str], MessageWait] = {}
     for task in workflow.event_manager.tasks.values():
         if task.state != TaskState.WAITING:
@@ -68,6 +95,9 @@ def sync_interactions(functions: Mapping[str, Any], s: Session, case: Case, vers
         if pair not in stored:
             s.add(wait)
 
+
+def _sync_jobs(s: Session, case: Case, version: VersionSpecs, workflow: BpmnWorkflow,
+               now: datetime) -> None:
     started = {str(t.id): t for t in workflow.get_tasks(state=TaskState.STARTED)
                if isinstance(t.task_spec, ExternalTask)}
     jobs = {j.id: j for j in s.scalars(select(ExternalJob).where(
