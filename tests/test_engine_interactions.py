@@ -192,3 +192,16 @@ def test_service_task_without_topic_is_refused_naming_it():
         PackParser({"dept_a": "dept_a"}, ()).parse(files)
     [problem] = [p for p in raised.value.problems if p.element == "lookup"]
     assert "no topic" in problem.message
+
+
+def test_a_case_with_messages_and_jobs_exports_and_verifies_offline(make_engine, db_url, clock):
+    from engine.audit.export import export_case, verify_export
+
+    engine = make_engine(db_url, PACK)
+    case = _to_result(engine, clock, "R-5")
+    engine.correlate_message("item_result", {"key": "R-5"}, {"approved": True}, OFFICE)
+    document = export_case(engine, case.id)
+    assert [e["type"] for e in document["events"]].count("message_received") == 1
+    assert verify_export(document, engine.script_engine).ok
+    document["events"][-1]["data"]["payload"] = {"approved": False}  # tampered
+    assert not verify_export(document, engine.script_engine).ok

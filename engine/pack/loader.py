@@ -37,7 +37,7 @@ FORMS_DIR = "forms"
 EXPRESSION_PROPERTIES = ("departmentExpression", "dueExpression", "correlationKey")
 
 
-class _EngineBpmnParser(SpiffBpmnParser):
+class EngineBpmnParser(SpiffBpmnParser):
     """SpiffWorkflow's parser, with service tasks done by external workers (see ExternalTask)."""
 
     OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
@@ -119,7 +119,7 @@ class PackParser:
 
         form_problems, schemas = self._check_forms(forms)
         problems.extend(form_problems)
-        parser = _EngineBpmnParser()
+        parser = EngineBpmnParser()
         process_files: dict[str, str] = {}
         decision_files: dict[str, str] = {}
         for name, tree in trees.items():
