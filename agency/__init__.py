@@ -27,7 +27,7 @@ from engine.store.db import Database
 def service_engine(config: Config, *, database: Database | None = None,
                    clock_source: Callable[[], datetime] = clock.now) -> Engine:
     """An engine running the agency service: its reference functions and notifications."""
-    from agency import notify
+    from agency import notify, webhooks
     from agency.reference import ReferenceData, script_functions
 
     reference = ReferenceData.load(config.data_dir)
@@ -37,6 +37,7 @@ def service_engine(config: Config, *, database: Database | None = None,
     if addresses:
         hooks.seal_made.append(lambda s, document: notify.seal_made(
             s, document, addresses=addresses, now=clock_source()))
+    hooks.case_event.append(webhooks.record)
     # The functions read the clock in force: a command pins it to its own time and a
     # replay to the recorded event's, so re-execution computes the same dates.
     functions: dict[str, Callable[..., Any]] = script_functions(reference, clock.now)

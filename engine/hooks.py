@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from engine.store.models import HumanTask
+    from engine.store.models import Case, Event, HumanTask
 
 
 @dataclass(frozen=True)
+
+
 class TaskRaised:
     """A new human task whose diagram names people to tell (the `notify` property)."""
 
@@ -35,6 +37,8 @@ SealMadeHook = Callable[["Session", dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
+
+
 class CommandDone:
     """A command of the engine's front door ended (after its commit or rollback)."""
 
@@ -49,9 +53,14 @@ class CommandDone:
 CommandDoneHook = Callable[[CommandDone], None]
 # True: a running case came from the in-memory cache; False: it was rebuilt from the store.
 CaseCacheHook = Callable[[bool], None]
+# Every event appended to a case's chain, with the case as the command left it
+# (e.g. webhook deliveries written to an outbox in the same transaction).
+CaseEventHook = Callable[["Session", "Case", "Event"], None]
 
 
 @dataclass
+
+
 class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
@@ -60,3 +69,4 @@ class Hooks:
     # Instrumentation (metrics, logs): called outside the command's transaction.
     command_done: list[CommandDoneHook] = field(default_factory=list)
     case_cache: list[CaseCacheHook] = field(default_factory=list)
+    case_event: list[CaseEventHook] = field(default_factory=list)

@@ -198,7 +198,7 @@ def test_deploying_a_diagram_that_cannot_run_is_refused_in_the_editor(live, page
     page.click("#save")
     page.wait_for_selector("#problems:not([hidden])")
     text = page.inner_text("#problem-list")
-    assert "Publish on" in text and "service task has no implementation" in text
+    assert "Publish on" in text and "service task has no topic" in text
     assert "user task has no form" in text
     marked = page.evaluate("window.zerorunEditor.marked")
     assert "_64eabfe9-6947-43eb-ac45-8d331745f86c" in marked

@@ -220,6 +220,22 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
          "admin": 302, "auditor": 403}),
+    # Systems outside: webhook subscriptions and external jobs (webapp/integrations.py).
+    ("/admin/integrations/", "GET"): (lambda ws, t: ("/admin/integrations/", None), False,
+                                      LIBRARY_READERS),
+    ("/admin/integrations/webhooks", "POST"): (
+        lambda ws, t: ("/admin/integrations/webhooks", {"url": "https://example.org/hook",
+                                                        "event_types": "case_started"}),
+        False, {**ADMINS, "admin": 302}),
+    ("/admin/integrations/webhooks/<int:subscription_id>", "GET"): (
+        lambda ws, t: ("/admin/integrations/webhooks/999999", None), False,
+        {**LIBRARY_READERS, "admin": 404, "auditor": 404}),
+    ("/admin/integrations/webhooks/<int:subscription_id>/deactivate", "POST"): (
+        lambda ws, t: ("/admin/integrations/webhooks/999999/deactivate", {}), False,
+        {**ADMINS, "admin": 404}),
+    ("/admin/integrations/jobs/<job_id>/retry", "POST"): (
+        lambda ws, t: ("/admin/integrations/jobs/no-such-job/retry", {"retries": "2"}), False,
+        {**ADMINS, "admin": 302}),
 }
 
 

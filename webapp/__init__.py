@@ -48,12 +48,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         admin,
         agent,
         api,
+        api_interop,  # noqa: F401  (routes on the API's blueprint)
+        api_lifecycle,  # noqa: F401
         audit,
         auth,
         cases,
         enterprise,
         i18n,
         intake,
+        integrations,
         labels,
         metrics,
         observability,
@@ -78,6 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     observability.init_app(app, engine)
     sso.init_app(app, engine.config)
+    app.register_blueprint(integrations.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

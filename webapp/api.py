@@ -328,7 +328,8 @@ def list_tasks() -> Response:
     filters: dict[str, Any] = {
         "department": user.department if inbox else None, "states": (state,),
         "assignee": user.username if mine == "true" else None,
-        "open_to": user.username if inbox and state == "ready" else None}
+        "open_to": user.username if inbox and state == "ready" else None,
+        **task_query_filters()}
     tasks = engine.list_tasks(**filters, limit=limit, offset=offset)
     # A page that is not full ends the list: its total is known without counting.
     partial = 0 < len(tasks) < limit or (not tasks and offset == 0)
@@ -337,6 +338,30 @@ def list_tasks() -> Response:
         "tasks": [task_json(t) for t in tasks], "total": total, "limit": limit,
         "offset": offset, "next_offset": offset + limit if offset + limit < total else None,
     })
+
+
+def task_query_filters() -> dict[str, Any]:
+    """The optional filters of a task list: case, process, phase, item, stage, due before."""
+    filters: dict[str, Any] = {}
+    if request.args.get("case_id") is not None:
+        filters["case_id"] = _int_arg("case_id", 0, 1, None)
+    for arg, name in (("process_id", "process_id"), ("phase", "phase"),
+                      ("item", "item_code"), ("stage", "stage")):
+        value = request.args.get(arg)
+        if value:
+            filters[name] = value[:200]
+    raw = request.args.get("due_before")
+    if raw:
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ApiError(400, "bad_request", "query parameter due_before is not valid",
+                           [FieldError("due_before", "must be a date-time with a time zone, "
+                                       "e.g. 2026-03-20T10:00:00Z")])
+        filters["due_before"] = moment
+    return filters
 
 
 @bp.get("/tasks/<task_id>")

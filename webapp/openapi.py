@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from webapp import openapi_lifecycle as lifecycle
+
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 
@@ -330,6 +332,12 @@ _PATHS: dict[str, Any] = {
         "listCaseEvents", {"200": _json(_ref("EventList"), "The events.")}, (401, 403, 404),
         parameters=[_CASE_ID])},
 }
+
+# The lifecycle, message and external-task routes are described in their own module.
+_SCHEMAS.update(lifecycle.SCHEMAS)
+for _path, _operations in lifecycle.PATHS.items():
+    _PATHS.setdefault(_path, {}).update(_operations)
+_PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

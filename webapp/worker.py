@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from agency import notify
+from agency import notify, webhooks
 from engine import health
 from engine.audit.seals import seal_if_due
 from engine.cases import Engine
@@ -52,7 +52,10 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
             sent, failed = notify.deliver_outbox(engine)
             if sent or failed:
                 report(f"mail: {sent} sent, {failed} to retry")
-            health.beat(engine, name, started, fired=fired, failed=failed)
+            hooks_sent, hooks_failed = webhooks.deliver(engine)
+            if hooks_sent or hooks_failed:
+                report(f"webhooks: {hooks_sent} sent, {hooks_failed} failed")
+            health.beat(engine, name, started, fired=fired, failed=failed + hooks_failed)
         except (SQLAlchemyError, OSError) as exc:
             failures += 1
             delay = min(OUTAGE_FIRST_SECONDS * 2 ** (failures - 1), OUTAGE_MAX_SECONDS)

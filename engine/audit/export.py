@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import select
 
 from engine.audit import chain as audit
@@ -17,7 +16,7 @@ from engine.audit.sealcheck import against, recompute
 from engine.cases import WORKFLOW_EVENTS, Engine, apply_event
 from engine.cases.workflow import scan_tasks
 from engine.errors import CaseNotFound, EngineError
-from engine.pack.loader import SourceFile, content_hash
+from engine.pack.loader import EngineBpmnParser, SourceFile, content_hash
 from engine.pack.xml import parse_xml
 from engine.runtime import clock
 from engine.runtime.spiff import IdSource, ProcessSpecs, case_namespace, new_workflow, task_ids
@@ -182,7 +181,7 @@ def verify_export_seal(document: dict[str, Any], held: dict[str, Any], public_ke
 
 
 def _specs(process_id: str, sources: dict[str, str]) -> ProcessSpecs:
-    parser = SpiffBpmnParser()
+    parser = EngineBpmnParser()
     for name, text in sources.items():
         if name.endswith(".bpmn"):
             parser.add_bpmn_xml(parse_xml(text.encode("utf-8"), name), filename=name)

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from engine.cases.commands import Commands
 from engine.cases.instrument import instrument
+from engine.cases.interactions import (
+    AmbiguousMessage,
+    Delivery,
+    InteractionCommands,
+    JobView,
+    NobodyWaits,
+)
 from engine.cases.migrating import MigrationCommands
+from engine.cases.search import CaseQuery, CaseSearch, TimerView
 from engine.cases.timers import TimerCommands
 from engine.cases.views import (
     TASK_ORDERS,
@@ -27,11 +35,12 @@ from engine.cases.views import (
 )
 from engine.cases.workflow import apply_event
 
-__all__ = ["TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult", "StartForm",
+__all__ = ["AmbiguousMessage", "CaseQuery", "Delivery", "JobView", "NobodyWaits", "TimerView",
+           "TASK_ORDERS", "WORKFLOW_EVENTS", "CaseView", "Engine", "LoadResult", "StartForm",
            "TaskCounts", "TaskDetail", "TaskView", "Verification", "apply_event", "parse_due",
            "plain_data"]
 
 
 @instrument
-class Engine(Commands, TimerCommands, MigrationCommands):
+class Engine(InteractionCommands, Commands, TimerCommands, MigrationCommands, CaseSearch):
     """Runs cases of stored process versions; the only writer of cases, tasks and events."""

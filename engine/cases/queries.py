@@ -61,7 +61,8 @@ class Queries(Verifying):
                    limit: int = 50, offset: int = 0, phase: str | None = None,
                    item_code: str | None = None, due_before: datetime | None = None,
                    open_to: str | None = None, order: str = "due",
-                   green_only: bool = False) -> list[TaskView]:
+                   green_only: bool = False, process_id: str | None = None,
+                   stage: str | None = None) -> list[TaskView]:
         """Human tasks from the index, filtered and paged in SQL.
 
         `open_to` keeps the tasks nobody claimed plus those claimed by that user;
@@ -75,7 +76,7 @@ class Queries(Verifying):
             select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
             department=department, assignee=assignee, case_id=case_id, states=states,
             phase=phase, item_code=item_code, due_before=due_before, open_to=open_to,
-            green_only=green_only)
+            green_only=green_only, process_id=process_id, stage=stage)
         with self.db.reading() as s:
             if order == "age":
                 rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
@@ -102,13 +103,14 @@ class Queries(Verifying):
                     case_id: int | None = None, states: Iterable[str] = ("ready",),
                     phase: str | None = None, item_code: str | None = None,
                     due_before: datetime | None = None, open_to: str | None = None,
-                    green_only: bool = False) -> int:
+                    green_only: bool = False, process_id: str | None = None,
+                    stage: str | None = None) -> int:
         """How many tasks `list_tasks` would list with the same filters, without paging."""
         query = task_filters(
             select(func.count()).select_from(HumanTask), department=department,
             assignee=assignee, case_id=case_id, states=states, phase=phase,
             item_code=item_code, due_before=due_before, open_to=open_to,
-            green_only=green_only)
+            green_only=green_only, process_id=process_id, stage=stage)
         with self.db.reading() as s:
             return int(s.scalar(query) or 0)
 

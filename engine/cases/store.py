@@ -31,6 +31,7 @@ from engine.cases.views import (
     parse_due,
     task_view,
 )
+from engine.cases.waits import sync_interactions
 from engine.cases.workflow import (
     ReplayFailed,
     apply_event,
@@ -268,6 +269,7 @@ class CaseStore:
                     live.departments.add(row.department)
                 self._announce(s, case, version, task, row, now)
         self._sync_timers(s, case, live)
+        sync_interactions(self.functions, s, case, version, workflow, now)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
             case.status, case.ended_at = "completed", now
@@ -357,6 +359,8 @@ class CaseStore:
         case.event_seq, case.last_hash = seq, event.hash
         if live is not None:
             live.event_seq = seq
+        for hook in self.hooks.case_event:
+            hook(s, case, event)
 
     def _snapshot(self, s: Session, case: Case, live: LiveCase, force: bool = False) -> None:
         due = case.event_seq - live.snapshot_seq >= self.config.snapshot_every

@@ -35,7 +35,8 @@ _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
 
 WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated",
-                   "case_migrated", "case_migration_reverted")
+                   "case_migrated", "case_migration_reverted", "message_received",
+                   "job_completed")
 
 MIGRATION_EVENTS = ("case_migrated", "case_migration_reverted")
 
@@ -192,8 +193,13 @@ def attachment_view(row: Attachment) -> AttachmentView:
 def task_filters(query: _Q, *, department: str | None, assignee: str | None,
                   case_id: int | None, states: Iterable[str], phase: str | None,
                   item_code: str | None, due_before: datetime | None,
-                  open_to: str | None, green_only: bool = False) -> _Q:
+                  open_to: str | None, green_only: bool = False,
+                  process_id: str | None = None, stage: str | None = None) -> _Q:
     query = query.where(HumanTask.state.in_(tuple(states)))
+    if process_id is not None:
+        query = query.where(HumanTask.process_id == process_id)
+    if stage is not None:
+        query = query.where(HumanTask.stage == stage)
     if green_only:
         query = query.where(HumanTask.green_channel.is_(True))
     if department is not None:

@@ -12,12 +12,14 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 from engine.cases.views import WORKFLOW_EVENTS, plain_data
+from engine.cases.waits import message_definitions
 from engine.errors import (
     ChainBreak,
     Conflict,
@@ -69,8 +71,38 @@ def run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
         workflow.do_engine_steps()
     elif event_type == "case_terminated":
         workflow.cancel()
+    elif event_type == "message_received":
+        deliver_message(workflow, payload, case_id)
+    elif event_type == "job_completed":
+        task = workflow.get_task_from_id(UUID(payload["task_id"]))
+        if task is None or task.state != TaskState.STARTED:
+            raise Conflict(f"job {payload['task_id']} is not under way in case {case_id}")
+        task.data.update(copy.deepcopy(payload["data"]))
+        task.complete()
+        workflow.do_engine_steps()
     if workflow.completed:
         drop_orphans(workflow)
+
+def deliver_message(workflow: BpmnWorkflow, payload: dict[str, Any], case_id: int) -> None:
+    """Hand a message to the one waiting element it was correlated with, then run on.
+
+    The payload goes where the message's `messageVariable` says, or into the element's
+    data when the message names none.
+    """
+    task = workflow.get_task_from_id(UUID(payload["task_id"]))
+    waiting = getattr(task.task_spec, "event_definition", None) if task else None
+    definition = next((d for d in message_definitions(waiting)
+                       if d.name == payload["message"]), None)
+    if task is None or task.state != TaskState.WAITING or definition is None:
+        raise Conflict(f"element {payload.get('element')} of case {case_id} does not wait "
+                       f"for message {payload['message']!r}")
+    body = copy.deepcopy(payload["payload"])
+    task.task_spec.catch(task, BpmnEvent(definition, payload=body))
+    if getattr(definition, "message_var", None) is None:
+        task.data.update(copy.deepcopy(body))
+    task.task_spec._update(task)
+    workflow.do_engine_steps()
+
 
 def drop_orphans(workflow: BpmnWorkflow) -> None:
     """Forget sub-processes whose calling task was dropped when the case was cancelled.

@@ -14,15 +14,17 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from lxml import etree
+from SpiffWorkflow.bpmn.parser.util import full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+from SpiffWorkflow.spiff.parser.task_spec import SpiffTaskParser
 
 from engine.errors import InvalidProcess, Problem
 from engine.pack.prediction import MAX_PREDICTED, explosion
 from engine.pack.xml import element_at_line, parse_xml
 from engine.runtime import expressions
-from engine.runtime.spiff import ProcessSpecs
+from engine.runtime.spiff import ExternalTask, ProcessSpecs
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,19 @@ NS = {
     "dmn": "https://www.omg.org/spec/DMN/20191111/MODEL/",
 }
 FORMS_DIR = "forms"
-EXPRESSION_PROPERTIES = ("departmentExpression", "dueExpression")
+EXPRESSION_PROPERTIES = ("departmentExpression", "dueExpression", "correlationKey")
+
+
+class EngineBpmnParser(SpiffBpmnParser):
+    """SpiffWorkflow's parser, with service tasks done by external workers (see ExternalTask)."""
+
+    OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
+                               full_tag("serviceTask"): (SpiffTaskParser, ExternalTask)}
 
 
 @dataclass
+
+
 class SourceFile:
     """One file of a pack: its name (relative to the pack) and bytes."""
 
@@ -49,6 +60,8 @@ class SourceFile:
 
 
 @dataclass
+
+
 class ParsedProcess:
     """A validated process ready to be stored as a version."""
 
@@ -62,6 +75,8 @@ class ParsedProcess:
 
 
 @dataclass
+
+
 class Pack:
     """A validated set of process files."""
 
@@ -111,7 +126,7 @@ class PackParser:
 
         form_problems, schemas = self._check_forms(forms)
         problems.extend(form_problems)
-        parser = SpiffBpmnParser()
+        parser = EngineBpmnParser()
         process_files: dict[str, str] = {}
         decision_files: dict[str, str] = {}
         for name, tree in trees.items():
@@ -136,6 +151,10 @@ class PackParser:
             found, owner_problems = self._user_tasks(tree, name, schemas)
             problems.extend(owner_problems)
             task_specs.update(found)
+            external, external_problems = _external_tasks(tree, name, schemas)
+            problems.extend(external_problems)
+            task_specs.update(external)
+            task_specs.update(_correlated_elements(tree))
         if problems:
             raise InvalidProcess(problems)
 
@@ -165,11 +184,16 @@ class PackParser:
             involved |= _decision_files(trees, involved, decision_files)
             tasks = {key: meta for key, meta in task_specs.items()
                      if meta["process_id"] in ({process_id} | set(subprocess_specs))}
-            form_names = sorted({f"{FORMS_DIR}/{meta['form']}" for meta in tasks.values()}
+            form_names = sorted({f"{FORMS_DIR}/{meta['form']}" for meta in tasks.values()
+                                 if meta.get("form")}
                                 | {f"{FORMS_DIR}/{meta['uischema']}" for meta in tasks.values()
                                    if meta.get("uischema")}
                                 | {f"{FORMS_DIR}/{name}" for name in start_form_files(process_id)
-                                   if name in schemas})
+                                   if name in schemas}
+                                | {f"{FORMS_DIR}/{meta['output_schema']}"
+                                   for meta in tasks.values() if meta.get("output_schema")}
+                                | {f"{FORMS_DIR}/{name}" for name in
+                                   _message_schema_files(trees, involved) if name in schemas})
             hashed = {s.name: s for s in files if s.name in involved or s.name in form_names}
             processes[process_id] = ParsedProcess(
                 process_id=process_id,
@@ -390,8 +414,10 @@ def _unsupported_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
                                 element=node.get("id"), element_name=node.get("name")))
 
     for node in root.iter(f"{{{NS['bpmn']}}}serviceTask"):
-        refuse(node, "service task has no implementation the engine can run (it calls no "
-               "external services); record outside facts in a user task instead")
+        if not _properties(node).get("topic", "").strip():
+            refuse(node, "service task has no topic (property topic): the engine calls no "
+                   "services itself; give it a topic for an external worker, or record "
+                   "outside facts in a user task instead")
     for node in root.iter(f"{{{NS['bpmn']}}}dataStoreReference", f"{{{NS['bpmn']}}}dataStore"):
         refuse(node, "data stores are not supported: case data lives in the case; use a "
                "data object or task data instead")
@@ -425,6 +451,66 @@ def _prediction_problems(spec: Any, subprocess_specs: Mapping[str, Any],
             line=nodes[0].sourceline if nodes else None, element=found.element,
             element_name=found.element_name))
     return problems
+
+
+def message_schema_file(message: str) -> str:
+    """The JSON Schema a message's payload must satisfy, by convention (under forms/)."""
+    return f"message.{message}.schema.json"
+
+
+def _message_schema_files(trees: Mapping[str, etree._ElementTree],
+                          involved: Iterable[str]) -> set[str]:
+    names: set[str] = set()
+    for name in involved:
+        tree = trees.get(name)
+        if tree is None:
+            continue
+        for message in tree.getroot().iter(f"{{{NS['bpmn']}}}message"):
+            if message.get("name"):
+                names.add(message_schema_file(message.get("name", "")))
+    return names
+
+
+def _correlated_elements(tree: etree._ElementTree) -> dict[str, dict[str, Any]]:
+    """Message catch events and receive tasks that declare a `correlationKey` expression."""
+    found: dict[str, dict[str, Any]] = {}
+    tags = ("intermediateCatchEvent", "boundaryEvent", "receiveTask", "startEvent")
+    for node in tree.getroot().iter(*(f"{{{NS['bpmn']}}}{tag}" for tag in tags)):
+        key = _properties(node).get("correlationKey", "").strip()
+        if key:
+            container = _container(node)
+            found[f"{container}:{node.get('id', '')}"] = {
+                "kind": "message", "process_id": container, "spec_name": node.get("id", ""),
+                "correlation_key": key}
+    return found
+
+
+def _external_tasks(tree: etree._ElementTree, name: str, schemas: Mapping[str, Any]
+                    ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
+    """Service tasks with a topic: what a worker fetches, and the schema of its output."""
+    found: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for node in tree.getroot().iter(f"{{{NS['bpmn']}}}serviceTask"):
+        props = _properties(node)
+        topic = props.get("topic", "").strip()
+        if not topic:
+            continue
+        output = props.get("outputSchemaFilename") or None
+        retries = props.get("retries", "3").strip()
+        if output and output not in schemas:
+            problems.append(Problem(f"output schema file {FORMS_DIR}/{output} does not exist "
+                                    "or is invalid", file=name, line=node.sourceline,
+                                    element=node.get("id"), element_name=node.get("name")))
+        if not retries.isdigit():
+            problems.append(Problem(f"property retries {retries!r} is not a whole number",
+                                    file=name, line=node.sourceline,
+                                    element=node.get("id"), element_name=node.get("name")))
+        container = _container(node)
+        found[f"{container}:{node.get('id', '')}"] = {
+            "kind": "external", "process_id": container, "spec_name": node.get("id", ""),
+            "title": node.get("name") or node.get("id", ""), "topic": topic,
+            "output_schema": output, "retries": int(retries) if retries.isdigit() else 3}
+    return found, problems
 
 
 def _container(node: etree._Element) -> str:

@@ -22,6 +22,8 @@ from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.bpmn.util.task import BpmnTaskFilter
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.spiff.serializer.task_spec import SpiffBpmnTaskConverter
+from SpiffWorkflow.spiff.specs.defaults import NoneTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -138,8 +140,22 @@ class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
+class ExternalTask(NoneTask):
+    """A service task done by a worker outside: it starts and waits until a worker
+    completes it (SpiffWorkflow leaves a task STARTED when its run hook answers None)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.manual = False  # the engine runs it up to its wait; no person completes it
+
+    def _run_hook(self, my_task: Task) -> bool | None:
+        super()._run_hook(my_task)
+        return None
+
+
 def _make_serializer() -> BpmnWorkflowSerializer:
     config = dict(SPIFF_CONFIG)
+    config[ExternalTask] = SpiffBpmnTaskConverter
     del config[BpmnWorkflow]
     config[CaseWorkflow] = _SpeclessWorkflowConverter
     return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))

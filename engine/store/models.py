@@ -291,6 +291,8 @@ class SealedEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     hash: Mapped[str] = mapped_column(String(64))
     seal_number: Mapped[int] = mapped_column(ForeignKey("audit_seal.number"))
+
+
 class WorkerHeartbeat(Base):
     """The timer worker of one host: when its loop last ran and what it did (migration 0014)."""
 
@@ -303,3 +305,40 @@ class WorkerHeartbeat(Base):
     timers_fired: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class MessageWait(Base):
+    """A message event or receive task waiting in a case, and how callers correlate it."""
+
+    __tablename__ = "message_wait"
+    __table_args__ = (Index("ix_message_wait_name", "message", "correlation_key"),)
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message: Mapped[str] = mapped_column(String(200), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"), index=True)
+    element: Mapped[str] = mapped_column(String(200))
+    process_id: Mapped[str] = mapped_column(String(200))
+    # The value of the element's `correlationKey` expression when the wait began.
+    correlation_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class ExternalJob(Base):
+    """A service task with a topic, done by a worker outside (fetch-and-lock, complete, fail)."""
+
+    __tablename__ = "external_job"
+    __table_args__ = (Index("ix_external_job_topic", "topic", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the task's id
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"), index=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    element: Mapped[str] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(String(100))
+    # open (fetchable when unlocked and not backed off), incident (no retries left),
+    # completed, cancelled (the case moved on without it).
+    state: Mapped[str] = mapped_column(String(20))
+    retries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -1,7 +1,7 @@
 """audit seals: signed Merkle roots over every stream's head, their leaves and sealed hashes
 
 Revision ID: 0013_audit_seals
-Revises: 0006_green_channel
+Revises: 0011_messages_jobs
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013_audit_seals'
-down_revision = '0006_green_channel'
+down_revision = '0011_messages_jobs'
 branch_labels = None
 depends_on = None
 
