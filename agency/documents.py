@@ -19,7 +19,7 @@ from agency.reference import reference_of
 from engine.actors import Actor
 from engine.audit.chain import NewEvent
 from engine.audit.seals import list_seals
-from engine.errors import EngineError, Forbidden, NotFound, Unavailable
+from engine.errors import CaseNotFound, EngineError, Forbidden, NotFound, Unavailable
 from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import Event, HumanTask
 
@@ -87,7 +87,7 @@ def _check_reader(engine: Engine, case_id: int | None, actor: Actor) -> None:
         if not (actor.is_system or actor.role in ("office", "leader", "admin", "auditor")):
             raise Forbidden("the service's progress reports are for the leading group")
     elif not engine.may_see_case(case_id, actor):
-        raise Forbidden("this case belongs to other departments")
+        raise CaseNotFound(f"case {case_id} does not exist")
 
 
 def list_documents(engine: Engine, case_id: int | None, actor: Actor) -> list[DocumentView]:

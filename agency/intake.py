@@ -33,6 +33,11 @@ PROCESS_ID = "case_flow"
 START_FORM = start_form_files(PROCESS_ID)[0]
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 500
+# A workbook is a zip of XML: 2 MB of it can expand to gigabytes. Its declared sizes are
+# checked before anything is decompressed (the reader never inflates past them), and the
+# cells are counted before and while the sheet is read.
+MAX_XLSX_UNCOMPRESSED = 20 * 1024 * 1024
+MAX_CELLS = (MAX_ROWS + 50) * 60
 SOURCES = {"drc_key_list": N_("发改委年度重点项目清单"),
            "commerce_signed": N_("商务局招商引资签约项目")}
 # The city and its three county-level divisions (行政区划代码) a project code may name.
@@ -184,6 +189,7 @@ def _read_xlsx(content: bytes) -> list[list[str]]:
     if not zipfile.is_zipfile(io.BytesIO(content)):
         raise IntakeError("该文件不是有效的 .xlsx 工作簿（可能已损坏，或只是改了扩展名）",
                           params={})
+    _check_expansion(content)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure of the reader means an unreadable file
@@ -192,16 +198,61 @@ def _read_xlsx(content: bytes) -> list[list[str]]:
     try:
         sheet = workbook.worksheets[0]
         rows: list[list[str]] = []
+        cells = 0
         for values in sheet.iter_rows(values_only=True):
+            cells += len(values)
+            if cells > MAX_CELLS:
+                raise _too_many_cells()
             rows.append([_cell_text(v) for v in values])
             if len(rows) > MAX_ROWS + 50:
                 break
         return rows
+    except IntakeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a broken sheet inside a valid zip
         raise IntakeError("无法读取该 Excel 工作簿（文件已损坏或格式不受支持）",
                           params={}) from exc
     finally:
         workbook.close()
+
+
+def _too_many_cells() -> IntakeError:
+    return IntakeError("工作表超过 %(limit)s 个单元格，未导入；请删除多余行列或拆分上传",
+                       params={"limit": MAX_CELLS})
+
+
+def _check_expansion(content: bytes) -> None:
+    """Refuse a workbook that would expand past the limits, before parsing any of it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            members = archive.infolist()
+            expanded = sum(member.file_size for member in members)
+            if expanded > MAX_XLSX_UNCOMPRESSED:
+                raise IntakeError(
+                    "工作簿解压后为 %(size)s MB，超过 %(limit)s MB 上限，未导入；请拆分上传",
+                    params={"limit": MAX_XLSX_UNCOMPRESSED // (1024 * 1024),
+                            "size": f"{expanded / (1024 * 1024):.0f}"})
+            sheets = [m for m in members if m.filename.startswith("xl/worksheets/sheet")]
+            for member in sheets[:1]:
+                with archive.open(member) as sheet:
+                    head = sheet.read(4096).decode("utf-8", "replace")
+                found = re.search(r'<(?:\w+:)?dimension ref="([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?"',
+                                  head)
+                if found and found.group(3):
+                    columns = _column_number(found.group(3)) - _column_number(found.group(1)) + 1
+                    count = (int(found.group(4)) - int(found.group(2)) + 1) * columns
+                    if count > MAX_CELLS:
+                        raise _too_many_cells()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IntakeError("无法读取该 Excel 工作簿（文件已损坏或格式不受支持）",
+                          params={}) from exc
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number
 
 
 def _cell_text(value: Any) -> str:

@@ -118,6 +118,8 @@ def build_process(blocks: int = 20, items: int = 4, process_id: str = "bench_cas
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_bench" '
         'targetNamespace="http://zerorun.example/bench">\n'
         f'<bpmn:process id="{process_id}" name="基准流程" isExecutable="true">\n'
+        '<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property '
+        'name="startable" value="true"/></spiffworkflow:properties></bpmn:extensionElements>\n'
         f"<bpmn:laneSet id=\"lanes\">{lanes}</bpmn:laneSet>\n"
         + "\n".join(b.nodes) + "\n" + "\n".join(b.flows)
         + "\n</bpmn:process>\n</bpmn:definitions>\n")

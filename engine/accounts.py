@@ -15,24 +15,35 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.actors import ROLES, Actor
 from engine.audit import chain as audit
 from engine.errors import EngineError, Forbidden, NotFound
 from engine.runtime import clock
-from engine.store.models import Department, User
+from engine.store.db import Database
+from engine.store.models import Department, LoginThrottle, User
 
 HASHER = PasswordHasher()
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=5)
 MIN_PASSWORD_LENGTH = 8
+# Failed logins from one client address, whatever the accounts tried, before it must wait.
+MAX_ADDRESS_FAILURES = 20
+ADDRESS_WINDOW = timedelta(minutes=10)
 
 
 class LoginFailed(Forbidden):
     """Wrong user name or password, or the account is locked for a while."""
 
     status = 401
+
+
+class LoginThrottled(LoginFailed):
+    """Too many failed logins from one client address: it waits, whatever the account."""
+
+    status = 429
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,9 @@ class UserView:
     role: str
     department: str | None
     active: bool
+    locked_until: datetime | None = None
+    email: str | None = None
+    session_epoch: int = 0
 
     @property
     def actor(self) -> Actor:
@@ -53,7 +67,7 @@ class UserView:
 
 def _view(user: User) -> UserView:
     return UserView(user.id, user.username, user.display_name, user.role, user.department,
-                    user.active)
+                    user.active, user.locked_until, user.email, user.session_epoch or 0)
 
 
 def _record(s: Session, event_type: str, actor: str, data: dict[str, object],
@@ -69,6 +83,24 @@ def create_user(s: Session, username: str, password: str, role: str, *, display_
     username = username.strip()
     if not username:
         raise EngineError("a user name is required")
+    if len(username) > 100 or any(c.isspace() or not c.isprintable() for c in username):
+        raise EngineError("a user name has at most 100 characters, without spaces")
+    department = _check_role(s, role, department or None)
+    if s.scalar(select(User).where(User.username == username)) is not None:
+        raise EngineError(f"user {username!r} already exists")
+    _check_password(password)
+    user = User(username=username, display_name=display_name or username,
+                password_hash=HASHER.hash(password), role=role, department=department,
+                active=True, failed_logins=0, created_at=now, session_epoch=0)
+    s.add(user)
+    s.flush()
+    _record(s, "account_created", actor, {"username": username, "role": role,
+                                          "department": department}, now)
+    return _view(user)
+
+
+def _check_role(s: Session, role: str, department: str | None) -> str | None:
+    """The department an account of `role` keeps (None for roles above departments)."""
     if role not in ROLES or role == "system":
         raise EngineError(f"unknown role {role!r}; choose one of "
                           f"{', '.join(r for r in ROLES if r != 'system')}")
@@ -76,16 +108,47 @@ def create_user(s: Session, username: str, password: str, role: str, *, display_
         raise EngineError(f"a {role} belongs to a department")
     if department is not None and s.get(Department, department) is None:
         raise NotFound(f"department {department!r} does not exist")
-    if s.scalar(select(User).where(User.username == username)) is not None:
-        raise EngineError(f"user {username!r} already exists")
-    _check_password(password)
-    user = User(username=username, display_name=display_name or username,
-                password_hash=HASHER.hash(password), role=role, department=department,
-                active=True, failed_logins=0, created_at=now)
-    s.add(user)
-    s.flush()
-    _record(s, "account_created", actor, {"username": username, "role": role,
-                                          "department": department}, now)
+    return department
+
+
+def _user(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username).with_for_update())
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    return user
+
+
+def list_users(s: Session) -> list[UserView]:
+    """Every account, by user name."""
+    return [_view(u) for u in s.scalars(select(User).order_by(User.username))]
+
+
+def set_active(s: Session, username: str, active: bool, *, actor: str = "system") -> bool:
+    """Deactivate an account (its sessions and API token stop working at once) or activate
+    it again (unlocked, without a token: a new one must be issued); False when unchanged."""
+    user = _user(s, username)
+    if user.active == active:
+        return False
+    user.active = active
+    if active:
+        user.failed_logins, user.locked_until = 0, None
+    else:
+        user.api_token_hash = None
+        user.session_epoch = (user.session_epoch or 0) + 1
+    _record(s, "account_activated" if active else "account_deactivated", actor,
+            {"username": username})
+    return True
+
+
+def set_role(s: Session, username: str, role: str, department: str | None, *,
+             actor: str = "system") -> UserView:
+    """Change an account's role and department (checked as when it is created)."""
+    user = _user(s, username)
+    department = _check_role(s, role, department or None)
+    before = {"role": user.role, "department": user.department}
+    user.role, user.department = role, department
+    _record(s, "account_role_changed", actor, {"username": username, "before": before,
+                                               "role": role, "department": department})
     return _view(user)
 
 
@@ -102,6 +165,7 @@ def set_password(s: Session, username: str, password: str, *, actor: str = "syst
     _check_password(password)
     user.password_hash = HASHER.hash(password)
     user.failed_logins, user.locked_until = 0, None
+    user.session_epoch = (user.session_epoch or 0) + 1  # sessions opened before end now
     _record(s, "password_reset", actor, {"username": username})
 
 
@@ -118,25 +182,69 @@ def set_email(s: Session, username: str, email: str | None) -> None:
     user.email = email or None
 
 
-def authenticate(s: Session, username: str, password: str, now: datetime) -> UserView:
-    """Check a login; repeated failures lock the account for a few minutes."""
-    user = s.scalar(select(User).where(User.username == username.strip()))
-    if user is None or not user.active:
-        HASHER.hash(password)  # spend the same time as a real check
-        raise LoginFailed("wrong user name or password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise LoginFailed("too many failed logins; try again in a few minutes")
+def login(db: Database, username: str, password: str, address: str, now: datetime
+          ) -> UserView:
+    """Check a login. A failure is written in a transaction of its own (the check's own
+    transaction changes nothing then), so failures add up: five in a row lock the account
+    for a few minutes whatever the password, and too many from one address make it wait."""
+    username = username.strip()
+    with db.transaction() as s:
+        throttle = s.get(LoginThrottle, address)
+        if throttle is not None and throttle.window_start + ADDRESS_WINDOW > now \
+                and throttle.failures >= MAX_ADDRESS_FAILURES:
+            raise LoginThrottled("too many failed logins from your address; "
+                                 "try again in a few minutes")
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None or not user.active:
+            HASHER.hash(password)  # spend the same time as a real check
+            refusal = "wrong user name or password"
+        elif user.locked_until is not None and user.locked_until > now:
+            refusal = "too many failed logins; try again in a few minutes"
+        elif _password_matches(user, password):
+            user.failed_logins, user.locked_until = 0, None
+            if HASHER.check_needs_rehash(user.password_hash):
+                user.password_hash = HASHER.hash(password)
+            return _view(user)
+        else:
+            refusal = "wrong user name or password"
+    with db.transaction() as s:
+        _count_failure(s, username, address, now)
+    raise LoginFailed(refusal)
+
+
+def _password_matches(user: User, password: str) -> bool:
     try:
-        HASHER.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError) as exc:
+        return HASHER.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _count_failure(s: Session, username: str, address: str, now: datetime) -> None:
+    """One more failed login for the account (locking it at the limit) and the address."""
+    user = s.scalar(select(User).where(User.username == username).with_for_update())
+    if user is not None and user.active and not (
+            user.locked_until is not None and user.locked_until > now):
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILED_LOGINS:
             user.locked_until, user.failed_logins = now + LOCKOUT, 0
-        raise LoginFailed("wrong user name or password") from exc
-    user.failed_logins, user.locked_until = 0, None
-    if HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
-    return _view(user)
+            _record(s, "account_locked", "system", {
+                "username": username, "until": user.locked_until.isoformat(),
+                "address": address}, now)
+    throttle = s.get(LoginThrottle, address, with_for_update=True)
+    if throttle is None:
+        try:
+            with s.begin_nested():
+                s.add(LoginThrottle(address=address, window_start=now, failures=1))
+            return
+        except IntegrityError:  # another worker counted this address's first failure
+            throttle = s.get(LoginThrottle, address, with_for_update=True,
+                             populate_existing=True)
+            if throttle is None:
+                raise
+    if throttle.window_start + ADDRESS_WINDOW <= now:
+        throttle.window_start, throttle.failures = now, 1
+    else:
+        throttle.failures += 1
 
 
 def issue_token(s: Session, username: str, *, actor: str = "system") -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROLES = ("agent", "leader", "office", "admin", "auditor", "system")
+# Who may start a case of a process marked startable (auditors only read).
+STARTERS = ("agent", "leader", "office", "admin")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,11 @@ class Actor:
         if self.role not in ("agent", "leader", "office"):
             return False
         return department is not None and department == self.department
+
+    def may_see_task(self, department: str | None) -> bool:
+        """Whether this actor may open a task owned by `department` (others get "not found",
+        so that a task id tells an outsider nothing)."""
+        return self.may_work_on(department) or self.role in ("office", "admin", "auditor")
 
 
 SYSTEM = Actor("system", "system")

@@ -56,6 +56,10 @@ SETTINGS: dict[str, Setting] = {
                          "sender address of the e-mails"),
     "smtp_starttls": Setting("ZERORUN_SMTP_STARTTLS", "0",
                              "1: upgrade the SMTP connection with STARTTLS before logging in"),
+    "max_instances": Setting("ZERORUN_MAX_INSTANCES", "500",
+                             "most instances one multi-instance activity may create in a case "
+                             "(a literal loop cardinality above it is refused at load, a "
+                             "collection or expression above it when the case reaches it)"),
     "seal_key_file": Setting("ZERORUN_SEAL_KEY_FILE", "",
                              "Ed25519 private key (PEM) that signs audit seals; empty: "
                              "seal_ed25519.pem in the instance folder, created when first "
@@ -140,6 +144,7 @@ class Config:
     smtp_password: str = ""
     smtp_from: str = "zerorun@localhost"
     smtp_starttls: str = "0"
+    max_instances: int = 500
     seal_key_file: str = ""
     seal_key: str = ""
     seal_interval_hours: float = 24.0

@@ -10,10 +10,11 @@ from lxml import etree
 from werkzeug.serving import make_server
 
 from engine import accounts
-from engine.actors import Actor
+from engine.actors import SYSTEM
 from tests.test_admin import PASSWORD, version_count
 from tests.test_interop_miwg import FILES as MIWG_FILES
 from tests.test_library import phase_3_data, review
+from tests.webhelpers import wait_until
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -65,12 +66,12 @@ def page(live):
 
 def open_editor(page, process_id="phase_3"):
     page.goto(f"/admin/processes/{process_id}/edit")
-    page.wait_for_function("window.zerorunEditor && window.zerorunEditor.ready")
+    wait_until(page, "!!(window.zerorunEditor && window.zerorunEditor.ready)")
     page.evaluate("window.zerorunEditor.ready")
 
 
 def wait_saved(page):
-    page.wait_for_function("!document.getElementById('status').textContent.includes('正在校验')")
+    wait_until(page, "!document.getElementById('status').textContent.includes('正在校验')")
 
 
 INSERT_TASK = """() => {
@@ -88,8 +89,7 @@ INSERT_TASK = """() => {
 def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     app, _ = live
     engine = app.extensions["zerorun"]
-    admin = Actor("admin", "admin")
-    older = engine.start_case("phase_3", phase_3_data(engine), admin)
+    older = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
 
     open_editor(page)
     task_id = page.evaluate(INSERT_TASK)
@@ -129,7 +129,7 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     assert "已发布：phase_3 第 2 版" in page.inner_text(".flash")
     assert "新案件使用：第 2 版" in page.inner_text("#process-phase_3")
 
-    new = engine.start_case("phase_3", phase_3_data(engine), admin)
+    new = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
     review(engine, new.id)
     [added] = [t for t in engine.list_tasks(case_id=new.id) if t.title == "确认审查意见"]
     assert added.department == "housing_construction"
@@ -168,8 +168,8 @@ def test_every_miwg_diagram_opens_renders_and_saves_back_without_losing_elements
     open_editor(page)
     for path in MIWG_FILES:
         page.set_input_files("#open-file", str(path))
-        page.wait_for_function("name => document.getElementById('status').textContent"
-                               ".includes(name)", arg=path.name)
+        wait_until(page, "name => document.getElementById('status').textContent"
+                   ".includes(name)", arg=path.name)
         assert page.evaluate("window.zerorunEditor.lastImportError") is None, path.name
         shapes = page.evaluate("window.zerorunEditor.modeler.get('elementRegistry')"
                                ".getAll().length")
@@ -193,7 +193,7 @@ def test_deploying_a_diagram_that_cannot_run_is_refused_in_the_editor(live, page
     stored = version_count(app)
     open_editor(page)
     page.set_input_files("#open-file", str(path))
-    page.wait_for_function("document.getElementById('status').textContent.includes('C.7.0')")
+    wait_until(page, "document.getElementById('status').textContent.includes('C.7.0')")
     assert page.input_value("#file-name") == "C.7.0.bpmn"
     page.click("#save")
     page.wait_for_selector("#problems:not([hidden])")

@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 from tests.audit_cases import REJECTION_REASONS
 from tests.test_audit import _tamper
 from tests.test_audit_web import audit_app, rejection_seqs  # noqa: F401 - fixture
+from tests.webhelpers import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -57,7 +58,7 @@ def test_an_auditor_steps_back_to_a_rejection_verifies_and_sees_tampering(
     page.click("text=检索")
     page.click("#results a")
     assert page.locator("#step-value").inner_text() == "19"  # a finished case opens at its end
-    page.wait_for_function("window.auditDiagramsReady === true")
+    wait_until(page, "window.auditDiagramsReady === true")
     assert page.locator("#diagram .djs-element.state-completed").count() > 5
 
     # Back, one step at a time, to the moment the item was refused the second time.
@@ -69,7 +70,7 @@ def test_an_auditor_steps_back_to_a_rejection_verifies_and_sees_tampering(
     assert "核对、检查、接收材料并受理" in event.inner_text()
     for reason in REJECTION_REASONS[1]:
         assert reason in event.locator("pre.submitted").inner_text()
-    page.wait_for_function("window.auditDiagramsReady === true")
+    wait_until(page, "window.auditDiagramsReady === true")
     assert page.locator("#diagram").get_attribute("data-process") == "stage_handling"
     checked = page.locator('#diagram .djs-element[data-element-id="check_materials"]')
     waiting = page.locator('#diagram .djs-element[data-element-id="notify_rejection"]')

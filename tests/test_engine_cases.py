@@ -15,6 +15,7 @@ from engine.errors import (
     Conflict,
     Forbidden,
     InvalidData,
+    TaskNotFound,
     TaskNotReady,
     WorkflowError,
 )
@@ -100,9 +101,10 @@ def test_claim_release_and_completion_conflicts(make_engine, db_url, bench_pack)
     engine = make_engine(db_url, bench_pack)
     case = engine.start_case("bench_case", {"items": item_list(3)}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
-    with pytest.raises(Forbidden):
+    # another department's agent cannot tell the task from a missing one
+    with pytest.raises(TaskNotFound):
         engine.complete_task(task.id, {"route": "fast"}, AGENT_B)
-    with pytest.raises(Forbidden):
+    with pytest.raises(TaskNotFound):
         engine.claim_task(task.id, AGENT_B)
     claimed = engine.claim_task(task.id, AGENT_A)
     with pytest.raises(Conflict, match="already claimed by agent_a"):
@@ -122,7 +124,7 @@ def test_wrong_department_changes_nothing(make_engine, sqlite_url, bench_pack):
     engine = make_engine(sqlite_url, bench_pack)
     case = engine.start_case("bench_case", {"items": item_list(3)}, OFFICE)
     [task] = engine.list_tasks(case_id=case.id)
-    with pytest.raises(Forbidden):
+    with pytest.raises(TaskNotFound):
         engine.complete_task(task.id, {"route": "fast"}, AGENT_B)
     assert engine.get_case(case.id).state_version == 1
     assert len(engine.case_events(case.id)) == 1
@@ -275,7 +277,7 @@ def test_a_task_shows_its_form_and_data_only_to_its_department(make_engine, sqli
     detail = engine.get_task(task.id, AGENT_A)
     assert detail.form_schema["required"] == ["total", "divisor"]
     assert detail.data["project"] == {"name": "示范"}
-    with pytest.raises(Forbidden):
+    with pytest.raises(TaskNotFound):
         engine.get_task(task.id, AGENT_B)
     engine.save_draft(task.id, {"total": 3}, AGENT_A)
     assert engine.get_task(task.id, AGENT_A).draft == {"total": 3}

@@ -6,7 +6,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
-from engine.actors import Actor
+from engine.actors import SYSTEM, Actor
 from engine.errors import Forbidden, InvalidProcess
 from engine.pack.library import Library
 from engine.pack.migration import MigrationRefused
@@ -131,8 +131,8 @@ def test_diff_lists_added_and_changed_elements(engine):
 
 def test_publish_then_new_cases_run_the_new_task_and_old_cases_migrate(engine):
     library = Library(engine)
-    waiting = engine.start_case("phase_3", phase_3_data(engine), ADMIN)  # at the review
-    past = engine.start_case("phase_3", phase_3_data(engine), ADMIN)
+    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)  # at the review
+    past = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
     review(engine, past.id)  # past the review: its element changes, so it cannot move
     library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
                  ADMIN, "确认任务")
@@ -141,7 +141,7 @@ def test_publish_then_new_cases_run_the_new_task_and_old_cases_migrate(engine):
     assert ("phase_3", 2) in published and ("case_flow", 2) in published
     assert versions(engine, "phase_3") == [(1, "retired"), (2, "published")]
 
-    new = engine.start_case("phase_3", phase_3_data(engine), ADMIN)
+    new = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
     review(engine, new.id)
     assert "confirm_drawings" in {t.spec_name for t in engine.list_tasks(case_id=new.id)}
     review(engine, waiting.id)  # still on version 1: no new task
@@ -153,8 +153,8 @@ def test_publish_then_new_cases_run_the_new_task_and_old_cases_migrate(engine):
 
 def test_migration_moves_a_case_at_an_unchanged_point_and_can_be_reverted(engine):
     library = Library(engine)
-    waiting = engine.start_case("phase_3", phase_3_data(engine), ADMIN)
-    past = engine.start_case("phase_3", phase_3_data(engine), ADMIN)
+    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    past = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
     review(engine, past.id)
     library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
                  ADMIN, "")

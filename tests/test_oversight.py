@@ -228,8 +228,9 @@ def test_document_permissions_and_bad_requests(service, app):
     case_id = service.case_id
     doc = documents.generate(service.engine, case_id, "one_time_notice", "", OFFICE)
     outsider = logged_in(app, "agent_water")
-    assert outsider.get(f"/documents/{doc.id}.pdf").status_code == 403
-    assert outsider.get(f"/cases/{case_id}/documents").status_code == 403
+    # an outsider cannot tell a hidden case's documents from missing ones
+    assert outsider.get(f"/documents/{doc.id}.pdf").status_code == 404
+    assert outsider.get(f"/cases/{case_id}/documents").status_code == 404
     auditor = logged_in(app, "auditor")
     assert auditor.get(f"/documents/{doc.id}.pdf").status_code == 200
     page = auditor.get(f"/cases/{case_id}/documents").get_data(as_text=True)

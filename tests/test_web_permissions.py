@@ -86,7 +86,8 @@ LINK_MAKERS = {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 200, "office
 # (rule, method) -> (request builder, needs a claimed task, expected status per role)
 TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/login", "GET"): (lambda ws, t: ("/login", None), False, ALL),
-    ("/login", "POST"): (lambda ws, t: ("/login", {"username": "agent_drc",
+    # an unknown account: failures count (and lock an account after five), see test_hardening
+    ("/login", "POST"): (lambda ws, t: ("/login", {"username": "nobody",
                                                    "password": "wrong"}), False,
                          dict.fromkeys(ROLES, 401)),
     ("/logout", "POST"): (lambda ws, t: ("/logout", {}), False, dict.fromkeys(ROLES, 302)),
@@ -102,25 +103,26 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/lang/<any(zh, en):code>", "GET"): (lambda ws, t: ("/lang/en", None), False,
                                          dict.fromkeys(ROLES, 302)),
     ("/", "GET"): (lambda ws, t: ("/", None), False, {**ALL, **LOGIN}),
+    # what the caller may not see is "not found", like what does not exist (issue 14.5)
     ("/tasks/<task_id>", "GET"): (lambda ws, t: (f"/tasks/{t.task_id}", None), False,
-                                  {**ALL, **LOGIN, "other_agent": 403}),
+                                  {**ALL, **LOGIN, "other_agent": 404}),
     ("/tasks/<task_id>", "POST"): (
         lambda ws, t: (f"/tasks/{t.task_id}", complete_form(ws, t)), False,
-        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 404, "office": 403,
          "admin": 403, "auditor": 403}),
     ("/tasks/<task_id>/<any(claim, release):action>", "POST"): (
         lambda ws, t: (f"/tasks/{t.task_id}/claim", {"version": t.version}), False,
-        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 404, "office": 403,
          "admin": 403, "auditor": 403}),
     ("/tasks/<task_id>/release", "POST"): (
         lambda ws, t: (f"/tasks/{t.task_id}/release", {"version": t.version}), True,
-        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 403, "office": 403,
+        {**LOGIN, "owner_agent": 302, "leader": 302, "other_agent": 404, "office": 403,
          "admin": 403, "auditor": 403}),
     ("/attachments/<int:attachment_id>", "GET"): (
         lambda ws, t: (f"/attachments/{t.attachment_id}", None), False,
-        {**ALL, **LOGIN, "other_agent": 403}),
+        {**ALL, **LOGIN, "other_agent": 404}),
     ("/cases/<int:case_id>", "GET"): (lambda ws, t: (f"/cases/{t.case_id}", None), False,
-                                      {**ALL, **LOGIN, "other_agent": 403}),
+                                      {**ALL, **LOGIN, "other_agent": 404}),
     ("/cases", "GET"): (lambda ws, t: ("/cases", None), False, {**ALL, **LOGIN}),
     ("/cases/new", "GET"): (lambda ws, t: ("/cases/new", None), False,
                             {**ALL, **LOGIN, "auditor": 403}),
@@ -149,7 +151,8 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
            ("/admin/processes/<process_id>/edit", "/admin/processes/phase_3/edit", ADMINS),
            ("/admin/processes/<process_id>/migrate", "/admin/processes/case_flow/migrate",
             ADMINS),
-           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", ADMINS)]},
+           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", ADMINS),
+           ("/admin/accounts", "/admin/accounts", ADMINS)]},
     # Administrators' writes: everyone else is refused before anything is read.
     **{(rule, "POST"): (lambda ws, t, path=path: (path.format(case=t.case_id), {}), False,
                         {**ADMIN_WRITE, "admin": status})
@@ -161,14 +164,20 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
             302),
            ("/admin/cases/<int:case_id>/revert-migration",
             "/admin/cases/{case}/revert-migration", 302),
-           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", 400)]},
+           ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", 400),
+           # the accounts page: an empty form or an unknown account changes nothing
+           ("/admin/accounts", "/admin/accounts", 400),
+           ("/admin/accounts/<username>/<any(deactivate, activate):action>",
+            "/admin/accounts/nobody/deactivate", 404),
+           ("/admin/accounts/<username>/password", "/admin/accounts/nobody/password", 404),
+           ("/admin/accounts/<username>/role", "/admin/accounts/nobody/role", 404)]},
     # Documents, notifications and the dashboard.
     ("/cases/<int:case_id>/documents", "GET"): (
         lambda ws, t: (f"/cases/{t.case_id}/documents", None), False,
-        {**ALL, **LOGIN, "other_agent": 403}),
+        {**ALL, **LOGIN, "other_agent": 404}),
     ("/cases/<int:case_id>/documents", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/documents", {"kind": "one_time_notice"}), False,
-        {**LOGIN, "owner_agent": 302, "other_agent": 403, "leader": 302, "office": 302,
+        {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 302, "office": 302,
          "admin": 403, "auditor": 403}),
     ("/documents/<int:document_id>", "GET"): (
         lambda ws, t: ("/documents/999999", None), False, {**dict.fromkeys(ROLES, 404), **LOGIN}),
@@ -281,7 +290,7 @@ def test_every_role_gets_the_expected_status(ws, clients, route, role):
             client.get("/cases").get_data(as_text=True)
         before = state_of(ws, target)
         response = client.post(path, data={**form, "csrf_token": csrf_of(page)})
-        if expected[role] in (401, 403) or (role == "anonymous" and expected[role] == 302
+        if expected[role] in (401, 403, 404) or (role == "anonymous" and expected[role] == 302
                                             and path not in ("/logout",)):
             assert state_of(ws, target) == before, "a refused request changed the database"
     response.close()
@@ -299,8 +308,8 @@ def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
     token = csrf_of(other.get("/").get_data(as_text=True))
     before = state_of(ws, target)
     opened = other.get(f"/tasks/{target.task_id}")
-    assert opened.status_code == 403
-    assert "该任务属于其他部门" in opened.get_data(as_text=True)
+    assert opened.status_code == 404  # the same answer as for a task that does not exist
+    assert "不存在" in opened.get_data(as_text=True)
     for path, form in [
         (f"/tasks/{target.task_id}/claim", {"version": target.version}),
         (f"/tasks/{target.task_id}", complete_form(ws, target)),
@@ -308,7 +317,7 @@ def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
                                       "item_list_note": "越权草稿"}),
     ]:
         response = other.post(path, data={**form, "csrf_token": token})
-        assert response.status_code == 403, path
+        assert response.status_code == 404, path
     assert state_of(ws, target) == before
-    assert other.get(f"/cases/{target.case_id}").status_code == 403
+    assert other.get(f"/cases/{target.case_id}").status_code == 404
     assert "没有待办任务" in other.get("/").get_data(as_text=True)

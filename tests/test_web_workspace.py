@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.actors import Actor
-from engine.errors import Forbidden, InvalidData
+from engine.errors import CaseNotFound, InvalidData
 from engine.store.files import AttachmentRefused, check_upload
 from engine.store.models import Attachment, HumanTask
 from tests.service import KEY_PROJECT
@@ -219,7 +219,8 @@ def test_attachments_upload_list_download_and_refusals(ws):
     assert "attachment" in download.headers["Content-Disposition"]
     download.close()
     assert "营业执照.pdf" in client.get(f"/cases/{case_id}").get_data(as_text=True)
-    assert logged_in(ws.app, "agent_drc").get(f"/attachments/{row.id}").status_code == 403
+    # another department's agent cannot tell the file from a missing one
+    assert logged_in(ws.app, "agent_drc").get(f"/attachments/{row.id}").status_code == 404
     audit = logged_in(ws.app, "auditor").get(f"/attachments/{row.id}")
     assert audit.status_code == 200
     audit.close()
@@ -272,7 +273,7 @@ def test_engine_queries_filter_and_count_in_sql(ws):
     assert ws.engine.count_cases(department="approval_bureau") == 3
     assert ws.engine.may_see_case(ids[0], Actor("x", "agent", "approval_bureau"))
     assert not ws.engine.may_see_case(ids[0], Actor("x", "agent", "drc"))
-    with pytest.raises(Forbidden):
+    with pytest.raises(CaseNotFound):  # hidden reads as missing
         ws.engine.check_case_visible(ids[0], Actor("x", "leader", "drc"))
     with ws.engine.db.reading() as s:
         assert s.query(HumanTask).count() == 3

@@ -48,3 +48,22 @@ def logged_in(app, username, password=PASSWORD):  # type: ignore[no-untyped-def]
 def text_of(html: str) -> str:
     """The visible text of a page, tags dropped and spaces collapsed."""
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def wait_until(page, expression: str, arg=None, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """Poll a page until a JavaScript expression (or `arg => ...` function) is truthy.
+
+    Playwright's `wait_for_function` evaluates its predicate with `eval` inside the page,
+    which the app's Content-Security-Policy (scripts from the site only) forbids, as it
+    forbids any injected script; `evaluate` runs through the debugging protocol instead.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(expression, arg) if arg is not None else page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.05)

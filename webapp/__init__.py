@@ -17,6 +17,7 @@ from agency import service_engine
 from engine.cases import Engine
 from engine.config import Config
 from engine.errors import EngineError
+from webapp import hardening
 
 csrf = CSRFProtect()
 
@@ -42,9 +43,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     engine = app.config.get("ENGINE_INSTANCE") or service_engine(config)
     app.extensions["zerorun"] = engine
+    hardening.init_app(app)
     csrf.init_app(app)
 
     from . import (
+        accounts,
         admin,
         agent,
         api,
@@ -82,6 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     observability.init_app(app, engine)
     sso.init_app(app, engine.config)
     app.register_blueprint(integrations.bp)
+    app.register_blueprint(accounts.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

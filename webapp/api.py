@@ -32,6 +32,7 @@ REALM = "zerorun"
 TASK_STATES = ("ready", "completed", "cancelled")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_OFFSET = 2**31 - 1  # what a database can skip; larger offsets are a client's mistake
 # Roles whose users see every task and case, whatever their department.
 
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -269,9 +270,9 @@ def task_detail_json(detail: TaskDetail) -> dict[str, Any]:
 
 def case_json(engine: Engine, case: CaseView) -> dict[str, Any]:
     """A case with its open tasks and who holds them (as the command that returned the
-    case left them, else read)."""
-    open_tasks = (case.open_tasks if case.open_tasks is not None
-                  else engine.list_tasks(case_id=case.id, limit=1000))
+    case left them, else read: the first page, GET /cases/{id}/tasks pages on)."""
+    open_tasks = (case.open_tasks[:MAX_LIMIT] if case.open_tasks is not None
+                  else engine.list_tasks(case_id=case.id, limit=MAX_LIMIT))
     departments = (case.departments if case.departments is not None
                    else engine.case_departments(case.id))
     return {
@@ -284,6 +285,8 @@ def case_json(engine: Engine, case: CaseView) -> dict[str, Any]:
         "end_reason": case.end_reason,
         "departments": sorted(departments),
         "open_tasks": [task_json(t) for t in open_tasks],
+        "open_tasks_total": (len(open_tasks) if len(open_tasks) < MAX_LIMIT
+                             else engine.count_tasks(case_id=case.id)),
     }
 
 
@@ -323,7 +326,7 @@ def list_tasks() -> Response:
         raise ApiError(400, "bad_request", "query parameter mine is not valid",
                        [FieldError("mine", "must be true or false")])
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, None)
+    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
     inbox = user.role not in ("admin", "auditor")
     filters: dict[str, Any] = {
         "department": user.department if inbox else None, "states": (state,),
@@ -436,3 +439,19 @@ def case_events(case_id: int) -> Response:
         {"seq": e.seq, "type": e.type, "actor": e.actor, "at": _time(e.at), "data": e.data,
          "prev_hash": e.prev_hash, "hash": e.hash}
         for e in engine.case_events(case_id)]})
+
+
+@bp.get("/cases/<int:case_id>/tasks")
+@authenticated
+def case_tasks(case_id: int) -> Response:
+    """The case's open tasks, paged, with their total (same readers as the case)."""
+    engine = get_engine()
+    _readable_case(engine, case_id)
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
+    tasks = engine.list_tasks(case_id=case_id, limit=limit, offset=offset)
+    total = engine.count_tasks(case_id=case_id)
+    return jsonify({
+        "tasks": [task_json(t) for t in tasks], "total": total, "limit": limit,
+        "offset": offset, "next_offset": offset + limit if offset + limit < total else None,
+    })

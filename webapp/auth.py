@@ -25,7 +25,9 @@ def load_user() -> None:
     if user_id is not None:
         with get_engine().db.reading() as s:
             user = accounts.get_user(s, int(user_id))
-        if user is not None and user.active:
+        # A deactivation or a password reset moves the account's epoch on: the session ends.
+        if user is not None and user.active \
+                and session.get("epoch", 0) == user.session_epoch:
             g.user = user
 
 
@@ -49,28 +51,29 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Show the login form; check the password."""
-    error = None
+    error, status = None, 200
     if request.method == "POST" and not get_engine().config.password_login_enabled:
         abort(403)  # single sign-on only (ZERORUN_PASSWORD_LOGIN=0)
     if request.method == "POST":
         engine = get_engine()
         try:
-            with engine.db.transaction() as s:
-                user = accounts.authenticate(s, request.form.get("username", ""),
-                                             request.form.get("password", ""), engine.clock())
+            user = accounts.login(engine.db, request.form.get("username", ""),
+                                  request.form.get("password", ""),
+                                  request.remote_addr or "unknown", engine.clock())
         except accounts.LoginFailed as exc:
             time.sleep(0.5)  # slows down guessing; the account locks after repeated failures
-            error = engine_message(exc.message)
+            error, status = engine_message(exc.message), exc.status
         else:
             lang = session.get("lang")
             session.clear()
             if lang:
                 session["lang"] = lang
             session["user_id"] = user.id
+            session["epoch"] = user.session_epoch
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/") and not target.startswith("//")
                             else url_for("agent.inbox"))
-    return render_template("auth/login.html", error=error), 401 if error else 200
+    return render_template("auth/login.html", error=error), status
 
 
 @bp.route("/logout", methods=["POST"])

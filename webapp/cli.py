@@ -475,6 +475,34 @@ def revoke_tokens(username: str) -> None:
                else f"{username} had no API token; nothing to revoke")
 
 
+@main.command("deactivate-user")
+@click.argument("username")
+def deactivate_user(username: str) -> None:
+    """Deactivate an account: its sessions and API token stop working at once."""
+    _set_active(username, False)
+
+
+@main.command("activate-user")
+@click.argument("username")
+def activate_user(username: str) -> None:
+    """Activate a deactivated account again (unlocked; issue a new API token if needed)."""
+    _set_active(username, True)
+
+
+def _set_active(username: str, active: bool) -> None:
+    from engine import accounts
+
+    engine = _engine()
+    try:
+        with engine.db.transaction() as s:
+            changed = accounts.set_active(s, username, active, actor=_operator())
+    except EngineError as exc:
+        _fail(exc)
+        return
+    state = "active" if active else "deactivated"
+    click.echo(f"{username} is {state}" if changed else f"{username} was already {state}")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)

@@ -92,6 +92,8 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
     (r"wrong user name or password", lambda m: _("Wrong user name or password.")),
     (r"too many failed logins; try again in a few minutes",
      lambda m: _("Too many failed logins; try again in a few minutes.")),
+    (r"too many failed logins from your address; try again in a few minutes",
+     lambda m: _("Too many failed logins from your address; try again in a few minutes.")),
     (r"this field is required", lambda m: _("This field is required.")),
     (r"this field is not part of the form", lambda m: _("This field is not part of the form.")),
     (r"(?P<n>\d+) field\(s\) need attention",

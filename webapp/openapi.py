@@ -35,13 +35,18 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Malformed JSON, a body member of the wrong type, a missing or unknown "
-                        "member, or a query parameter out of range (code `bad_request`)."),
+                        "member, a query parameter out of range, a body nested too deeply, "
+                        "or text with a NUL character or a lone surrogate anywhere in the "
+                        "request (code `bad_request`; `fields` names where). Nothing was "
+                        "changed."),
     401: ("Unauthorized", "No API token, or a token that is unknown, revoked or belongs to a "
                           "deactivated user (code `unauthorized`)."),
     403: ("Forbidden", "The caller's role or department may not do this (code `forbidden`). "
                        "Nothing was changed."),
-    404: ("NotFound", "No such task, case or process (codes `task_not_found`, "
-                      "`case_not_found`, `process_not_found`, `not_found`)."),
+    404: ("NotFound", "No such task, case or process, or one the caller may not see: the "
+                      "answer is the same, so an id tells an outsider nothing (codes "
+                      "`task_not_found`, `case_not_found`, `process_not_found`, "
+                      "`not_found`)."),
     409: ("Conflict", "The task is no longer ready (`task_not_ready`: already completed or "
                       "cancelled), the given version is stale or the task is claimed by "
                       "someone else (`conflict`; `details.version` is the current version), "
@@ -60,7 +65,14 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
 _TASK_ID = {"name": "task_id", "in": "path", "required": True,
             "description": "The task's id (a UUID).", "schema": {"type": "string"}}
 _CASE_ID = {"name": "case_id", "in": "path", "required": True,
-            "description": "The case's number.", "schema": {"type": "integer", "minimum": 1}}
+            "description": "The case's number.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
+_PAGE = [
+    {"name": "limit", "in": "query", "description": "Page size.",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "offset", "in": "query", "description": "Tasks to skip.",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0}},
+]
 
 _SCHEMAS: dict[str, Any] = {
     "FieldError": {
@@ -163,7 +175,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": False,
         "required": ["id", "process_id", "process_version_id", "title", "project_code",
                      "status", "state_version", "data", "started_by", "started_at",
-                     "updated_at", "ended_at", "end_reason", "departments", "open_tasks"],
+                     "updated_at", "ended_at", "end_reason", "departments", "open_tasks",
+                     "open_tasks_total"],
         "properties": {
             "id": {"type": "integer"},
             "process_id": {"type": "string"},
@@ -180,8 +193,12 @@ _SCHEMAS: dict[str, Any] = {
             "end_reason": _NULLABLE_TEXT,
             "departments": {"type": "array", "items": {"type": "string"},
                             "description": "Departments that hold or held a task of it."},
-            "open_tasks": {"type": "array", "items": _ref("Task"),
-                           "description": "Ready tasks, with their department and assignee."},
+            "open_tasks": {"type": "array", "items": _ref("Task"), "maxItems": 200,
+                           "description": "Ready tasks, with their department and assignee: "
+                                          "the first 200; `GET /cases/{case_id}/tasks` "
+                                          "pages through all of them."},
+            "open_tasks_total": {"type": "integer", "minimum": 0,
+                                 "description": "How many ready tasks the case has."},
         },
     },
     "CompletedTask": {
@@ -282,17 +299,14 @@ _PATHS: dict[str, Any] = {
             {"name": "mine", "in": "query",
              "description": "`true`: only tasks the caller claimed.",
              "schema": {"enum": ["true", "false"], "default": "false"}},
-            {"name": "limit", "in": "query", "description": "Page size.",
-             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-            {"name": "offset", "in": "query", "description": "Tasks to skip.",
-             "schema": {"type": "integer", "minimum": 0, "default": 0}},
+            *_PAGE,
         ])},
     "/tasks/{task_id}": {"get": _operation(
         "Read a task",
         "The task with its form's JSON Schema, UI schema, instructions, data and draft. "
         "For the owning department's agents and leader, the office, administrators and "
         "auditors.",
-        "getTask", {"200": _json(_ref("TaskDetail"), "The task.")}, (401, 403, 404),
+        "getTask", {"200": _json(_ref("TaskDetail"), "The task.")}, (400, 401, 404),
         parameters=[_TASK_ID])},
     "/tasks/{task_id}/claim": {"post": _operation(
         "Claim a task",
@@ -314,8 +328,9 @@ _PATHS: dict[str, Any] = {
         (*_WRITE_ERRORS, 422), parameters=[_TASK_ID], body=_body("CompleteRequest"))},
     "/cases": {"post": _operation(
         "Start a case",
-        "Start a case of the published version of a process. The office and "
-        "administrators may start any process; agents and leaders the startable ones.",
+        "Start a case of the published version of a process marked startable (agents, "
+        "leaders, the office and administrators); processes that other processes call "
+        "are never started directly.",
         "startCase", {"201": _json(_ref("Case"), "The new case.", headers={
             "Location": {"description": "The case's URL.", "schema": {"type": "string"}}})},
         (400, 401, 403, 404, 415, 422), body=_body("StartCaseRequest"))},
@@ -324,13 +339,19 @@ _PATHS: dict[str, Any] = {
         "Status, data, open tasks and who holds them. For agents and leaders of the "
         "departments that hold or held a task of the case, the office, administrators "
         "and auditors.",
-        "getCase", {"200": _json(_ref("Case"), "The case.")}, (401, 403, 404),
+        "getCase", {"200": _json(_ref("Case"), "The case.")}, (400, 401, 404),
         parameters=[_CASE_ID])},
     "/cases/{case_id}/events": {"get": _operation(
         "A case's timeline",
         "Every audit event of the case in order (same readers as the case).",
-        "listCaseEvents", {"200": _json(_ref("EventList"), "The events.")}, (401, 403, 404),
+        "listCaseEvents", {"200": _json(_ref("EventList"), "The events.")}, (400, 401, 404),
         parameters=[_CASE_ID])},
+    "/cases/{case_id}/tasks": {"get": _operation(
+        "A case's open tasks",
+        "The case's ready tasks, paged, soonest due first, with their total (same readers "
+        "as the case).",
+        "listCaseTasks", {"200": _json(_ref("TaskPage"), "A page of the case's tasks.")},
+        (400, 401, 404), parameters=[_CASE_ID, *_PAGE])},
 }
 
 # The lifecycle, message and external-task routes are described in their own module.

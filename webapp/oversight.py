@@ -84,7 +84,7 @@ def case_documents(case_id: int) -> Any:
 def issue_document(case_id: int) -> Any:
     """Produce a document from the case's data."""
     engine = get_engine()
-    engine.get_case(case_id)  # 404 for an unknown case
+    engine.check_case_visible(case_id, g.user.actor)  # 404 for a case the user may not see
     default = url_for("oversight.case_documents", case_id=case_id)
     kind = request.form.get("kind", "").strip()
     source = request.form.get("source", "").strip()

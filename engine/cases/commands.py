@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.actors import SYSTEM, Actor
+from engine.actors import STARTERS, SYSTEM, Actor
 from engine.audit import chain as audit
 from engine.audit.chain import GENESIS, NewEvent
 from engine.cases.queries import Queries
@@ -61,7 +61,8 @@ class Commands(Queries):
 
     def parse_pack(self, files: list[SourceFile]) -> Pack:
         """Validate pack files without storing anything (raises InvalidProcess)."""
-        return PackParser(self.department_names(), self.functions).parse(files)
+        return PackParser(self.department_names(), self.functions,
+                          self.config.max_instances).parse(files)
 
     def load_processes(self, directory: Path | None = None, *, actor: Actor = SYSTEM,
                        comment: str = "loaded from the process pack") -> LoadResult:
@@ -143,8 +144,10 @@ class Commands(Queries):
                else self.published_version(s, process_id))
         if row is None or row.process_id != process_id:
             raise ProcessNotFound(f"process {process_id!r} has no version {version_id}")
-        if not (actor.is_system or actor.role in ("office", "admin")
-                or (row.startable and actor.role in ("agent", "leader"))):
+        # Called-only processes (an item's approval, a phase) run inside the case that calls
+        # them: nobody starts one directly with made-up data, whatever their role. Only the
+        # system (the command line, the engine's own tests) starts any process.
+        if not (actor.is_system or (row.startable and actor.role in STARTERS)):
             raise Forbidden("you may not start cases of this process")
         return row
 
@@ -166,7 +169,8 @@ class Commands(Queries):
         s.flush()
         ids = IdSource(case_namespace(case.id))
         with clock.pinned(now), task_ids(ids):
-            workflow = new_workflow(version.specs, self.script_engine)
+            workflow = new_workflow(version.specs, self.script_engine,
+                                    self.config.max_instances)
             with recorded.record() as calls:
                 apply_event(workflow, "case_started", {"data": initial}, case.id)
             live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={})

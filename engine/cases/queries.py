@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, true
 
-from engine.actors import Actor
+from engine.actors import STARTERS, Actor
 from engine.cases.verification import Verifying
 from engine.cases.views import (
     TASK_ORDERS,
@@ -29,8 +29,8 @@ from engine.cases.workflow import process_ids, states_by_element, task_data
 from engine.errors import (
     CaseNotFound,
     EngineError,
-    Forbidden,
     NotFound,
+    TaskNotFound,
 )
 from engine.pack.loader import (
     start_form_files,
@@ -184,8 +184,7 @@ class Queries(Verifying):
                              .where(ProcessVersion.status == "published")
                              .order_by(ProcessVersion.process_id)).all()
         return [(pid, name) for pid, name, startable in rows
-                if actor.role in ("office", "admin")
-                or (startable and actor.role in ("agent", "leader"))]
+                if actor.is_system or (startable and actor.role in STARTERS)]
 
     def process_form(self, process_id: str, name: str) -> dict[str, Any] | None:
         """A form (JSON Schema) by file name: from the process's published version, else
@@ -217,7 +216,8 @@ class Queries(Verifying):
         one the actor may not read."""
         case = self.get_case(case_id)
         if not self.may_see_case(case_id, actor):
-            raise Forbidden("this case does not involve your department")
+            # the same answer as for a missing case: an outsider learns nothing from an id
+            raise CaseNotFound(f"case {case_id} does not exist")
         return case
 
     def list_attachments(self, *, case_id: int, task_id: str | None = None
@@ -237,16 +237,15 @@ class Queries(Verifying):
                 raise NotFound(f"attachment {attachment_id} does not exist")
             view = attachment_view(row)
         if not self.may_see_case(view.case_id, actor):
-            raise Forbidden("this case does not involve your department")
+            raise NotFound(f"attachment {attachment_id} does not exist")
         return view, self.files.path(view.sha256)
 
     def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
         """A task with its form and the case data it shows (actor must be allowed to see it)."""
         with self.db.reading() as s:
             row = self._task_row(s, task_id)
-            if not (actor.may_work_on(row.department)
-                    or actor.role in ("office", "admin", "auditor")):
-                raise Forbidden("this task belongs to another department")
+            if not actor.may_see_task(row.department):
+                raise TaskNotFound(f"task {task_id} does not exist")
             case = s.get(Case, row.case_id)
             if case is None:
                 raise CaseNotFound(f"case {row.case_id} does not exist")

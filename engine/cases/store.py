@@ -393,7 +393,8 @@ class CaseStore:
                                     .order_by(Event.seq)))
             workflow, ids = self._reexecute(case.id, version, events, None)
             return LiveCase(workflow, ids, case.state_version, case.event_seq, 0)
-        workflow = load_state(snapshot.state, version.specs, self.script_engine)
+        workflow = load_state(snapshot.state, version.specs, self.script_engine,
+                              self.config.max_instances)
         ids = IdSource(case_namespace(case.id), snapshot.id_counter)
         later = s.scalars(select(Event).where(Event.stream == f"case:{case.id}",
                                               Event.seq > snapshot.event_seq,
@@ -440,7 +441,8 @@ class CaseStore:
             # A migrated case re-executes from the version it started on.
             version = self._version_of(int(events[0].data["process_version_id"]))
         with clock.pinned(events[0].at if events else self.clock()), task_ids(ids):
-            workflow = new_workflow(version.specs, self.script_engine)
+            workflow = new_workflow(version.specs, self.script_engine,
+                                    self.config.max_instances)
         for event in events:
             if upto_seq is not None and event.seq > upto_seq:
                 break
@@ -495,6 +497,8 @@ class CaseStore:
 
     @staticmethod
     def _check_task_actor(row: HumanTask, actor: Actor) -> None:
+        if not actor.may_see_task(row.department):
+            raise TaskNotFound(f"task {row.id} does not exist")
         if not actor.may_work_on(row.department):
             raise Forbidden("this task belongs to another department; only its agents may "
                             "claim or complete it")

@@ -100,10 +100,12 @@ def read_pack_dir(directory: Path) -> list[SourceFile]:
 class PackParser:
     """Validates pack files and turns them into process specs; collects every problem."""
 
-    def __init__(self, departments: Mapping[str, str], functions: Iterable[str]) -> None:
+    def __init__(self, departments: Mapping[str, str], functions: Iterable[str],
+                 max_instances: int | None = None) -> None:
         # departments: code or full name -> code
         self.departments = departments
         self.functions = tuple(functions)
+        self.max_instances = max_instances
 
     def parse(self, files: list[SourceFile]) -> Pack:
         """Validate and parse; raise InvalidProcess listing every problem found."""
@@ -146,6 +148,7 @@ class PackParser:
             problems.extend(self._check_expressions(tree, name))
             problems.extend(_flow_problems(tree, name))
             problems.extend(_unsupported_problems(tree, name))
+            problems.extend(_cardinality_problems(tree, name, self.max_instances))
         task_specs: dict[str, dict[str, dict[str, Any]]] = {}
         for name, tree in trees.items():
             found, owner_problems = self._user_tasks(tree, name, schemas)
@@ -511,6 +514,24 @@ def _external_tasks(tree: etree._ElementTree, name: str, schemas: Mapping[str, A
             "title": node.get("name") or node.get("id", ""), "topic": topic,
             "output_schema": output, "retries": int(retries) if retries.isdigit() else 3}
     return found, problems
+
+
+def _cardinality_problems(tree: etree._ElementTree, name: str, bound: int | None
+                          ) -> list[Problem]:
+    """Multi-instance activities whose literal loop cardinality is above the bound (those
+    given by a collection or an expression are checked when a case reaches them)."""
+    if bound is None:
+        return []
+    problems: list[Problem] = []
+    for node in tree.getroot().iter(f"{{{NS['bpmn']}}}loopCardinality"):
+        text = (node.text or "").strip()
+        if text.isdigit() and int(text) > bound:
+            owner = _owner(node)
+            problems.append(Problem(
+                f"loop cardinality {int(text)} is above the {bound} instances one activity "
+                "may create (ZERORUN_MAX_INSTANCES)", file=name, line=node.sourceline,
+                element=owner.get("id"), element_name=owner.get("name")))
+    return problems
 
 
 def _container(node: etree._Element) -> str:

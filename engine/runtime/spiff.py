@@ -7,18 +7,23 @@ import contextvars
 import json
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import SpiffWorkflow.task as _spiff_task
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import (
     BpmnWorkflowConverter,
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
+    ParallelMultiInstanceTask,
+    SequentialMultiInstanceTask,
+)
 from SpiffWorkflow.bpmn.util.task import BpmnTaskFilter
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
@@ -87,6 +92,46 @@ class ProcessSpecs:
 _INDEXED_QUERIES = frozenset({"state", "manual", "spec_name", "lane"})
 
 
+class TooManyInstances(WorkflowTaskException):
+    """A multi-instance activity would create more instances than the engine allows."""
+
+
+def _instances_wanted(spec: Any, my_task: Task) -> int | None:
+    """How many instances a multi-instance activity is about to create (None: unknown)."""
+    if spec.data_input is not None:
+        if not spec.data_input.exists(my_task):
+            return None
+        items = spec.data_input.get(my_task)
+        return len(items) if isinstance(items, Sized) else None
+    if spec.cardinality is None:
+        return None
+    wanted = my_task.workflow.script_engine.evaluate(my_task, spec.cardinality)
+    return wanted if isinstance(wanted, int) else None
+
+
+def _bounded(create: Any) -> Any:
+    """Refuse a multi-instance activity above its workflow's bound before its first
+    instance exists (twenty thousand tasks from one diagram would stall the service)."""
+
+    def bounded_create(self: Any, my_task: Task) -> Any:
+        bound = getattr(my_task.workflow.top_workflow, "max_instances", None)
+        if bound is not None and not my_task.internal_data.get("merged") \
+                and not any(True for _ in self._instances(my_task)):
+            wanted = _instances_wanted(self, my_task)
+            if wanted is not None and wanted > bound:
+                raise TooManyInstances(
+                    f"{self.bpmn_name or self.bpmn_id} would create {wanted} instances; "
+                    f"at most {bound} are allowed (ZERORUN_MAX_INSTANCES)", my_task)
+        return create(self, my_task)
+
+    return bounded_create
+
+
+# The two places where SpiffWorkflow creates instances, once the activity has its data.
+ParallelMultiInstanceTask.create_children = _bounded(ParallelMultiInstanceTask.create_children)
+SequentialMultiInstanceTask.add_next_child = _bounded(SequentialMultiInstanceTask.add_next_child)
+
+
 class CaseWorkflow(BpmnWorkflow):
     """A BpmnWorkflow whose frequent task queries scan its task dicts.
 
@@ -96,6 +141,9 @@ class CaseWorkflow(BpmnWorkflow):
     them gives the same set of tasks (in creation order rather than tree order)
     at a fraction of the cost.
     """
+
+    # The most instances one multi-instance activity may create (None: no bound).
+    max_instances: int | None = None
 
     def get_tasks(self, first_task: Task | None = None, **kwargs: Any) -> list[Task]:
         if first_task is not None or not set(kwargs) <= _INDEXED_QUERIES:
@@ -199,7 +247,8 @@ def state_dict(workflow: BpmnWorkflow) -> dict[str, Any]:
     return state
 
 
-def load_state(blob: bytes, specs: ProcessSpecs, script_engine: Any) -> BpmnWorkflow:
+def load_state(blob: bytes, specs: ProcessSpecs, script_engine: Any,
+               max_instances: int | None = None) -> BpmnWorkflow:
     """Restore a workflow from `dump_state` output and its version's specs."""
     dct = json.loads(zlib.decompress(blob), cls=SERIALIZER.json_decoder_cls)
     token = _restoring.set(specs)
@@ -208,9 +257,15 @@ def load_state(blob: bytes, specs: ProcessSpecs, script_engine: Any) -> BpmnWork
     finally:
         _restoring.reset(token)
     workflow.script_engine = script_engine
+    if isinstance(workflow, CaseWorkflow):
+        workflow.max_instances = max_instances
     return workflow
 
 
-def new_workflow(specs: ProcessSpecs, script_engine: Any) -> BpmnWorkflow:
+def new_workflow(specs: ProcessSpecs, script_engine: Any,
+                 max_instances: int | None = None) -> BpmnWorkflow:
     """A fresh workflow of a version."""
-    return CaseWorkflow(specs.process_spec, specs.subprocess_specs, script_engine=script_engine)
+    workflow = CaseWorkflow(specs.process_spec, specs.subprocess_specs,
+                            script_engine=script_engine)
+    workflow.max_instances = max_instances
+    return workflow

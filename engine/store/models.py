@@ -81,6 +81,19 @@ class User(Base):
     created_at: Mapped[datetime]
     # Where warnings are mailed (optional; see ZERORUN_SMTP_HOST).
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Sessions carry the epoch they were opened in; deactivating the account or resetting
+    # its password moves it on, which ends every open session at once (migration 0009).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LoginThrottle(Base):
+    """Failed logins from one client address in the current window, across accounts."""
+
+    __tablename__ = "login_throttle"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ProcessVersion(Base):

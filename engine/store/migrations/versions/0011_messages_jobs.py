@@ -2,7 +2,7 @@
 by workers, webhook subscriptions and their delivery outbox
 
 Revision ID: 0011_messages_jobs
-Revises: 0006_green_channel
+Revises: 0009_login_hardening
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011_messages_jobs'
-down_revision = '0006_green_channel'
+down_revision = '0009_login_hardening'
 branch_labels = None
 depends_on = None
 
