@@ -212,7 +212,7 @@ class Queries(Verifying):
         return found is not None
 
     def check_case_visible(self, case_id: int, actor: Actor) -> CaseView:
-        """The case, if the actor may read it: NotFound for a missing case, Forbidden for
+        """The case, if the actor may read it: CaseNotFound both for a missing case and for
         one the actor may not read."""
         case = self.get_case(case_id)
         if not self.may_see_case(case_id, actor):
