@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.actors import Actor
-from engine.errors import CaseNotFound, Forbidden, InvalidData
+from engine.errors import CaseNotFound, InvalidData
 from engine.store.files import AttachmentRefused, check_upload
 from engine.store.models import Attachment, HumanTask
 from tests.service import KEY_PROJECT
