@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -114,3 +115,24 @@ class EnterpriseLink(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+# Warnings, agent team, training, satisfaction (migration 0008_service_team) ------------
+
+
+class WarningSent(Base):
+    """One overdue warning told to one user: each level of a task's limit reaches each person
+    once, whether the sweep or a diagram's warning task told them."""
+
+    __tablename__ = "warning_sent"
+    __table_args__ = (UniqueConstraint("case_id", "subject", "level", "username",
+                                       name="uq_warning_sent"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    # "item:<code>:<stage>" for an approval item in one stage, "task:<id>" for another task.
+    subject: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(10))
+    username: Mapped[str] = mapped_column(String(100))
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]

@@ -32,8 +32,21 @@ class TaskRaised:
 TaskRaisedHook = Callable[["Session", TaskRaised], None]
 
 
+@dataclass(frozen=True)
+class CaseChanged:
+    """A case whose workflow a command has just advanced (task index and timers in line)."""
+
+    case_id: int
+    case_title: str
+    now: datetime
+
+
+CaseChangedHook = Callable[["Session", CaseChanged], None]
+
+
 @dataclass
 class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
+    case_changed: list[CaseChangedHook] = field(default_factory=list)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agency import notify, service_engine
+from agency import alerts, notify, service_engine
 from agency.bootstrap import DEMO_PASSWORD, setup
 from engine.actors import SYSTEM, Actor
 from engine.cases import Engine
@@ -239,12 +239,15 @@ def verify_export_command(file: str) -> None:
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Fire what is due and exit.")
 def worker(once: bool) -> None:
-    """Fire due timers and send queued mail, polling every ZERORUN_TIMER_POLL seconds."""
+    """Fire due timers, send overdue warnings and mail; poll every ZERORUN_TIMER_POLL seconds."""
     engine = _engine()
     while True:
         fired = engine.fire_due_timers()
         if fired:
             click.echo(f"fired timers in {fired} case(s)")
+        warned = alerts.sweep(engine)
+        if warned:
+            click.echo(f"overdue warnings: {warned} sent")
         sent, failed = notify.deliver_outbox(engine)
         if sent or failed:
             click.echo(f"mail: {sent} sent, {failed} to retry")

@@ -49,7 +49,7 @@ from engine.errors import (
     TaskNotReady,
     WorkflowError,
 )
-from engine.hooks import Hooks, TaskRaised
+from engine.hooks import CaseChanged, Hooks, TaskRaised
 from engine.pack import migration
 from engine.pack.forms import FormCatalogue
 from engine.runtime import clock, expressions, recorded
@@ -260,6 +260,9 @@ class CaseStore:
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version
+        changed = CaseChanged(case_id=case.id, case_title=case.title, now=now)
+        for hook in self.hooks.case_changed:
+            hook(s, changed)
 
     def _index_row(self, case: Case, version: VersionSpecs, task: Task, now: datetime
                    ) -> HumanTask:
