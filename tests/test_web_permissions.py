@@ -276,3 +276,81 @@ def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
     assert state_of(ws, target) == before
     assert other.get(f"/cases/{target.case_id}").status_code == 403
     assert "没有待办任务" in other.get("/").get_data(as_text=True)
+
+
+# Completed tasks are read by every department involved in the case (never changed by them);
+# a case is read by whoever started it. (role -> status), row by row.
+UNINVOLVED = "agent_water"
+COMPLETED_READS = {"anonymous": 302, "owner_agent": 200, "other_agent": 200, "leader": 200,
+                   "office": 200, "admin": 200, "auditor": 200, "uninvolved": 403}
+COMPLETED_WRITES = {"anonymous": 302, "owner_agent": 409, "other_agent": 403, "leader": 409,
+                    "office": 403, "admin": 403, "auditor": 403, "uninvolved": 403}
+
+
+def involving_drc(ws: Workspace) -> tuple[int, str]:
+    """A case past its intake whose DRC item is in handling: (case, the item list task)."""
+    case_id = ws.start()
+    [done] = ws.ready(case_id, "select_items")
+    ws.to_phase_one(case_id)
+    [prepare] = [t for t in ws.ready(case_id, "prepare_materials")
+                 if t.item_code == "project_filing"]
+    ws.engine.complete_task(prepare.id, {"prepared_materials": ["application_form"],
+                                         "forms_filled": True}, OWNER, prepare.version)
+    assert [t.department for t in ws.ready(case_id, "check_materials")
+            if t.item_code == "project_filing"] == ["drc"]
+    return case_id, done.id
+
+
+@pytest.mark.parametrize("role", list(COMPLETED_READS))
+def test_involved_departments_read_completed_tasks_and_change_nothing(ws, clients, role):
+    case_id, task_id = involving_drc(ws)
+    client = logged_in(ws.app, UNINVOLVED) if role == "uninvolved" else clients[role]
+    response = client.get(f"/tasks/{task_id}")
+    assert response.status_code == COMPLETED_READS[role], role
+    if response.status_code == 200:
+        page = response.get_data(as_text=True)
+        # The submitted data is shown, in fields nobody can submit.
+        assert "会商确认" in page and 'value="complete"' not in page
+    page = client.get("/login" if role == "anonymous" else "/cases").get_data(as_text=True)
+    with ws.engine.db.reading() as s:
+        before = (s.get(HumanTask, task_id).version,
+                  s.scalar(select(func.count()).select_from(Event)))
+    posted = client.post(f"/tasks/{task_id}", data={
+        "csrf_token": csrf_of(page), "version": 2, "action": "complete",
+        "item_list_note": "改写"})
+    assert posted.status_code == COMPLETED_WRITES[role], (role, posted.status_code)
+    with ws.engine.db.reading() as s:
+        assert (s.get(HumanTask, task_id).version,
+                s.scalar(select(func.count()).select_from(Event))) == before
+
+
+def test_the_non_acceptance_notice_shows_the_reasons_and_the_department_reads_its_check(ws):
+    case_id, _ = involving_drc(ws)
+    [check] = [t for t in ws.ready(case_id, "check_materials")
+               if t.item_code == "project_filing"]
+    reasons = ["申请表未加盖公章", "营业执照已过期"]
+    ws.engine.complete_task(check.id, {"decision": "reject", "rejection_reasons": reasons},
+                            Actor("agent_drc", "agent", "drc"), check.version)
+    [notice] = ws.ready(case_id, "notify_rejection")
+    assert notice.department == "approval_bureau"
+    page = logged_in(ws.app, "agent_approval_bureau").get(f"/tasks/{notice.id}").get_data(
+        as_text=True)
+    section = page.split('id="reasons-to-pass-on"')[1].split("</section>")[0]
+    assert all(r in section for r in reasons)
+    # The Bureau's agent opens the DRC's decision from the earlier decisions.
+    assert f'href="/tasks/{check.id}"' in page
+    seen = logged_in(ws.app, "agent_approval_bureau").get(f"/tasks/{check.id}")
+    assert seen.status_code == 200 and reasons[0] in seen.get_data(as_text=True)
+    # The DRC reads the Bureau's earlier tasks but not its open notice.
+    drc = logged_in(ws.app, "agent_drc")
+    assert drc.get(f"/tasks/{notice.id}").status_code == 403
+    assert drc.get(f"/cases/{case_id}").status_code == 200
+
+
+def test_an_agent_who_started_a_case_reads_it(ws):
+    case_id = ws.engine.start_case("case_flow", {"project": {**KEY_PROJECT, "name": "自建"}},
+                                   Actor(UNINVOLVED, "agent", "water")).id
+    assert logged_in(ws.app, UNINVOLVED).get(f"/cases/{case_id}").status_code == 200
+    assert logged_in(ws.app, "agent_housing_construction").get(
+        f"/cases/{case_id}").status_code == 403
+    assert ws.engine.may_see_case(case_id, Actor(UNINVOLVED, "agent", "water"))

@@ -169,8 +169,10 @@ def task_context(detail: TaskDetail) -> dict[str, Any]:
         materials.append({**entry, "attached": entry.get("code") in attached})
     done = engine.list_tasks(case_id=case.id, states=("completed",), limit=500)
     done.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
+    reasons = detail.data.get("rejection_reasons") if task.state == "ready" else None
     return {"case": case, "project": case.data.get("project") or {}, "item": item,
-            "materials": materials, "decisions": done, "attachments": attachments}
+            "materials": materials, "decisions": done, "attachments": attachments,
+            "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
 
 
 def render_task(task_id: str, values: dict[str, Any] | None = None,
