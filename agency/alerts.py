@@ -82,7 +82,8 @@ def sweep_case(s: Session, ref: ReferenceData, case_id: int, now: datetime, *,
     added = 0
     for subject, (level, row) in worst.items():
         users = recipients(s, list(TARGETS[level]), row.department,
-                           _item_department(case, row.item_code))
+                           _item_department(case, row.item_code),
+                           now.astimezone(SERVICE_TZ).date())
         for user in users:
             if (subject, level, user.username) in told:
                 continue
@@ -125,7 +126,8 @@ def task_raised(s: Session, raised: TaskRaised) -> None:
     row = raised.task
     subject = subject_of(row)
     told = _told(s, raised.case_id)
-    for user in recipients(s, list(raised.targets), row.department, raised.item_department):
+    for user in recipients(s, list(raised.targets), row.department, raised.item_department,
+                           raised.now.astimezone(SERVICE_TZ).date()):
         if (subject, level, user.username) not in told:
             told.add((subject, level, user.username))
             s.add(WarningSent(case_id=raised.case_id, subject=subject, level=level,

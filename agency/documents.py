@@ -37,6 +37,7 @@ KINDS = {
     "termination": "终止代办服务记录",
     "progress": "项目代办进展报告",
     "periodic_report": "零跑路代办服务进展情况报告",
+    "public_summary": "零跑路代办服务成效公示",
 }
 # Completed tasks each task-based document is produced from.
 TASK_KINDS = {"check_materials": "rejection", "record_commitment": "commitment",
@@ -186,6 +187,12 @@ def to_pdf(html: str) -> bytes:
                           f"nothing was stored ({exc})") from exc
     pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
     return pdf
+
+
+def store(engine: Engine, case_id: int | None, kind: str, source: str, title: str,
+          department: str | None, html: str, actor: Actor) -> DocumentView:
+    """Lay out and keep a document produced elsewhere in the service (e.g. the summary)."""
+    return _store(engine, case_id, kind, source, title, department, html, actor)
 
 
 def _store(engine: Engine, case_id: int | None, kind: str, source: str, title: str,

@@ -6,7 +6,7 @@ They share the engine's declarative base (one schema, one Alembic chain in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -135,4 +135,36 @@ class WarningSent(Base):
     level: Mapped[str] = mapped_column(String(10))
     username: Mapped[str] = mapped_column(String(100))
     task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+
+
+class AgentAbsence(Base):
+    """An agent away for a period, and the colleague (B post) who takes their tasks."""
+
+    __tablename__ = "agent_absence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    substitute: Mapped[str] = mapped_column(String(100))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class TrainingSession(Base):
+    """A training session of the agency team, with the agents who attended it."""
+
+    __tablename__ = "training_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    held_on: Mapped[date] = mapped_column(index=True)
+    hours: Mapped[float]
+    topics: Mapped[str] = mapped_column(Text, default="")
+    # Usernames of the agents invited and of those who attended.
+    invited: Mapped[list[Any]] = mapped_column(JSON)
+    attended: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]

@@ -196,6 +196,18 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/enterprise-links/<int:link_id>/revoke", "POST"): (
         lambda ws, t: ("/enterprise-links/999999/revoke", {}), False,
         {**LINK_MAKERS, "owner_agent": 404, "office": 404}),
+    # The agency team, the yearly assessment and the public summary.
+    ("/team", "GET"): (lambda ws, t: ("/team", None), False,
+                       {**dict.fromkeys(ROLES, 200), **LOGIN, "owner_agent": 403,
+                        "other_agent": 403}),
+    **{("/team/" + what, "POST"): (lambda ws, t, what=what: ("/team/" + what, {}), False,
+                                   OFFICE_ADMIN_WRITE) for what in ("absences", "training")},
+    ("/publicity", "GET"): (lambda ws, t: ("/publicity", None), False, DASHBOARD),
+    ("/publicity", "POST"): (lambda ws, t: ("/publicity", {}), False,
+                             {**dict.fromkeys(ROLES, 403), **LOGIN, "office": 302}),
+    ("/publicity/<int:document_id>.pdf", "GET"): (
+        lambda ws, t: ("/publicity/999999.pdf", None), False,
+        {**DASHBOARD, "leader": 404, "office": 404, "auditor": 404}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

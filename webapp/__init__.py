@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         labels,
         oversight,
         records,
+        team,
     )
 
     i18n.init_app(app)
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(intake.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
+    app.register_blueprint(team.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

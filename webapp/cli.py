@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agency import alerts, notify, service_engine
+from agency import alerts, notify, service_engine, team
 from agency.bootstrap import DEMO_PASSWORD, setup
 from engine.actors import SYSTEM, Actor
 from engine.cases import Engine
@@ -245,6 +245,7 @@ def worker(once: bool) -> None:
         fired = engine.fire_due_timers()
         if fired:
             click.echo(f"fired timers in {fired} case(s)")
+        team.hand_over(engine)  # absences that began: their tasks to the substitutes
         warned = alerts.sweep(engine)
         if warned:
             click.echo(f"overdue warnings: {warned} sent")

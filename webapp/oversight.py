@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from agency import documents, notify, oversight
+from agency import documents, notify, oversight, team
 from agency.charts import bar_chart
 from engine.cases import TaskView
 from engine.errors import EngineError, Forbidden
@@ -177,8 +177,11 @@ def dashboard() -> Any:
     reports = documents.list_documents(engine, None, g.user.actor)
     if g.user.role == "leader":
         reports = [r for r in reports if r.department == g.user.department]
+    year = figures.today.year
     return render_template("oversight/dashboard.html", figures=figures, charts=charts,
-                           reports=reports)
+                           reports=reports, year=year,
+                           assessment=team.assessment(engine, year, _scope()),
+                           satisfaction=team.satisfaction(engine, None, _scope()))
 
 
 @bp.route("/dashboard.csv")
