@@ -33,6 +33,7 @@ KINDS = {
     "dispatch": "项目审批任务派遣单",
     "rejection": "不予受理告知书",
     "commitment": "告知承诺书",
+    "commitment_decision": "告知承诺核查处理决定书",
     "handover": "审批结果移交记录",
     "termination": "终止代办服务记录",
     "progress": "项目代办进展报告",
@@ -41,6 +42,7 @@ KINDS = {
 }
 # Completed tasks each task-based document is produced from.
 TASK_KINDS = {"check_materials": "rejection", "record_commitment": "commitment",
+              "commitment_decision": "commitment_decision",
               "handover_results": "handover", "termination_record": "termination",
               "hand_back_materials": "termination"}
 WRITERS = ("agent", "leader", "office")
@@ -267,7 +269,8 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         context["dept_items"] = [i for i in items if i.get("department") == code]
     elif wanted.kind == "progress":
         context["progress"] = _progress(engine, case_id, items)
-    elif wanted.kind in ("rejection", "commitment", "handover", "termination"):
+    elif wanted.kind in ("rejection", "commitment", "commitment_decision", "handover",
+                         "termination"):
         row, submitted = next((r, d) for r, d in _completed(engine, case_id)
                               if r.id == wanted.source)
         context.update(task=row, submitted=submitted, item=next(

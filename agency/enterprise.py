@@ -94,7 +94,8 @@ class Progress:
 
 
 # The documents the service sends the project unit (the others are internal).
-ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "handover", "termination")
+ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "commitment_decision",
+                   "handover", "termination")
 
 
 def _link_view(row: EnterpriseLink) -> LinkView:

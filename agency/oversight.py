@@ -143,6 +143,8 @@ class Figures:
     overdue: dict[str, dict[str, Any]]
     item_times: list[ItemTime]
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
+    # Commitments (告知承诺) found not kept: case, item and the department's decision.
+    broken_commitments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def overdue_red(self) -> int:
@@ -237,7 +239,27 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
                    {k: len(v) for k, v in sorted(by_phase_stage.items())},
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
-                   item_times, closed)
+                   item_times, closed, _broken_commitments(rows, cases, mine))
+
+
+def _broken_commitments(rows: list[HumanTask], cases: dict[int, Case],
+                        mine: Any) -> list[dict[str, Any]]:
+    """Verifications that found a commitment not kept, with what the department decided."""
+    decided = {(r.case_id, r.item_code): (r.result or {}).get("commitment_action")
+               for r in rows if r.spec_name == "commitment_decision" and r.state == "completed"}
+    results = {(cid, str(r.get("code"))): r for cid, c in cases.items()
+               for r in (c.data.get("item_results") or []) if isinstance(r, dict)}
+    found = []
+    for row in sorted(rows, key=lambda r: (r.case_id, r.item_code or "")):
+        if (row.spec_name != "verify_commitment" or row.state != "completed"
+                or (row.result or {}).get("commitment_kept") is not False or not mine(row)):
+            continue
+        result = results.get((row.case_id, str(row.item_code)), {})
+        found.append({"case_id": row.case_id, "case_title": cases[row.case_id].title,
+                      "item": row.item_name or row.item_code,
+                      "decision": decided.get((row.case_id, row.item_code)) or "pending",
+                      "result": result.get("commitment") or ""})
+    return found
 
 
 def _item_times(ref: ReferenceData, rows: list[HumanTask], cases: dict[int, Case],

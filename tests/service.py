@@ -131,7 +131,8 @@ class Service:
                  **data: Any) -> TaskView:
         """Complete a ready task as an agent of the department that owns it (`by`, if given)."""
         task = self.task(spec_name, item)
-        if by is not None:
+        if by is not None:  # of several ready tasks of the spec, the one `by` owns
+            task = next((t for t in self.ready(spec_name, item) if t.department == by), task)
             assert task.department == by, f"{spec_name} is owned by {task.department}, not {by}"
         submitted = {**copy.deepcopy(DEFAULT_DATA.get(spec_name, {})), **data}
         agent = Actor(f"agent_{task.department}", "agent", task.department)

@@ -170,9 +170,15 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
     clock.set(beijing(escalate_on.isoformat()))
     service.engine.fire_due_timers()
     assert service.task("escalate_supply").department == "leading_group_office"
+    # Escalation takes the supply from the Bureau to the office, which decides: here it
+    # gives the enterprise more time, and the Bureau records the material again.
+    assert not service.ready("supply_material")
+    extended = CALENDAR.add_working_days(escalate_on, 3)
     service.complete("escalate_supply", **{
         "supervision_measures": "约谈企业", "supervision_owner": "罗文虎",
-        "supervision_deadline": escalate_on.isoformat()})
+        "supervision_deadline": escalate_on.isoformat(), "supply_decision": "extend",
+        "new_supply_due": extended.isoformat()})
+    assert service.task("supply_material").due_at.astimezone(SERVICE_TZ).date() == extended
     service.complete("supply_material", by="approval_bureau",
                      supplied_materials=["project_code_proof"],
                      supplied_date=escalate_on.isoformat())

@@ -167,7 +167,8 @@ class CaseStore:
                 raise CaseNotRunning(f"case {case.id} is {case.status}")
             version = self._version(s, case.process_version_id)
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
-            version.forms.validate(meta.get("form"), submitted)
+            version.forms.validate(meta.get("form"), submitted,
+                                   today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None
