@@ -27,13 +27,14 @@ from engine.store.db import Database
 def service_engine(config: Config, *, database: Database | None = None,
                    clock_source: Callable[[], datetime] = clock.now) -> Engine:
     """An engine running the agency service: its reference functions and notifications."""
-    from agency import alerts, notify
+    from agency import alerts, notify, progress
     from agency.reference import ReferenceData, script_functions
 
     reference = ReferenceData.load(config.data_dir)
     hooks = Hooks()
     hooks.task_raised.append(functools.partial(notify.task_raised, mail=config.mail_enabled))
     hooks.task_raised.append(alerts.task_raised)
+    hooks.case_changed.append(progress.report_submitted)
     hooks.case_changed.append(functools.partial(alerts.case_changed, reference=reference,
                                                 mail=config.mail_enabled))
     # The functions read the clock in force: a command pins it to its own time and a

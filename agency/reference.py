@@ -205,7 +205,27 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                 if expressions.evaluate(policy.get("eligibility", "True"),
                                         {"project": project})]
 
+    def next_quarter_start() -> str:
+        """08:30 on the first day of the next quarter (January, April, July, October)."""
+        day = now().astimezone(SERVICE_TZ).date()
+        month = (day.month - 1) // 3 * 3 + 4
+        year = day.year + (month > 12)
+        return f"{year}-{(month - 1) % 12 + 1:02d}-01T08:30:00+08:00"
+
+    def next_march_first() -> str:
+        """08:30 on the next 1 March (this year's while it is still ahead)."""
+        moment = now().astimezone(SERVICE_TZ)
+        year = moment.year if (moment.month, moment.day, moment.hour) < (3, 1, 8) \
+            else moment.year + 1
+        return f"{year}-03-01T08:30:00+08:00"
+
+    def key_list_due() -> str:
+        """The DRC's yearly key-project list is due by 31 March of the current year."""
+        return f"{now().astimezone(SERVICE_TZ).year}-03-31"
+
     return {"eligible_policies": eligible_policies, "today": today, "now": now_iso,
+            "next_quarter_start": next_quarter_start, "next_march_first": next_march_first,
+            "key_list_due": key_list_due,
             "working_days_after": working_days_after, "warning_dates": warning_dates,
             "department_name": department_name,
             "catalogue_item": catalogue_item, "merged_materials": merged_materials}

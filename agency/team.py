@@ -167,6 +167,8 @@ def team(engine: Engine) -> list[Unit]:
                                .order_by(User.role, User.username)))
     units = []
     for code, entry in ref.departments.items():
+        if entry.get("external"):
+            continue
         members = [Member(u.username, u.display_name or u.username, u.role,
                           away.get(u.username)) for u in users if u.department == code]
         units.append(Unit(code, str(entry.get("name", code)), str(entry.get("leader", "")),
@@ -349,12 +351,14 @@ class Assessment:
     satisfaction: float | None
     ratings: int
     training_hours: float
+    department_name: str = ""
 
 
 def assessment(engine: Engine, year: int, department: str | None = None) -> list[Assessment]:
     """The yearly assessment of every agent (of one department), from the task index,
     the ratings and the training attended."""
     now = engine.clock()
+    ref = reference_of(engine)
     people = [a for a in agents(engine) if department is None or a[2] == department]
     all_ratings = ratings(engine, year)
     sessions = list_training(engine, year)
@@ -380,5 +384,5 @@ def assessment(engine: Engine, year: int, department: str | None = None) -> list
             username, display_name, dept, len(done), len(items),
             round((len(limited) - len(late)) / len(limited), 3) if limited else None,
             len(late) + len(open_late), _average(scores) if scores else None, len(scores),
-            hours))
+            hours, str(ref.departments.get(dept or "", {}).get("name", dept or ""))))
     return result

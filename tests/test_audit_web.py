@@ -201,6 +201,8 @@ def test_every_post_route_refuses_an_auditor_and_nothing_changes(audit_app, cloc
     for rule in audit_app.url_map.iter_rules():
         if "POST" not in rule.methods or rule.endpoint in ("auth.login", "auth.logout"):
             continue
+        if rule.rule.startswith("/p/"):  # the project unit's page: no account, its own token
+            continue
         path = rule.build({k: v for k, v in values.items() if k in rule.arguments},
                           append_unknown=False)[1]
         if path.startswith("/api/"):

@@ -95,8 +95,8 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     service.complete("track_approval", "power_connection", by="power_company")
     service.complete("handover_results", "power_connection")
 
-    # All items handed over; the return visit waits for its timer.
-    assert service.ready() == []
+    # All items handed over; the return visit waits for its timer, the project unit may rate.
+    assert [t.spec_name for t in service.ready()] == ["rate_service"]
     results = {r["code"]: r for r in service.case().data["item_results"]}
     assert set(results) == set(selected)
     assert {r["outcome"] for r in results.values()} == {"approved"}
@@ -153,7 +153,7 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
                      decision="deficiency", missing_materials=["project_code_proof"],
                      supply_due=supply_due.isoformat())
     supply = service.task("supply_material", "eia_report_book")
-    assert supply.department == "approval_bureau"
+    assert supply.department == "project_unit"  # the enterprise supplies it from its page
     assert supply.due_at.astimezone(SERVICE_TZ).date() == supply_due
     assert service.task("track_approval", "eia_report_book")  # the review goes on meanwhile
 
@@ -179,7 +179,7 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
         "supervision_deadline": escalate_on.isoformat(), "supply_decision": "extend",
         "new_supply_due": extended.isoformat()})
     assert service.task("supply_material").due_at.astimezone(SERVICE_TZ).date() == extended
-    service.complete("supply_material", by="approval_bureau",
+    service.complete("supply_material", by="project_unit",
                      supplied_materials=["project_code_proof"],
                      supplied_date=escalate_on.isoformat())
     service.complete("track_approval", "eia_report_book", by="ecology_env")

@@ -46,9 +46,9 @@ def test_deficiency_approved_and_supplied_in_either_order_is_approved(service, a
         # Nothing is handed over while the material is still missing.
         assert not service.ready("handover_results")
         assert service.task("supply_material", "eia_report_book")
-        service.complete("supply_material", by="approval_bureau", **supply)
+        service.complete("supply_material", by="project_unit", **supply)
     else:
-        service.complete("supply_material", by="approval_bureau", **supply)
+        service.complete("supply_material", by="project_unit", **supply)
         assert not service.ready("handover_results")
         service.complete("track_approval", "eia_report_book", by="ecology_env", **track)
     assert not service.ready("hand_back_materials")

@@ -208,6 +208,17 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/publicity/<int:document_id>.pdf", "GET"): (
         lambda ws, t: ("/publicity/999999.pdf", None), False,
         {**DASHBOARD, "leader": 404, "office": 404, "auditor": 404}),
+    # The project unit's own tasks (only through a live token), progress reports.
+    ("/p/<token>/tasks/<task_id>", "POST"): (
+        lambda ws, t: (f"/p/no-such-token/tasks/{t.task_id}", {}), False,
+        {**dict.fromkeys(ROLES, 404)}),
+    ("/progress-reports", "GET"): (lambda ws, t: ("/progress-reports", None), False,
+                                   {**DASHBOARD, "admin": 403}),
+    ("/progress-reports.<any(csv, xlsx):kind>", "GET"): (
+        lambda ws, t: ("/progress-reports.xlsx", None), False, {**DASHBOARD, "admin": 403}),
+    ("/cases/<int:case_id>/progress-reports", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/progress-reports", None), False,
+        {**ALL, **LOGIN, "other_agent": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

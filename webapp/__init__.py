@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         intake,
         labels,
         oversight,
+        progress,
         records,
         team,
     )
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(records.bp)
     app.register_blueprint(enterprise.bp)
     app.register_blueprint(team.bp)
+    app.register_blueprint(progress.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
