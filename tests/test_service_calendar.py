@@ -1,4 +1,4 @@
-"""The office's calendar: a symposium every quarter, the DRC's key-project list every March."""
+"""The service calendar: a symposium every quarter, the DRC's key-project list every March."""
 
 from __future__ import annotations
 
