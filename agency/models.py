@@ -114,3 +114,19 @@ class EnterpriseLink(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+# The working-day calendar kept by the office -------------------------------------------
+
+
+class CalendarDay(Base):
+    """A day the office declared a public holiday or a make-up working day, over the
+    published calendar of `data/calendar.json`; `kind` "normal" undoes a published entry."""
+
+    __tablename__ = "calendar_day"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date
+    kind: Mapped[str] = mapped_column(String(10))  # holiday | workday | normal
+    note: Mapped[str] = mapped_column(String(200), default="")
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime]
