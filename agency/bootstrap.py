@@ -137,7 +137,8 @@ def start_demo_case(engine: Engine) -> int | None:
     case = engine.start_case(demo["process_id"], demo["data"], office)
     for step in demo.get("steps", []):
         tasks = engine.list_tasks(case_id=case.id)
-        task = next((t for t in tasks if t.spec_name == step["task"]), None)
+        task = next((t for t in tasks if t.spec_name == step["task"]
+                     and step.get("item") in (None, t.item_code)), None)
         if task is None:
             log.warning("demo step %s: no such ready task", step["task"])
             break

@@ -246,8 +246,12 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         owner = departments.get(str(item.get("department")), {})
         item["department_name"] = owner.get("name", item.get("department"))
         item["agent"] = owner.get("agent", "")
-        days = int(item.get("time_limit_days") or 0)
+        days = int(item.get("committed_days") or item.get("time_limit_days") or 0)
         item["committed_days"] = max(1, (days + 1) // 2) if item.get("green_channel") else days
+        project = data.get("project") or {}
+        item["part_names"] = [str(p.get("name")) for p in item.get("parts") or []
+                              if isinstance(p, dict) and (not p.get("when")
+                                                          or project.get(p["when"]))]
         item["material_names"] = [materials_by_code.get(code, {}).get("name", code)
                                   for code in item.get("materials", [])]
     phases = [(str(p), PHASE_NAMES[str(p)], [i for i in items if str(i.get("phase")) == str(p)])

@@ -168,3 +168,19 @@ class TrainingSession(Base):
     attended: Mapped[list[Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+
+
+# The working-day calendar kept by the office -------------------------------------------
+
+
+class CalendarDay(Base):
+    """A day the office declared a public holiday or a make-up working day, over the
+    published calendar of `data/calendar.json`; `kind` "normal" undoes a published entry."""
+
+    __tablename__ = "calendar_day"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date
+    kind: Mapped[str] = mapped_column(String(10))  # holiday | workday | normal
+    note: Mapped[str] = mapped_column(String(200), default="")
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime]

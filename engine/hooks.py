@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from engine.store.models import HumanTask
+    from engine.store.models import Case, HumanTask
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,23 @@ class CaseChanged:
 CaseChangedHook = Callable[["Session", CaseChanged], None]
 
 
+@dataclass(frozen=True)
+class DataSubmitted:
+    """Data that passed its form: the start data of a new case (`spec_name` None) or a
+    task's submission. A hook may refuse it (raise InvalidData) or record it in the case."""
+
+    case: Case
+    spec_name: str | None
+    data: dict[str, Any]
+
+
+DataSubmittedHook = Callable[["Session", DataSubmitted], None]
+
+
 @dataclass
 class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
     case_changed: list[CaseChangedHook] = field(default_factory=list)
+    data_submitted: list[DataSubmittedHook] = field(default_factory=list)

@@ -193,7 +193,9 @@ def suggested(project: dict[str, Any]) -> set[str]:
 
 def test_the_decision_table_can_suggest_every_catalogue_item_and_nothing_else():
     everything = {**KEY_PROJECT, "energy_review": True, "soil_water": True, "water_draw": True,
-                  "special_fire": True, "civil_air_defence": True, "water_supply": True}
+                  "special_fire": True, "civil_air_defence": True, "water_supply": True,
+                  "hazardous_chemicals": True, "special_equipment": True, "road_works": True,
+                  "cultural_relics": True, "forest_land": True, "pollutant_discharge": True}
     book = {**everything, "eia": "book", "approval_type": "approval"}
     assert suggested(everything) | suggested(book) == set(REF.items)
     assert suggested(small_project()) == {"project_filing"}

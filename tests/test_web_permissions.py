@@ -13,7 +13,7 @@ from engine.actors import Actor
 from engine.runtime.clock import MovableClock
 from engine.store.models import Attachment, Case, Event, HumanTask
 from tests.conftest import START
-from tests.service import KEY_PROJECT
+from tests.service import KEY_PROJECT, fresh_code
 from tests.workspace import Workspace, csrf_of, logged_in, make_workspace
 
 PDF = b"%PDF-1.4\n%%EOF\n"
@@ -55,8 +55,8 @@ def complete_form(ws: Workspace, t: Target) -> dict[str, Any]:
 
 
 def start_form() -> dict[str, Any]:
-    form = {f"project.{k}": ("on" if v is True else str(v)) for k, v in KEY_PROJECT.items()
-            if v is not False}
+    form = {f"project.{k}": ("on" if v is True else str(v))
+            for k, v in fresh_code(KEY_PROJECT).items() if v is not False}
     return {"process": "case_flow", **form}
 
 
@@ -168,6 +168,8 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: ("/dashboard/report", {}), False,
         {**dict.fromkeys(ROLES, 403), **LOGIN, "leader": 302, "office": 302}),
     # Bulk intake, follow-up records, enterprise links.
+    ("/calendar", "GET"): (lambda ws, t: ("/calendar", None), False, OFFICE_ADMIN),
+    ("/calendar", "POST"): (lambda ws, t: ("/calendar", {}), False, OFFICE_ADMIN_WRITE),
     ("/intake/", "GET"): (lambda ws, t: ("/intake/", None), False, OFFICE_ADMIN),
     ("/intake/", "POST"): (lambda ws, t: ("/intake/", {}), False, {**OFFICE_ADMIN_WRITE}),
     ("/intake/template.<any(xlsx, csv):kind>", "GET"): (

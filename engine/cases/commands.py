@@ -33,6 +33,7 @@ from engine.errors import (
     ProcessNotFound,
     TaskNotReady,
 )
+from engine.hooks import DataSubmitted
 from engine.pack.loader import (
     Pack,
     PackParser,
@@ -165,6 +166,8 @@ class Commands(Queries):
                     started_by=actor.username, started_at=now, updated_at=now)
         s.add(case)
         s.flush()
+        for hook in self.hooks.data_submitted:
+            hook(s, DataSubmitted(case, None, initial))
         ids = IdSource(case_namespace(case.id))
         with clock.pinned(now), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine)

@@ -49,7 +49,7 @@ from engine.errors import (
     TaskNotReady,
     WorkflowError,
 )
-from engine.hooks import CaseChanged, Hooks, TaskRaised
+from engine.hooks import CaseChanged, DataSubmitted, Hooks, TaskRaised
 from engine.pack import migration
 from engine.pack.forms import FormCatalogue
 from engine.runtime import clock, expressions, recorded
@@ -169,6 +169,8 @@ class CaseStore:
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
             version.forms.validate(meta.get("form"), submitted,
                                    today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
+            for hook in self.hooks.data_submitted:
+                hook(s, DataSubmitted(case, row.spec_name, submitted))
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None

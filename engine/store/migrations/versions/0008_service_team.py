@@ -2,7 +2,7 @@
 substitutes, training sessions with attendance
 
 Revision ID: 0008_service_team
-Revises: 0006_green_channel
+Revises: 0007_calendar
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008_service_team'
-down_revision = '0006_green_channel'
+down_revision = '0007_calendar'
 branch_labels = None
 depends_on = None
 
