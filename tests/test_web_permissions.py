@@ -373,7 +373,8 @@ def test_the_non_acceptance_notice_shows_the_reasons_and_the_department_reads_it
 
 
 def test_an_agent_who_started_a_case_reads_it(ws):
-    case_id = ws.engine.start_case("case_flow", {"project": {**KEY_PROJECT, "name": "自建"}},
+    case_id = ws.engine.start_case("case_flow", {"project": {
+        **KEY_PROJECT, "name": "自建", "code": "2026-640502-34-03-000999"}},
                                    Actor(UNINVOLVED, "agent", "water")).id
     assert logged_in(ws.app, UNINVOLVED).get(f"/cases/{case_id}").status_code == 200
     assert logged_in(ws.app, "agent_housing_construction").get(
