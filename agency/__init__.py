@@ -27,7 +27,7 @@ from engine.store.db import Database
 def service_engine(config: Config, *, database: Database | None = None,
                    clock_source: Callable[[], datetime] = clock.now) -> Engine:
     """An engine running the agency service: its reference functions and notifications."""
-    from agency import notify, webhooks
+    from agency import alerts, calendar, intake, notify, progress, webhooks
     from agency.reference import ReferenceData, script_functions
 
     reference = ReferenceData.load(config.data_dir)
@@ -38,10 +38,16 @@ def service_engine(config: Config, *, database: Database | None = None,
         hooks.seal_made.append(lambda s, document: notify.seal_made(
             s, document, addresses=addresses, now=clock_source()))
     hooks.case_event.append(webhooks.record)
+    hooks.task_raised.append(alerts.task_raised)
+    hooks.case_changed.append(progress.report_submitted)
+    hooks.case_changed.append(functools.partial(alerts.case_changed, reference=reference,
+                                                mail=config.mail_enabled))
+    hooks.data_submitted.append(intake.unique_project_code)
     # The functions read the clock in force: a command pins it to its own time and a
     # replay to the recorded event's, so re-execution computes the same dates.
     functions: dict[str, Callable[..., Any]] = script_functions(reference, clock.now)
     engine = Engine(config, database=database, clock_source=clock_source,
                     functions=functions, hooks=hooks)
     engine.extensions["reference"] = reference
+    calendar.refresh(engine)  # the office's holidays and make-up days over the published ones
     return engine

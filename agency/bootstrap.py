@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from engine import accounts
 from engine.actors import SYSTEM, Actor
 from engine.cases import Engine
+from engine.errors import NotFound
 from engine.store import schema
 from engine.store.models import Case, Department, User
 
@@ -38,6 +39,7 @@ class SetupReport:
     versions_created: list[tuple[str, int]] = field(default_factory=list)
     users_created: int = 0
     demo_case: int | None = None
+    calendar_case: int | None = None
     logins: list[DemoLogin] = field(default_factory=list)
 
 
@@ -66,6 +68,8 @@ def demo_accounts(engine: Engine) -> list[tuple[str, str, str | None, str]]:
         ("auditor", "auditor", None, "审计员"),
     ]
     for dept in departments:
+        if dept.code == "project_unit":  # the enterprise acts through its link, no account
+            continue
         if dept.code == "leading_group_office":
             wanted.append(("office", "office", dept.code, f"{dept.name}（{dept.agent or '值班'}）"))
             continue
@@ -89,7 +93,10 @@ def create_demo_accounts(engine: Engine) -> int:
     return created
 
 
-def setup(engine: Engine, *, demo: bool = True) -> SetupReport:
+CALENDAR = "service_calendar"
+
+
+def setup(engine: Engine, *, demo: bool = True, calendar: bool = True) -> SetupReport:
     """Everything `make run` needs; running it again keeps the data."""
     report = SetupReport()
     schema.upgrade(engine.db)
@@ -99,7 +106,22 @@ def setup(engine: Engine, *, demo: bool = True) -> SetupReport:
         report.users_created = create_demo_accounts(engine)
         report.demo_case = start_demo_case(engine)
         report.logins = [DemoLogin(u, r, d, n) for u, r, d, n in demo_accounts(engine)]
+    if calendar:
+        report.calendar_case = start_service_calendar(engine)
     return report
+
+
+def start_service_calendar(engine: Engine) -> int | None:
+    """Start the office's yearly calendar (quarterly symposiums, the DRC's list in March)
+    once; it runs for as long as the service does."""
+    with engine.db.reading() as s:
+        if s.scalar(select(Case.id).where(Case.process_id == CALENDAR,
+                                          Case.status == "running").limit(1)) is not None:
+            return None
+    try:
+        return engine.start_case(CALENDAR, {"calendar_closed": False}, SYSTEM).id
+    except NotFound:  # a pack without the calendar
+        return None
 
 
 def start_demo_case(engine: Engine) -> int | None:
@@ -115,7 +137,8 @@ def start_demo_case(engine: Engine) -> int | None:
     case = engine.start_case(demo["process_id"], demo["data"], office)
     for step in demo.get("steps", []):
         tasks = engine.list_tasks(case_id=case.id)
-        task = next((t for t in tasks if t.spec_name == step["task"]), None)
+        task = next((t for t in tasks if t.spec_name == step["task"]
+                     and step.get("item") in (None, t.item_code)), None)
         if task is None:
             log.warning("demo step %s: no such ready task", step["task"])
             break

@@ -34,13 +34,16 @@ KINDS = {
     "dispatch": "项目审批任务派遣单",
     "rejection": "不予受理告知书",
     "commitment": "告知承诺书",
+    "commitment_decision": "告知承诺核查处理决定书",
     "handover": "审批结果移交记录",
     "termination": "终止代办服务记录",
     "progress": "项目代办进展报告",
     "periodic_report": "零跑路代办服务进展情况报告",
+    "public_summary": "零跑路代办服务成效公示",
 }
 # Completed tasks each task-based document is produced from.
 TASK_KINDS = {"check_materials": "rejection", "record_commitment": "commitment",
+              "commitment_decision": "commitment_decision",
               "handover_results": "handover", "termination_record": "termination",
               "hand_back_materials": "termination"}
 SEAL_DAYS = 31  # the periodic report lists the audit seals made in this many last days
@@ -193,6 +196,12 @@ def to_pdf(html: str) -> bytes:
     return pdf
 
 
+def store(engine: Engine, case_id: int | None, kind: str, source: str, title: str,
+          department: str | None, html: str, actor: Actor) -> DocumentView:
+    """Lay out and keep a document produced elsewhere in the service (e.g. the summary)."""
+    return _store(engine, case_id, kind, source, title, department, html, actor)
+
+
 def _store(engine: Engine, case_id: int | None, kind: str, source: str, title: str,
            department: str | None, html: str, actor: Actor) -> DocumentView:
     pdf = to_pdf(html)  # laid out before the transaction: it takes a while
@@ -242,8 +251,12 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         owner = departments.get(str(item.get("department")), {})
         item["department_name"] = owner.get("name", item.get("department"))
         item["agent"] = owner.get("agent", "")
-        days = int(item.get("time_limit_days") or 0)
+        days = int(item.get("committed_days") or item.get("time_limit_days") or 0)
         item["committed_days"] = max(1, (days + 1) // 2) if item.get("green_channel") else days
+        project = data.get("project") or {}
+        item["part_names"] = [str(p.get("name")) for p in item.get("parts") or []
+                              if isinstance(p, dict) and (not p.get("when")
+                                                          or project.get(p["when"]))]
         item["material_names"] = [materials_by_code.get(code, {}).get("name", code)
                                   for code in item.get("materials", [])]
     phases = [(str(p), PHASE_NAMES[str(p)], [i for i in items if str(i.get("phase")) == str(p)])
@@ -265,7 +278,8 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         context["dept_items"] = [i for i in items if i.get("department") == code]
     elif wanted.kind == "progress":
         context["progress"] = _progress(engine, case_id, items)
-    elif wanted.kind in ("rejection", "commitment", "handover", "termination"):
+    elif wanted.kind in ("rejection", "commitment", "commitment_decision", "handover",
+                         "termination"):
         row, submitted = next((r, d) for r, d in _completed(engine, case_id)
                               if r.id == wanted.source)
         context.update(task=row, submitted=submitted, item=next(

@@ -1,4 +1,5 @@
-"""Read-only progress links for a project unit: tokens, revocation, and what the page shows."""
+"""Progress links for a project unit: tokens, revocation, what the page shows, and the
+unit's own tasks (its lane) done there."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from sqlalchemy.orm import Session
 from agency.models import Document, EnterpriseLink
 from engine.actors import Actor
 from engine.audit.chain import NewEvent
-from engine.cases import Engine
+from engine.cases import Engine, TaskDetail
 from engine.errors import N_, CaseNotFound, EngineError, Forbidden, NotFound
 from engine.store.models import Case, Department, HumanTask
 
+PROJECT_UNIT = "project_unit"  # the lane (department code) of the project unit's own tasks
 TOKEN_BYTES = 32  # 256 bits: guessing is hopeless, so no hint is ever given on failure
 PHASES = {"1": N_("立项用地规划许可阶段"), "2": N_("工程建设许可阶段"), "3": N_("施工许可阶段"),
           "4": N_("竣工验收阶段")}
@@ -94,7 +96,8 @@ class Progress:
 
 
 # The documents the service sends the project unit (the others are internal).
-ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "handover", "termination")
+ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "commitment_decision",
+                   "handover", "termination")
 
 
 def _link_view(row: EnterpriseLink) -> LinkView:
@@ -198,6 +201,46 @@ class EnterpriseLinks:
         view.documents.extend(documents)
         return view
 
+    # The project unit's own tasks (its lane, 项目单位), done on its page -----------------
+
+    def actor(self, token: str) -> Actor:
+        """Who acts through a live token: `enterprise:<case>`, bound to the unit's lane."""
+        with self.engine.db.reading() as s:
+            case = self._case_of(s, token)
+        return Actor(f"enterprise:{case.id}", "external", PROJECT_UNIT)
+
+    def tasks(self, token: str) -> list[TaskDetail]:
+        """The case's open tasks in the project unit's lane, with their forms."""
+        actor = self.actor(token)
+        with self.engine.db.reading() as s:
+            ids = list(s.scalars(select(HumanTask.id).where(
+                HumanTask.case_id == _case_id(actor), HumanTask.state == "ready",
+                HumanTask.department == PROJECT_UNIT).order_by(HumanTask.created_at,
+                                                               HumanTask.id)))
+        return [self.engine.get_task(task_id, actor) for task_id in ids]
+
+    def _own_task(self, token: str, task_id: str) -> tuple[Actor, TaskDetail]:
+        """A task of the token's case in the unit's lane; NotFound for any other."""
+        actor = self.actor(token)
+        with self.engine.db.reading() as s:
+            row = s.get(HumanTask, task_id) if len(task_id) <= 36 else None
+            if row is None or row.case_id != _case_id(actor) or row.department != PROJECT_UNIT:
+                raise NotFound("not found")
+        return actor, self.engine.get_task(task_id, actor)
+
+    def complete(self, token: str, task_id: str, data: dict[str, Any],
+                 seen_version: int | None) -> TaskDetail:
+        """Complete one of the unit's tasks with its form's data (an audited case event)."""
+        actor, detail = self._own_task(token, task_id)
+        self.engine.complete_task(task_id, data, actor, seen_version)
+        return detail
+
+    def attach(self, token: str, task_id: str, filename: str, content: bytes,
+               material: str | None) -> None:
+        """Upload a file to one of the unit's open tasks (checked as every upload)."""
+        actor, _detail = self._own_task(token, task_id)
+        self.engine.add_attachment(task_id, filename, content, actor, material=material)
+
     def document_pdf(self, token: str, document_id: int) -> tuple[str, bytes]:
         """A document addressed to the unit behind a live token (title, PDF); NotFound for
         any other document, as for an unknown token."""
@@ -207,6 +250,10 @@ class EnterpriseLinks:
             if row is None or row.case_id != case.id or row.kind not in ADDRESSED_KINDS:
                 raise NotFound("not found")
             return row.title, row.pdf
+
+
+def _case_id(actor: Actor) -> int:
+    return int(actor.username.split(":", 1)[1])
 
 
 def _progress(case: Case, tasks: list[HumanTask], departments: dict[str, str]) -> Progress:

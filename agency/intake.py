@@ -24,7 +24,8 @@ from engine.actors import Actor
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
 from engine.cases import CaseView, Engine
-from engine.errors import N_, Conflict, EngineError, Forbidden, NotFound
+from engine.errors import N_, Conflict, EngineError, FieldError, Forbidden, InvalidData, NotFound
+from engine.hooks import DataSubmitted
 from engine.pack.loader import start_form_files
 from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import Case
@@ -85,6 +86,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("civil_air_defence", "需修建防空地下室", "yesno", False, ("防空地下室",)),
     Column("power", "需电力接入", "yesno", False, ("电力接入",)),
     Column("water_supply", "需供水接入", "yesno", False, ("供水接入",)),
+    Column("hazardous_chemicals", "属危险化学品建设项目", "yesno", False, ("危险化学品",)),
+    Column("special_equipment", "安装特种设备", "yesno", False, ("特种设备",)),
+    Column("road_works", "需占用挖掘公路", "yesno", False, ("涉路施工",)),
+    Column("cultural_relics", "涉及文物保护", "yesno", False, ("文物",)),
+    Column("forest_land", "需占用林地草原", "yesno", False, ("使用林地",)),
+    Column("pollutant_discharge", "纳入排污许可管理", "yesno", False, ("排污许可",)),
     Column("green_channel", "走绿色通道", "yesno", False, ("绿色通道",)),
 )
 FIELDS = {c.field: c for c in COLUMNS}
@@ -669,3 +676,35 @@ class _LateDuplicates(EngineError):
     def __init__(self, errors: dict[str, list[dict[str, Any]]]) -> None:
         super().__init__("duplicates appeared during the import")
         self.errors = errors
+
+
+# Project codes in use --------------------------------------------------------------
+
+# Cases whose project code another case may not take: those still running or completed.
+CODE_HOLDING_STATUSES = ("running", "completed")
+
+
+def unique_project_code(s: Session, submitted: DataSubmitted) -> None:
+    """Refuse a project code another running or completed case already carries, naming
+    that case; a code obtained later (phase 1, `project_code`) becomes the case's code."""
+    case = submitted.case
+    if case.process_id != PROCESS_ID:
+        return
+    if submitted.spec_name is None:
+        project = submitted.data.get("project")
+        code = project.get("code") if isinstance(project, dict) else None
+        field_name = "project.code"
+    else:
+        code = submitted.data.get("project_code")
+        field_name = "project_code"
+    if not isinstance(code, str) or not code:
+        return
+    other = s.execute(select(Case.id, Case.title, Case.status).where(
+        Case.process_id == PROCESS_ID, Case.project_code == code, Case.id != case.id,
+        Case.status.in_(CODE_HOLDING_STATUSES)).order_by(Case.id).limit(1)).first()
+    if other is not None:
+        state = "办理中" if other.status == "running" else "已办结"
+        raise InvalidData(f"项目代码 {code} 已被案件 #{other.id}「{other.title}」（{state}）使用",
+                          [FieldError(field_name, f"项目代码 {code} 已被案件 #{other.id}"
+                                      f"「{other.title}」（{state}）使用，不能重复登记")])
+    case.project_code = code

@@ -6,7 +6,7 @@ They share the engine's declarative base (one schema, one Alembic chain in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -154,3 +155,72 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# Warnings, agent team, training, satisfaction (migration 0008_service_team) ------------
+
+
+class WarningSent(Base):
+    """One overdue warning told to one user: each level of a task's limit reaches each person
+    once, whether the sweep or a diagram's warning task told them."""
+
+    __tablename__ = "warning_sent"
+    __table_args__ = (UniqueConstraint("case_id", "subject", "level", "username",
+                                       name="uq_warning_sent"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"))
+    # "item:<code>:<stage>" for an approval item in one stage, "task:<id>" for another task.
+    subject: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(10))
+    username: Mapped[str] = mapped_column(String(100))
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+
+
+class AgentAbsence(Base):
+    """An agent away for a period, and the colleague (B post) who takes their tasks."""
+
+    __tablename__ = "agent_absence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    substitute: Mapped[str] = mapped_column(String(100))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class TrainingSession(Base):
+    """A training session of the agency team, with the agents who attended it."""
+
+    __tablename__ = "training_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    held_on: Mapped[date] = mapped_column(index=True)
+    hours: Mapped[float]
+    topics: Mapped[str] = mapped_column(Text, default="")
+    # Usernames of the agents invited and of those who attended.
+    invited: Mapped[list[Any]] = mapped_column(JSON)
+    attended: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+# The working-day calendar kept by the office -------------------------------------------
+
+
+class CalendarDay(Base):
+    """A day the office declared a public holiday or a make-up working day, over the
+    published calendar of `data/calendar.json`; `kind` "normal" undoes a published entry."""
+
+    __tablename__ = "calendar_day"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date
+    kind: Mapped[str] = mapped_column(String(10))  # holiday | workday | normal
+    note: Mapped[str] = mapped_column(String(200), default="")
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime]

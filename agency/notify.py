@@ -7,7 +7,7 @@ import json
 import logging
 import smtplib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from agency.models import Notification, OutboxMail
 from engine.config import Config
 from engine.errors import Forbidden, NotFound
 from engine.hooks import TaskRaised
+from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import User
 
 if TYPE_CHECKING:
@@ -49,10 +50,14 @@ def _view(row: Notification) -> NotificationView:
 
 
 def recipients(s: Session, targets: list[str], task_department: str | None,
-               item_department: str | None) -> list[User]:
-    """The active users a task's `notify` targets name, each once."""
+               item_department: str | None, day: date | None = None) -> list[User]:
+    """The active users a task's `notify` targets name, each once; on a `day`, an agent
+    away is replaced by their substitute."""
+    from agency.team import substitutes_on
+
     found: dict[str, User] = {}
     query = select(User).where(User.active.is_(True)).order_by(User.username)
+    away = substitutes_on(s, day) if day is not None else {}
     for target in targets:
         if target == "leader":
             department = item_department or task_department
@@ -65,6 +70,11 @@ def recipients(s: Session, targets: list[str], task_department: str | None,
         else:
             continue
         for user in rows:
+            if user.username in away:
+                stand_in = s.scalar(select(User).where(User.username == away[user.username]))
+                if stand_in is not None and stand_in.active:
+                    found.setdefault(stand_in.username, stand_in)
+                continue
             found.setdefault(user.username, user)
     return list(found.values())
 
@@ -77,7 +87,8 @@ def task_raised(s: Session, raised: TaskRaised, *, mail: bool) -> None:
     body = (f"案件 #{case_id}「{case_title}」"
             + (f"的事项「{task.item_name}」" if task.item_name else "")
             + f"：{task.title}，由 {task.department} 办理{due}。")
-    users = recipients(s, list(raised.targets), task.department, raised.item_department)
+    users = recipients(s, list(raised.targets), task.department, raised.item_department,
+                       now.astimezone(SERVICE_TZ).date())
     for user in users:
         s.add(Notification(username=user.username, kind=task.spec_name, title=subject,
                            body=body, case_id=case_id, task_id=task.id, created_at=now))

@@ -6,9 +6,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agency.reference import ReferenceData, reference_of, warning_limits
 from engine.runtime.clock import SERVICE_TZ
@@ -35,15 +36,19 @@ def _worse(a: str, b: str) -> str:
 
 def due_level(ref: ReferenceData, created_at: datetime, due_at: datetime | None,
               now: datetime) -> str:
-    """The level of one task by its own limit: red after the due date, yellow in its last
-    stretch (the configured share of the working days from the task's start to its due date)."""
+    """The level of one task by its own limit, the one rule for inboxes, the dashboard and the
+    warnings sent: red after the due date, yellow in its last stretch (the configured share of
+    the working days from the task's start to its due date), never yellow on its first day.
+    Red is the inbox's "overdue" count too: the due moment has passed."""
     if due_at is None:
         return "none"
+    if now > due_at:
+        return "red"
     today = now.astimezone(SERVICE_TZ).date()
     start = created_at.astimezone(SERVICE_TZ).date()
     due = due_at.astimezone(SERVICE_TZ).date()
-    if today > due:
-        return "red"
+    if today <= start:  # a brand-new task is not 临期 the day it appears
+        return "none"
     days = ref.calendar.working_days_between(start, due)
     if days <= 0:
         return "yellow" if today >= due else "none"
@@ -51,29 +56,40 @@ def due_level(ref: ReferenceData, created_at: datetime, due_at: datetime | None,
     return "yellow" if today >= min(yellow, due) else "none"
 
 
-def warning_levels(engine: Engine, tasks: Iterable[TaskView]) -> dict[str, str]:
-    """Each given open task's overdue level: "none", "yellow" or "red".
+class _OpenTask(Protocol):
+    """A task row or view: what its level is computed from."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def case_id(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def spec_name(self) -> str: ...
+    @property
+    def item_code(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def due_at(self) -> datetime | None: ...
+
+
+def levels_in(s: Session, ref: ReferenceData, tasks: Iterable[_OpenTask], now: datetime
+              ) -> dict[str, str]:
+    """Each given open task's overdue level, read in the caller's session.
 
     A task is at least as late as its own limit says, and as the warnings the
     diagrams raised for its approval item (a yellow or red warning task).
     """
     tasks = list(tasks)
-    now = engine.clock()
-    raised = _raised_warnings(engine, {t.case_id for t in tasks})
+    raised = _raised_warnings(s, {t.case_id for t in tasks})
     levels: dict[str, str] = {}
-    # A task's own level depends only on its local start and due days: many tasks share
-    # them, and each level walks the working-day calendar.
-    by_days: dict[tuple[date, date | None], str] = {}
     for task in tasks:
         if task.state != "ready":
             levels[task.id] = "none"
             continue
-        days = (task.created_at.astimezone(SERVICE_TZ).date(),
-                task.due_at.astimezone(SERVICE_TZ).date() if task.due_at else None)
-        level = by_days.get(days)
-        if level is None:
-            level = by_days[days] = due_level(reference_of(engine), task.created_at,
-                                              task.due_at, now)
+        level = due_level(ref, task.created_at, task.due_at, now)
         level = _worse(level, WARNING_TASKS.get(task.spec_name, "none"))
         if task.item_code:
             level = _worse(level, raised.get((task.case_id, task.item_code), "none"))
@@ -81,19 +97,24 @@ def warning_levels(engine: Engine, tasks: Iterable[TaskView]) -> dict[str, str]:
     return levels
 
 
-def _raised_warnings(engine: Engine, case_ids: set[int]) -> dict[tuple[int, str], str]:
+def warning_levels(engine: Engine, tasks: Iterable[TaskView]) -> dict[str, str]:
+    """Each given open task's overdue level: "none", "yellow" or "red"."""
+    with engine.db.reading() as s:
+        return levels_in(s, reference_of(engine), tasks, engine.clock())
+
+
+def _raised_warnings(s: Session, case_ids: set[int]) -> dict[tuple[int, str], str]:
     if not case_ids:
         return {}
     found: dict[tuple[int, str], str] = {}
-    with engine.db.reading() as s:
-        rows = s.execute(select(HumanTask.case_id, HumanTask.item_code, HumanTask.spec_name)
-                         .where(HumanTask.case_id.in_(case_ids),
-                                HumanTask.spec_name.in_(tuple(WARNING_TASKS)),
-                                HumanTask.state != "cancelled",
-                                HumanTask.item_code.is_not(None)))
-        for case_id, item_code, spec_name in rows:
-            key = (case_id, str(item_code))
-            found[key] = _worse(found.get(key, "none"), WARNING_TASKS[spec_name])
+    rows = s.execute(select(HumanTask.case_id, HumanTask.item_code, HumanTask.spec_name)
+                     .where(HumanTask.case_id.in_(case_ids),
+                            HumanTask.spec_name.in_(tuple(WARNING_TASKS)),
+                            HumanTask.state != "cancelled",
+                            HumanTask.item_code.is_not(None)))
+    for case_id, item_code, spec_name in rows:
+        key = (case_id, str(item_code))
+        found[key] = _worse(found.get(key, "none"), WARNING_TASKS[spec_name])
     return found
 
 
@@ -122,6 +143,8 @@ class Figures:
     overdue: dict[str, dict[str, Any]]
     item_times: list[ItemTime]
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
+    # Commitments (告知承诺) found not kept: case, item and the department's decision.
+    broken_commitments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def overdue_red(self) -> int:
@@ -186,9 +209,9 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     # An open item's level is the worst of its ready tasks'.
     item_level: dict[tuple[int, str], str] = {}
     item_row: dict[tuple[int, str], HumanTask] = {}
-    for row in ready:
-        if row.item_code and mine(row):
-            key = (row.case_id, row.item_code)
+    for row in ready:  # a task outside any item (a follow-up action) counts on its own
+        if mine(row) and (row.item_code or row.due_at is not None):
+            key = (row.case_id, row.item_code or f"task:{row.id}")
             item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
             item_row.setdefault(key, row)
     overdue: dict[str, dict[str, Any]] = {}
@@ -201,7 +224,7 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
                                           "red": 0, "items": []})
         entry[level] += 1
         entry["items"].append({"case_id": key[0], "case_title": cases[key[0]].title,
-                               "item": row.item_name or key[1], "level": level})
+                               "item": row.item_name or row.title, "level": level})
 
     item_times = _item_times(ref, rows, cases, mine)
     month = (today.year, today.month)
@@ -216,7 +239,27 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
                    {k: len(v) for k, v in sorted(by_phase_stage.items())},
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
-                   item_times, closed)
+                   item_times, closed, _broken_commitments(rows, cases, mine))
+
+
+def _broken_commitments(rows: list[HumanTask], cases: dict[int, Case],
+                        mine: Any) -> list[dict[str, Any]]:
+    """Verifications that found a commitment not kept, with what the department decided."""
+    decided = {(r.case_id, r.item_code): (r.result or {}).get("commitment_action")
+               for r in rows if r.spec_name == "commitment_decision" and r.state == "completed"}
+    results = {(cid, str(r.get("code"))): r for cid, c in cases.items()
+               for r in (c.data.get("item_results") or []) if isinstance(r, dict)}
+    found = []
+    for row in sorted(rows, key=lambda r: (r.case_id, r.item_code or "")):
+        if (row.spec_name != "verify_commitment" or row.state != "completed"
+                or (row.result or {}).get("commitment_kept") is not False or not mine(row)):
+            continue
+        result = results.get((row.case_id, str(row.item_code)), {})
+        found.append({"case_id": row.case_id, "case_title": cases[row.case_id].title,
+                      "item": row.item_name or row.item_code,
+                      "decision": decided.get((row.case_id, row.item_code)) or "pending",
+                      "result": result.get("commitment") or ""})
+    return found
 
 
 def _item_times(ref: ReferenceData, rows: list[HumanTask], cases: dict[int, Case],

@@ -130,6 +130,11 @@ class ReferenceData:
                 if material not in materials:
                     raise ReferenceDataError(f"items.json: item {item['code']} names unknown "
                                              f"material {material!r}")
+            for part in item.get("parts", []):
+                if part.get("department") not in departments:
+                    raise ReferenceDataError(f"items.json: a part of item {item['code']} names "
+                                             f"unknown department {part.get('department')!r}")
+            _check_limits(item)
         raw_calendar = _read(directory / "calendar.json", {})
         calendar = WorkingCalendar(
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
@@ -212,10 +217,30 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
         merged: dict[str, dict[str, Any]] = {}
         for item in items:
             for code in item.get("materials", []):
-                entry = merged.setdefault(code, {**ref.materials.get(code, {"code": code}),
-                                                 "items": []})
+                entry = merged.setdefault(code, {**ref.materials.get(
+                    code, {"code": code, "name": code}), "items": []})
                 entry["items"].append(item.get("code"))
         return list(merged.values())
+
+    def with_added_materials(items: list[dict[str, Any]],
+                             added: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items with the materials departments added to them (by catalogue code or
+        name, else as written), each material once per item."""
+        by_name = {str(m.get("name", "")).strip(): code for code, m in ref.materials.items()}
+        result = [{**item, "materials": list(item.get("materials", []))} for item in items]
+        codes = {str(item.get("code")) for item in result}
+        for entry in added:
+            target = str(entry.get("item", ""))
+            if target not in codes:
+                raise LookupError(f"material added to {target!r}, which is not an item of "
+                                  "this project")
+            written = " ".join(str(entry.get("material", "")).split())
+            code = written if written in ref.materials else by_name.get(written, written)
+            for item in result:
+                if item["code"] == target and code and code not in item["materials"]:
+                    item["materials"].append(code)
+                    item["added_materials"] = [*item.get("added_materials", []), code]
+        return result
 
     def eligible_policies(project: dict[str, Any]) -> list[dict[str, Any]]:
         return [{key: policy[key] for key in ("code", "name", "department", "benefit")
@@ -224,7 +249,45 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
                 if expressions.evaluate(policy.get("eligibility", "True"),
                                         {"project": project})]
 
+    def next_quarter_start() -> str:
+        """08:30 on the first day of the next quarter (January, April, July, October)."""
+        day = now().astimezone(SERVICE_TZ).date()
+        month = (day.month - 1) // 3 * 3 + 4
+        year = day.year + (month > 12)
+        return f"{year}-{(month - 1) % 12 + 1:02d}-01T08:30:00+08:00"
+
+    def next_march_first() -> str:
+        """08:30 on the next 1 March (this year's while it is still ahead)."""
+        moment = now().astimezone(SERVICE_TZ)
+        year = moment.year if (moment.month, moment.day, moment.hour) < (3, 1, 8) \
+            else moment.year + 1
+        return f"{year}-03-01T08:30:00+08:00"
+
+    def key_list_due() -> str:
+        """The DRC's yearly key-project list is due by 31 March of the current year."""
+        return f"{now().astimezone(SERVICE_TZ).year}-03-31"
+
     return {"eligible_policies": eligible_policies, "today": today, "now": now_iso,
+            "next_quarter_start": next_quarter_start, "next_march_first": next_march_first,
+            "key_list_due": key_list_due,
             "working_days_after": working_days_after, "warning_dates": warning_dates,
             "department_name": department_name,
-            "catalogue_item": catalogue_item, "merged_materials": merged_materials}
+            "catalogue_item": catalogue_item, "merged_materials": merged_materials,
+            "with_added_materials": with_added_materials}
+
+
+def _check_limits(item: dict[str, Any]) -> None:
+    """Each item carries its statutory limit (法定时限) and the shorter or equal limit the
+    service commits to (承诺时限), in working days; warnings run on the committed one.
+    `time_limit_days` is kept as the committed limit for diagrams of earlier versions."""
+    statutory, committed = item.get("statutory_days"), item.get("committed_days")
+    if committed is None and isinstance(item.get("time_limit_days"), int):
+        committed = item["time_limit_days"]  # a catalogue of the earlier form
+        item["committed_days"] = committed
+    if not isinstance(committed, int) or committed < 1:
+        raise ReferenceDataError(f"items.json: item {item['code']} needs committed_days, a "
+                                 "positive number of working days")
+    if statutory is not None and (not isinstance(statutory, int) or statutory < committed):
+        raise ReferenceDataError(f"items.json: item {item['code']}: the statutory limit "
+                                 f"({statutory}) is shorter than the committed one ({committed})")
+    item["time_limit_days"] = committed

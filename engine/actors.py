@@ -25,7 +25,9 @@ class Actor:
         """Whether this actor may claim or complete a task owned by `department`."""
         if self.is_system:
             return True
-        if self.role not in ("agent", "leader", "office"):
+        # "external": a participant outside the service acting through a link (a project
+        # unit), bound to the department code its lane names.
+        if self.role not in ("agent", "leader", "office", "external"):
             return False
         return department is not None and department == self.department
 

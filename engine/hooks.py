@@ -58,6 +58,31 @@ CaseCacheHook = Callable[[bool], None]
 CaseEventHook = Callable[["Session", "Case", "Event"], None]
 
 
+@dataclass(frozen=True)
+class CaseChanged:
+    """A case whose workflow a command has just advanced (task index and timers in line)."""
+
+    case_id: int
+    case_title: str
+    now: datetime
+
+
+CaseChangedHook = Callable[["Session", CaseChanged], None]
+
+
+@dataclass(frozen=True)
+class DataSubmitted:
+    """Data that passed its form: the start data of a new case (`spec_name` None) or a
+    task's submission. A hook may refuse it (raise InvalidData) or record it in the case."""
+
+    case: Case
+    spec_name: str | None
+    data: dict[str, Any]
+
+
+DataSubmittedHook = Callable[["Session", DataSubmitted], None]
+
+
 @dataclass
 
 
@@ -70,3 +95,5 @@ class Hooks:
     command_done: list[CommandDoneHook] = field(default_factory=list)
     case_cache: list[CaseCacheHook] = field(default_factory=list)
     case_event: list[CaseEventHook] = field(default_factory=list)
+    case_changed: list[CaseChangedHook] = field(default_factory=list)
+    data_submitted: list[DataSubmittedHook] = field(default_factory=list)

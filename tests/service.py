@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,26 @@ KEY_PROJECT: dict[str, Any] = {
     "water_supply": False,
 }
 
+
+
+_serials = itertools.count(1)
+
+
+def fresh_code(project: dict[str, Any]) -> dict[str, Any]:
+    """The project with a project code no other case of the test has: a code belongs to one
+    running or completed case (a second registration with it is refused)."""
+    code = project.get("code")
+    if not code:
+        return project
+    return {**project, "code": f"{code[:-6]}{900000 + next(_serials):06d}"}
+
+
+def unused_code(engine: Engine, project: dict[str, Any]) -> dict[str, Any]:
+    """The project as given if no case of the engine holds its code yet, else with a fresh one."""
+    code = project.get("code")
+    if not code or not engine.list_cases(search=code, statuses=("running", "completed")):
+        return project
+    return fresh_code(project)
 
 
 def small_project(**changes: Any) -> dict[str, Any]:
@@ -112,7 +133,8 @@ class Service:
     steps: list[Step] = field(default_factory=list)
 
     def start(self, project: dict[str, Any] | None = None) -> CaseView:
-        case = self.engine.start_case("case_flow", {"project": project or KEY_PROJECT}, OFFICE)
+        case = self.engine.start_case(
+            "case_flow", {"project": unused_code(self.engine, project or KEY_PROJECT)}, OFFICE)
         self.case_id = case.id
         return case
 
@@ -131,7 +153,8 @@ class Service:
                  **data: Any) -> TaskView:
         """Complete a ready task as an agent of the department that owns it (`by`, if given)."""
         task = self.task(spec_name, item)
-        if by is not None:
+        if by is not None:  # of several ready tasks of the spec, the one `by` owns
+            task = next((t for t in self.ready(spec_name, item) if t.department == by), task)
             assert task.department == by, f"{spec_name} is owned by {task.department}, not {by}"
         submitted = {**copy.deepcopy(DEFAULT_DATA.get(spec_name, {})), **data}
         agent = Actor(f"agent_{task.department}", "agent", task.department)

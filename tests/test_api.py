@@ -3,6 +3,7 @@ document it is given, with the real process pack."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from engine.store import schema
 from engine.store.db import Database
 from engine.store.models import Event
 from tests.conftest import ROOT, START
-from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE
+from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE, fresh_code
 from webapp import create_app
 from webapp.cli import main as cli_main
 from webapp.openapi import document
@@ -154,7 +155,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             accounts.create_user(s, username, f"password-{username}", role,
                                  department=department, now=engine.clock())
             tokens[key] = accounts.issue_token(s, username)
-    case = engine.start_case("case_flow", {"project": KEY_PROJECT}, OFFICE)
+    case = engine.start_case("case_flow", {"project": fresh_code(KEY_PROJECT)}, OFFICE)
     engine.db.dispose()
     return Template(db_file, tokens, case.id)
 
@@ -263,6 +264,11 @@ def test_a_case_is_started_read_claimed_and_completed_through_the_api(api):
     assert started.headers["Location"] == f"{PREFIX}/cases/{case['id']}"
     assert case["status"] == "running" and case["title"] == KEY_PROJECT["name"]
     assert case["project_code"] == KEY_PROJECT["code"]
+    # The same project code again is refused, naming the case that holds it.
+    again = api.post("office", "/cases", {"process_id": "case_flow",
+                                          "data": {"project": {**KEY_PROJECT, "name": "重复"}}})
+    assert again.status_code == 422
+    assert f"#{case['id']}" in json.dumps(again.get_json(), ensure_ascii=False)
     [first] = case["open_tasks"]
     assert (first["spec_name"], first["department"], first["assignee"]) == \
         ("select_items", "approval_bureau", None)
@@ -357,7 +363,7 @@ def test_a_case_is_started_read_claimed_and_completed_through_the_api(api):
                        (f"/tasks/{review['id']}/complete",
                         {"data": {"materials_confirmed": True}, "version": review["version"]}),
                        ("/cases", {"process_id": "case_flow",
-                                   "data": {"project": KEY_PROJECT}})):
+                                   "data": {"project": fresh_code(KEY_PROJECT)}})):
         assert api.post("auditor", path, body).status_code == 403, path
     assert api.event_count() == events
 
@@ -426,8 +432,8 @@ ROUTES: dict[str, Route] = {
     "release": Route("POST", "/tasks/{task}/release", lambda api: {},
                      prepare=_claim_as_own_agent, writes=True),
     "complete": Route("POST", "/tasks/{task}/complete", _completion, writes=True),
-    "start_case": Route("POST", "/cases", lambda api: {"process_id": "case_flow",
-                                                       "data": {"project": KEY_PROJECT}},
+    "start_case": Route("POST", "/cases", lambda api: {
+        "process_id": "case_flow", "data": {"project": fresh_code(KEY_PROJECT)}},
                         writes=True),
     "get_case": Route("GET", "/cases/{case}"),
     "case_events": Route("GET", "/cases/{case}/events"),
@@ -596,7 +602,7 @@ def test_query_parameters_are_checked_and_pages_say_what_follows(api):
         assert response.status_code == 400, query
         assert [f["field"] for f in response.get_json()["error"]["fields"]] == [field]
     for _ in range(2):
-        api.engine.start_case("case_flow", {"project": KEY_PROJECT}, OFFICE)
+        api.engine.start_case("case_flow", {"project": fresh_code(KEY_PROJECT)}, OFFICE)
     first = api.get("agent_own", "/tasks?limit=2").get_json()
     assert (first["total"], first["limit"], first["offset"], first["next_offset"]) == \
         (3, 2, 0, 2)

@@ -28,7 +28,7 @@ EXPECTED_PROCESSES = {
     "case_flow", "phase_1", "phase_2", "phase_3", "phase_4", "item_approval",
     "stage_preparation", "stage_handling", "stage_acceleration", "stage_closing",
     "joint_meeting", "return_visit", "policy_redemption", "industry_symposium",
-    "agent_training", "public_opinion"}
+    "agent_training", "public_opinion", "service_calendar"}
 # Data the diagrams route on; a form field of the same name would let an agent re-route a case.
 ROUTING_DATA = {"project", "item", "items", "materials", "policies", "phase_items",
                 "phase_results", "item_results", "terminated", "outcome", "channel",
@@ -147,7 +147,9 @@ def test_department_fields_of_forms_only_offer_departments():
     for name in ("meeting_convene", "meeting_minutes", "symposium", "opinion_register"):
         schema = json.loads((FORMS / f"{name}.schema.json").read_text(encoding="utf-8"))
         fields = json.dumps(schema, ensure_ascii=False)
-        for code in REF.departments:
+        for code, entry in REF.departments.items():
+            if entry.get("external"):  # the project unit is no government department
+                continue
             assert f'"const": "{code}"' in fields
         assert '"oneOf"' in fields
 
@@ -194,7 +196,9 @@ def suggested(project: dict[str, Any]) -> set[str]:
 
 def test_the_decision_table_can_suggest_every_catalogue_item_and_nothing_else():
     everything = {**KEY_PROJECT, "energy_review": True, "soil_water": True, "water_draw": True,
-                  "special_fire": True, "civil_air_defence": True, "water_supply": True}
+                  "special_fire": True, "civil_air_defence": True, "water_supply": True,
+                  "hazardous_chemicals": True, "special_equipment": True, "road_works": True,
+                  "cultural_relics": True, "forest_land": True, "pollutant_discharge": True}
     book = {**everything, "eia": "book", "approval_type": "approval"}
     assert suggested(everything) | suggested(book) == set(REF.items)
     assert suggested(small_project()) == {"project_filing"}

@@ -18,7 +18,8 @@ def ref():
 
 
 def test_the_sixteen_units_of_the_seed_and_the_office(ref):
-    units = [d for d in ref.departments.values() if not d.get("office")]
+    units = [d for d in ref.departments.values()
+             if not d.get("office") and not d.get("external")]
     assert len(units) == 16
     assert (units[0]["name"], units[0]["leader"], units[0]["agent"]) == (
         "市审批服务管理局", "万富春", "罗文虎")

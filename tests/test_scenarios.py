@@ -95,8 +95,8 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     service.complete("track_approval", "power_connection", by="power_company")
     service.complete("handover_results", "power_connection")
 
-    # All items handed over; the return visit waits for its timer.
-    assert service.ready() == []
+    # All items handed over; the return visit waits for its timer, the project unit may rate.
+    assert [t.spec_name for t in service.ready()] == ["rate_service"]
     results = {r["code"]: r for r in service.case().data["item_results"]}
     assert set(results) == set(selected)
     assert {r["outcome"] for r in results.values()} == {"approved"}
@@ -153,7 +153,7 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
                      decision="deficiency", missing_materials=["project_code_proof"],
                      supply_due=supply_due.isoformat())
     supply = service.task("supply_material", "eia_report_book")
-    assert supply.department == "approval_bureau"
+    assert supply.department == "project_unit"  # the enterprise supplies it from its page
     assert supply.due_at.astimezone(SERVICE_TZ).date() == supply_due
     assert service.task("track_approval", "eia_report_book")  # the review goes on meanwhile
 
@@ -170,10 +170,16 @@ def test_acceptance_with_deficiency_material_arrives_late(service, clock):
     clock.set(beijing(escalate_on.isoformat()))
     service.engine.fire_due_timers()
     assert service.task("escalate_supply").department == "leading_group_office"
+    # Escalation takes the supply from the Bureau to the office, which decides: here it
+    # gives the enterprise more time, and the Bureau records the material again.
+    assert not service.ready("supply_material")
+    extended = CALENDAR.add_working_days(escalate_on, 3)
     service.complete("escalate_supply", **{
         "supervision_measures": "约谈企业", "supervision_owner": "罗文虎",
-        "supervision_deadline": escalate_on.isoformat()})
-    service.complete("supply_material", by="approval_bureau",
+        "supervision_deadline": escalate_on.isoformat(), "supply_decision": "extend",
+        "new_supply_due": extended.isoformat()})
+    assert service.task("supply_material").due_at.astimezone(SERVICE_TZ).date() == extended
+    service.complete("supply_material", by="project_unit",
                      supplied_materials=["project_code_proof"],
                      supplied_date=escalate_on.isoformat())
     service.complete("track_approval", "eia_report_book", by="ecology_env")

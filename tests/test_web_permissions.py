@@ -13,7 +13,7 @@ from engine.actors import Actor
 from engine.runtime.clock import MovableClock
 from engine.store.models import Attachment, Case, Event, HumanTask
 from tests.conftest import START
-from tests.service import KEY_PROJECT
+from tests.service import KEY_PROJECT, fresh_code
 from tests.workspace import Workspace, csrf_of, logged_in, make_workspace
 
 PDF = b"%PDF-1.4\n%%EOF\n"
@@ -55,8 +55,8 @@ def complete_form(ws: Workspace, t: Target) -> dict[str, Any]:
 
 
 def start_form() -> dict[str, Any]:
-    form = {f"project.{k}": ("on" if v is True else str(v)) for k, v in KEY_PROJECT.items()
-            if v is not False}
+    form = {f"project.{k}": ("on" if v is True else str(v))
+            for k, v in fresh_code(KEY_PROJECT).items() if v is not False}
     return {"process": "case_flow", **form}
 
 
@@ -197,6 +197,8 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: ("/dashboard/report", {}), False,
         {**dict.fromkeys(ROLES, 403), **LOGIN, "leader": 302, "office": 302}),
     # Bulk intake, follow-up records, enterprise links.
+    ("/calendar", "GET"): (lambda ws, t: ("/calendar", None), False, OFFICE_ADMIN),
+    ("/calendar", "POST"): (lambda ws, t: ("/calendar", {}), False, OFFICE_ADMIN_WRITE),
     ("/intake/", "GET"): (lambda ws, t: ("/intake/", None), False, OFFICE_ADMIN),
     ("/intake/", "POST"): (lambda ws, t: ("/intake/", {}), False, {**OFFICE_ADMIN_WRITE}),
     ("/intake/template.<any(xlsx, csv):kind>", "GET"): (
@@ -225,6 +227,29 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/enterprise-links/<int:link_id>/revoke", "POST"): (
         lambda ws, t: ("/enterprise-links/999999/revoke", {}), False,
         {**LINK_MAKERS, "owner_agent": 404, "office": 404}),
+    # The agency team, the yearly assessment and the public summary.
+    ("/team", "GET"): (lambda ws, t: ("/team", None), False,
+                       {**dict.fromkeys(ROLES, 200), **LOGIN, "owner_agent": 403,
+                        "other_agent": 403}),
+    **{("/team/" + what, "POST"): (lambda ws, t, what=what: ("/team/" + what, {}), False,
+                                   OFFICE_ADMIN_WRITE) for what in ("absences", "training")},
+    ("/publicity", "GET"): (lambda ws, t: ("/publicity", None), False, DASHBOARD),
+    ("/publicity", "POST"): (lambda ws, t: ("/publicity", {}), False,
+                             {**dict.fromkeys(ROLES, 403), **LOGIN, "office": 302}),
+    ("/publicity/<int:document_id>.pdf", "GET"): (
+        lambda ws, t: ("/publicity/999999.pdf", None), False,
+        {**DASHBOARD, "leader": 404, "office": 404, "auditor": 404}),
+    # The project unit's own tasks (only through a live token), progress reports.
+    ("/p/<token>/tasks/<task_id>", "POST"): (
+        lambda ws, t: (f"/p/no-such-token/tasks/{t.task_id}", {}), False,
+        {**dict.fromkeys(ROLES, 404)}),
+    ("/progress-reports", "GET"): (lambda ws, t: ("/progress-reports", None), False,
+                                   {**DASHBOARD, "admin": 403}),
+    ("/progress-reports.<any(csv, xlsx):kind>", "GET"): (
+        lambda ws, t: ("/progress-reports.xlsx", None), False, {**DASHBOARD, "admin": 403}),
+    ("/cases/<int:case_id>/progress-reports", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/progress-reports", None), False,
+        {**ALL, **LOGIN, "other_agent": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
@@ -321,3 +346,82 @@ def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
     assert state_of(ws, target) == before
     assert other.get(f"/cases/{target.case_id}").status_code == 404
     assert "没有待办任务" in other.get("/").get_data(as_text=True)
+
+
+# Completed tasks are read by every department involved in the case (never changed by them);
+# a case is read by whoever started it. (role -> status), row by row.
+UNINVOLVED = "agent_water"
+COMPLETED_READS = {"anonymous": 302, "owner_agent": 200, "other_agent": 200, "leader": 200,
+                   "office": 200, "admin": 200, "auditor": 200, "uninvolved": 403}
+COMPLETED_WRITES = {"anonymous": 302, "owner_agent": 409, "other_agent": 403, "leader": 409,
+                    "office": 403, "admin": 403, "auditor": 403, "uninvolved": 403}
+
+
+def involving_drc(ws: Workspace) -> tuple[int, str]:
+    """A case past its intake whose DRC item is in handling: (case, the item list task)."""
+    case_id = ws.start()
+    [done] = ws.ready(case_id, "select_items")
+    ws.to_phase_one(case_id)
+    [prepare] = [t for t in ws.ready(case_id, "prepare_materials")
+                 if t.item_code == "project_filing"]
+    ws.engine.complete_task(prepare.id, {"prepared_materials": ["application_form"],
+                                         "forms_filled": True}, OWNER, prepare.version)
+    assert [t.department for t in ws.ready(case_id, "check_materials")
+            if t.item_code == "project_filing"] == ["drc"]
+    return case_id, done.id
+
+
+@pytest.mark.parametrize("role", list(COMPLETED_READS))
+def test_involved_departments_read_completed_tasks_and_change_nothing(ws, clients, role):
+    case_id, task_id = involving_drc(ws)
+    client = logged_in(ws.app, UNINVOLVED) if role == "uninvolved" else clients[role]
+    response = client.get(f"/tasks/{task_id}")
+    assert response.status_code == COMPLETED_READS[role], role
+    if response.status_code == 200:
+        page = response.get_data(as_text=True)
+        # The submitted data is shown, in fields nobody can submit.
+        assert "会商确认" in page and 'value="complete"' not in page
+    page = client.get("/login" if role == "anonymous" else "/cases").get_data(as_text=True)
+    with ws.engine.db.reading() as s:
+        before = (s.get(HumanTask, task_id).version,
+                  s.scalar(select(func.count()).select_from(Event)))
+    posted = client.post(f"/tasks/{task_id}", data={
+        "csrf_token": csrf_of(page), "version": 2, "action": "complete",
+        "item_list_note": "改写"})
+    assert posted.status_code == COMPLETED_WRITES[role], (role, posted.status_code)
+    with ws.engine.db.reading() as s:
+        assert (s.get(HumanTask, task_id).version,
+                s.scalar(select(func.count()).select_from(Event))) == before
+
+
+def test_the_non_acceptance_notice_shows_the_reasons_and_the_department_reads_its_check(ws):
+    case_id, _ = involving_drc(ws)
+    [check] = [t for t in ws.ready(case_id, "check_materials")
+               if t.item_code == "project_filing"]
+    reasons = ["申请表未加盖公章", "营业执照已过期"]
+    ws.engine.complete_task(check.id, {"decision": "reject", "rejection_reasons": reasons},
+                            Actor("agent_drc", "agent", "drc"), check.version)
+    [notice] = ws.ready(case_id, "notify_rejection")
+    assert notice.department == "approval_bureau"
+    page = logged_in(ws.app, "agent_approval_bureau").get(f"/tasks/{notice.id}").get_data(
+        as_text=True)
+    section = page.split('id="reasons-to-pass-on"')[1].split("</section>")[0]
+    assert all(r in section for r in reasons)
+    # The Bureau's agent opens the DRC's decision from the earlier decisions.
+    assert f'href="/tasks/{check.id}"' in page
+    seen = logged_in(ws.app, "agent_approval_bureau").get(f"/tasks/{check.id}")
+    assert seen.status_code == 200 and reasons[0] in seen.get_data(as_text=True)
+    # The DRC reads the Bureau's earlier tasks but not its open notice.
+    drc = logged_in(ws.app, "agent_drc")
+    assert drc.get(f"/tasks/{notice.id}").status_code == 403
+    assert drc.get(f"/cases/{case_id}").status_code == 200
+
+
+def test_an_agent_who_started_a_case_reads_it(ws):
+    case_id = ws.engine.start_case("case_flow", {"project": {
+        **KEY_PROJECT, "name": "自建", "code": "2026-640502-34-03-000999"}},
+                                   Actor(UNINVOLVED, "agent", "water")).id
+    assert logged_in(ws.app, UNINVOLVED).get(f"/cases/{case_id}").status_code == 200
+    assert logged_in(ws.app, "agent_housing_construction").get(
+        f"/cases/{case_id}").status_code == 403
+    assert ws.engine.may_see_case(case_id, Actor(UNINVOLVED, "agent", "water"))

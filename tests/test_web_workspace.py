@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -14,7 +14,6 @@ from engine.store.files import AttachmentRefused, check_upload
 from engine.store.models import Attachment, HumanTask
 from tests.service import KEY_PROJECT
 from tests.workspace import csrf_of, logged_in, make_workspace, token
-from webapp.deadlines import due_state
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -22,16 +21,6 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 @pytest.fixture
 def ws(tmp_path, clock):
     return make_workspace(tmp_path, clock)
-
-
-def test_due_state_is_yellow_in_the_last_fifth_of_the_time_limit_and_red_past_due():
-    due = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
-    assert due_state(None, due) is None
-    assert due_state(due, due - timedelta(days=3), time_limit_days=10) == "ok"
-    assert due_state(due, due - timedelta(days=2), time_limit_days=10) == "yellow"
-    assert due_state(due, due - timedelta(days=3), time_limit_days=None) == "ok"
-    assert due_state(due, due - timedelta(days=1), time_limit_days=None) == "yellow"
-    assert due_state(due, due + timedelta(minutes=1), time_limit_days=10) == "red"
 
 
 def test_the_inbox_lists_the_department_tasks_with_project_stage_and_counts(ws):

@@ -18,7 +18,7 @@ from engine.config import Config
 from engine.runtime.clock import MovableClock
 from tests import webhelpers
 from tests.conftest import ROOT
-from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE
+from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE, unused_code
 from tests.webhelpers import csrf_of
 from webapp import create_app
 
@@ -46,8 +46,9 @@ class Workspace:
     clock: MovableClock
 
     def start(self, **project: Any) -> int:
-        return self.engine.start_case("case_flow", {"project": {**KEY_PROJECT, **project}},
-                                      OFFICE).id
+        return self.engine.start_case(
+            "case_flow", {"project": unused_code(self.engine, {**KEY_PROJECT, **project})},
+            OFFICE).id
 
     def ready(self, case_id: int, spec_name: str | None = None) -> list[TaskView]:
         return [t for t in self.engine.list_tasks(case_id=case_id, limit=500)
@@ -74,7 +75,7 @@ def make_workspace(tmp_path: Path, clock: MovableClock) -> Workspace:
     config = Config.from_env(database_url=url, processes_dir=ROOT / "processes",
                              data_dir=ROOT / "data", instance_dir=tmp_path)
     engine = service_engine(config, clock_source=clock)
-    bootstrap.setup(engine, demo=False)
+    bootstrap.setup(engine, demo=False, calendar=False)  # no case but the tests' own
     with engine.db.transaction() as s:
         for username, role, department in USERS:
             accounts.create_user(s, username, PASSWORD, role, department=department,

@@ -65,8 +65,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         observability,
         ops,
         oversight,
+        progress,
         records,
         sso,
+        team,
     )
 
     i18n.init_app(app)
@@ -86,6 +88,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     sso.init_app(app, engine.config)
     app.register_blueprint(integrations.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(team.bp)
+    app.register_blueprint(progress.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

@@ -25,7 +25,7 @@ from engine.errors import Conflict, InvalidData
 from engine.store.files import AttachmentRefused
 from webapp import get_engine
 from webapp.auth import requires
-from webapp.deadlines import age_text, due_state
+from webapp.deadlines import age_text
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
@@ -67,13 +67,14 @@ def time_limit(item_code: str | None) -> int | None:
 def task_row(task: TaskView, now: datetime, warning: str | None = None) -> dict[str, Any]:
     """What an inbox or case page shows of a task beside the task itself.
 
-    `warning` is the item's overdue level on the working-day calendar (a yellow or red
-    warning already raised for the item counts too); it raises the task's own due state.
+    `warning` is the task's overdue level (`agency.oversight`: the one rule the dashboard
+    and the warnings sent use); computed here when not given.
     """
     days, hours = age_text(task.created_at, now)
-    state = due_state(task.due_at, now, time_limit(task.item_code))
-    if warning == "red" or (warning == "yellow" and state in (None, "ok")):
-        state = warning
+    if warning is None:
+        warning = warning_levels([task]).get(task.id, "none")
+    state = None if task.due_at is None and warning == "none" else \
+        ("ok" if warning == "none" else warning)
     return {"task": task, "due_state": state, "age_days": days, "age_hours": hours}
 
 
@@ -168,8 +169,10 @@ def task_context(detail: TaskDetail) -> dict[str, Any]:
         materials.append({**entry, "attached": entry.get("code") in attached})
     done = engine.list_tasks(case_id=case.id, states=("completed",), limit=500)
     done.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
+    reasons = detail.data.get("rejection_reasons") if task.state == "ready" else None
     return {"case": case, "project": case.data.get("project") or {}, "item": item,
-            "materials": materials, "decisions": done, "attachments": attachments}
+            "materials": materials, "decisions": done, "attachments": attachments,
+            "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
 
 
 def render_task(task_id: str, values: dict[str, Any] | None = None,

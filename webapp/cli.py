@@ -73,6 +73,8 @@ def setup_command(no_demo: bool) -> None:
                f"{len(report.versions_created)}; new accounts: {report.users_created}")
     if report.demo_case:
         click.echo(f"demo case started: #{report.demo_case}")
+    if report.calendar_case:
+        click.echo(f"service calendar started: #{report.calendar_case}")
 
 
 @main.command("load-processes")

@@ -1,4 +1,5 @@
-"""The project unit's read-only progress page, and the links the office hands out for it."""
+"""The project unit's progress page with the tasks of its own lane, and the links the office
+hands out for it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from flask import (
 from flask_babel import gettext as _
 
 from agency.enterprise import PHASES, STAGES, EnterpriseLinks, may_manage
-from engine.errors import NotFound
+from engine.errors import Conflict, InvalidData, NotFound, TaskNotReady
+from engine.store.files import AttachmentRefused
 from webapp import get_engine
 from webapp.auth import requires
+from webapp.forms import data_from_form, error_paths, fields_for
+from webapp.i18n import engine_message
 
 bp = Blueprint("enterprise", __name__)
 # The unit's pages are private to the link: not cached, not indexed, no referrer.
@@ -38,16 +42,73 @@ def _manager_only() -> None:
         abort(403)
 
 
-@bp.route("/p/<token>")
-def progress(token: str) -> Any:
-    """What the enterprise sees: its project only, with no login and nothing to change."""
+def _page(token: str, values: dict[str, dict[str, Any]] | None = None,
+          errors: dict[str, dict[str, str]] | None = None, message: str | None = None,
+          status: int = 200) -> Any:
+    links = _links()
     try:
-        view = _links().progress(token)
+        view = links.progress(token)
+        tasks = links.tasks(token)
     except NotFound:
         abort(404)  # the same answer as any unknown address: no hint that the link existed
+    engine = get_engine()
+    forms = []
+    for detail in tasks:
+        declared = (detail.form_schema or {}).get("properties", {})
+        mine = (values or {}).get(detail.task.id)
+        shown = mine if mine is not None else {k: v for k, v in detail.data.items()
+                                               if k in declared}
+        task_errors = (errors or {}).get(detail.task.id, {})
+        forms.append({"detail": detail, "errors": task_errors,
+                      "fields": fields_for(detail.form_schema, shown, task_errors),
+                      "attachments": engine.list_attachments(case_id=view.case_id,
+                                                             task_id=detail.task.id)})
     response = render_template("enterprise/progress.html", view=view, stages=STAGES,
-                               phases=PHASES, token=token)
-    return response, 200, PRIVATE
+                               phases=PHASES, token=token, forms=forms, message=message)
+    return response, status, PRIVATE
+
+
+@bp.route("/p/<token>")
+def progress(token: str) -> Any:
+    """What the enterprise sees: its project, and the tasks in its own lane to do here."""
+    return _page(token)
+
+
+@bp.route("/p/<token>/tasks/<task_id>", methods=["POST"])
+def task(token: str, task_id: str) -> Any:
+    """The project unit uploads a file to, or completes, one of its own tasks."""
+    links = _links()
+    try:
+        detail = next(d for d in links.tasks(token) if d.task.id == task_id)
+    except (NotFound, StopIteration):
+        abort(404)
+    values = data_from_form(detail.form_schema, request.form)
+    action = request.form.get("action", "complete")
+    upload = request.files.get("attachment")
+    back = url_for("enterprise.progress", token=token) + f"#task-{task_id}"
+    try:
+        if upload is not None and upload.filename:
+            try:
+                links.attach(token, task_id, upload.filename, upload.read(),
+                             request.form.get("material") or None)
+            except AttachmentRefused as exc:
+                return _page(token, {task_id: values},
+                             {task_id: {"__attachment__": engine_message(exc.message)}},
+                             status=422)
+            if action == "upload":
+                flash(_("File attached: %(name)s", name=upload.filename))
+                return redirect(back)
+        elif action == "upload":
+            return _page(token, {task_id: values},
+                         {task_id: {"__attachment__": _("Choose a file first.")}}, status=422)
+        links.complete(token, task_id, values, request.form.get("version", type=int))
+    except InvalidData as exc:
+        found = {path: engine_message(msg) for path, msg in error_paths(exc.errors).items()}
+        return _page(token, {task_id: values}, {task_id: found}, status=422)
+    except (Conflict, TaskNotReady) as exc:
+        return _page(token, message=engine_message(exc.message), status=409)
+    flash(_("Submitted: %(title)s", title=detail.task.title))
+    return redirect(url_for("enterprise.progress", token=token))
 
 
 @bp.route("/p/<token>/documents/<int:document_id>.pdf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from flask import (
@@ -20,12 +21,14 @@ from flask import (
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from agency import documents, notify, oversight
+from agency import calendar, documents, notify, oversight, team
 from agency.charts import bar_chart
 from engine.cases import TaskView
 from engine.errors import EngineError, Forbidden
+from engine.runtime.clock import SERVICE_TZ
 from webapp import get_engine
 from webapp.auth import requires
+from webapp.i18n import engine_message
 
 bp = Blueprint("oversight", __name__)
 
@@ -177,8 +180,44 @@ def dashboard() -> Any:
     reports = documents.list_documents(engine, None, g.user.actor)
     if g.user.role == "leader":
         reports = [r for r in reports if r.department == g.user.department]
+    year = figures.today.year
+    calendar_until = (calendar.coverage_warning(engine, engine.clock())
+                      if g.user.role == "office" else None)
     return render_template("oversight/dashboard.html", figures=figures, charts=charts,
-                           reports=reports)
+                           reports=reports, calendar_until=calendar_until, year=year,
+                           assessment=team.assessment(engine, year, _scope()),
+                           satisfaction=team.satisfaction(engine, None, _scope()))
+
+
+@bp.route("/calendar", methods=["GET", "POST"])
+@requires(*calendar.WRITERS)
+def calendar_page() -> Any:
+    """The working-day calendar: the published holidays and make-up days of a year, and the
+    office's declarations over them (each an audited operation)."""
+    engine = get_engine()
+    now = engine.clock()
+    year = request.args.get("year", type=int) or now.astimezone(SERVICE_TZ).year
+    status, values = 200, {}
+    if request.method == "POST":
+        values = {k: request.form.get(k, "") for k in ("day", "kind", "note")}
+        try:
+            day = date.fromisoformat(values["day"])
+        except ValueError:
+            flash(_("日期格式不对：%(value)s", value=values["day"]), "warning")
+            status = 422
+        else:
+            try:
+                calendar.declare(engine, day, values["kind"], values["note"], g.user.actor)
+            except EngineError as exc:
+                flash(engine_message(exc.message), "warning")
+                status = 422
+            else:
+                flash(_("已登记 %(day)s", day=day.isoformat()), "success")
+                return redirect(url_for("oversight.calendar_page", year=day.year))
+    until = calendar.covered_until(calendar.refresh(engine))
+    return render_template("oversight/calendar.html", year=year, until=until, values=values,
+                           entries=calendar.entries(engine, year),
+                           can_change=True), status
 
 
 @bp.route("/dashboard.csv")

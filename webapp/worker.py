@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from agency import notify, webhooks
+from agency import alerts, notify, team, webhooks
 from engine import health
 from engine.audit.seals import seal_if_due
 from engine.cases import Engine
@@ -40,6 +40,10 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
             fired = engine.fire_due_timers()
             if fired:
                 report(f"fired timers in {fired} case(s)")
+            team.hand_over(engine)  # absences that began: their tasks to the substitutes
+            warned = alerts.sweep(engine)
+            if warned:
+                report(f"overdue warnings: {warned} sent")
             if retry_seal_at is None or engine.clock() >= retry_seal_at:
                 try:
                     sealed, retry_seal_at = seal_if_due(engine), None

@@ -32,6 +32,7 @@ from engine.errors import (
     ProcessNotFound,
     TaskNotReady,
 )
+from engine.hooks import DataSubmitted
 from engine.pack.loader import (
     Pack,
     PackParser,
@@ -167,6 +168,8 @@ class Commands(Queries):
                     started_by=actor.username, started_at=now, updated_at=now)
         s.add(case)
         s.flush()
+        for hook in self.hooks.data_submitted:
+            hook(s, DataSubmitted(case, None, initial))
         ids = IdSource(case_namespace(case.id))
         with clock.pinned(now), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine,
@@ -198,6 +201,29 @@ class Commands(Queries):
                      ) -> TaskView:
         """Give a claimed task back to the department's inbox."""
         return self._assign(task_id, actor, seen_version, claim=False)
+
+    def reassign_task(self, task_id: str, to: Actor, actor: Actor) -> TaskView:
+        """Hand a ready task to another user of its department (a substitute while its holder
+        is away); only the system or the office may."""
+        if not (actor.is_system or actor.role == "office"):
+            raise Forbidden("only the office may hand tasks to a substitute")
+        now = self.clock()
+        with self.db.reading() as s:
+            case_id = self._task_row(s, task_id).case_id
+        with self.db.transaction() as s:
+            case = self._lock_case(s, case_id)
+            row = self._task_row(s, task_id, lock=True)
+            if row.state != "ready":
+                raise TaskNotReady(self._not_ready_message(row))
+            if to.is_system or not to.may_work_on(row.department):
+                raise Forbidden(f"{to.username} may not work on tasks of {row.department}")
+            before = row.assignee
+            row.assignee, row.claimed_at = to.username, now
+            row.version += 1
+            self._record(s, case, None, NewEvent("task_reassigned", actor.username, now, {
+                "task_id": row.id, "task_spec": row.spec_name, "from": before,
+                "to": to.username}))
+            return task_view(row, case.title)
 
     def save_draft(self, task_id: str, data: Mapping[str, Any], actor: Actor) -> TaskView:
         """Keep half-filled form data on a task without completing it."""

@@ -200,12 +200,18 @@ class Queries(Verifying):
 
     def may_see_case(self, case_id: int, actor: Actor) -> bool:
         """Whether the actor may read a case: the office, administrators and auditors see
-        every case; agents and leaders the cases where their department holds or held a task."""
+        every case; agents and leaders the cases where their department holds or held a task,
+        and the cases they started."""
         if actor.is_system or actor.role in ("office", "admin", "auditor"):
             return True
-        if actor.role not in ("agent", "leader") or actor.department is None:
+        if actor.role not in ("agent", "leader"):
             return False
         with self.db.reading() as s:
+            if s.scalar(select(Case.id).where(Case.id == case_id,
+                                              Case.started_by == actor.username)) is not None:
+                return True
+            if actor.department is None:
+                return False
             found = s.scalar(select(HumanTask.id).where(
                 HumanTask.case_id == case_id, HumanTask.department == actor.department)
                 .limit(1))
@@ -244,7 +250,11 @@ class Queries(Verifying):
         """A task with its form and the case data it shows (actor must be allowed to see it)."""
         with self.db.reading() as s:
             row = self._task_row(s, task_id)
-            if not actor.may_see_task(row.department):
+            # A department involved in the case reads (never changes) its completed tasks:
+            # the decisions it acts on, such as the reasons for a non-acceptance. Others'
+            # tasks read as missing, like tasks that do not exist.
+            if not (actor.may_see_task(row.department)
+                    or (row.state == "completed" and self.may_see_case(row.case_id, actor))):
                 raise TaskNotFound(f"task {task_id} does not exist")
             case = s.get(Case, row.case_id)
             if case is None:
@@ -254,6 +264,8 @@ class Queries(Verifying):
             data: dict[str, Any] = {}
             if row.state == "ready":
                 data = self._read(s, case, lambda wf: task_data(wf, row.id))
+            elif row.state == "completed":
+                data = dict(row.result or {})  # what was submitted
             return TaskDetail(
                 task=task_view(row, case.title),
                 form_schema=version.forms.schema(meta.get("form")),

@@ -53,7 +53,7 @@ from engine.errors import (
     TaskNotReady,
     WorkflowError,
 )
-from engine.hooks import Hooks, TaskRaised
+from engine.hooks import CaseChanged, DataSubmitted, Hooks, TaskRaised
 from engine.pack import migration
 from engine.pack.forms import FormCatalogue
 from engine.runtime import clock, expressions, recorded
@@ -170,7 +170,10 @@ class CaseStore:
                 raise CaseNotRunning(f"case {case.id} is {case.status}")
             version = self._version(s, case.process_version_id)
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
-            version.forms.validate(meta.get("form"), submitted)
+            version.forms.validate(meta.get("form"), submitted,
+                                   today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
+            for hook in self.hooks.data_submitted:
+                hook(s, DataSubmitted(case, row.spec_name, submitted))
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None
@@ -282,6 +285,9 @@ class CaseStore:
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version
+        changed = CaseChanged(case_id=case.id, case_title=case.title, now=now)
+        for hook in self.hooks.case_changed:
+            hook(s, changed)
         return still_open
 
     def _index_row(self, case: Case, version: VersionSpecs, task: Task, now: datetime

@@ -32,8 +32,13 @@ class FormCatalogue:
         """A form's schema (or UI schema) by file name."""
         return self._schemas.get(name) if name else None
 
-    def validate(self, name: str | None, data: Mapping[str, Any]) -> None:
-        """Raise InvalidData listing every field that does not satisfy the form."""
+    def validate(self, name: str | None, data: Mapping[str, Any],
+                 today: str | None = None) -> None:
+        """Raise InvalidData listing every field that does not satisfy the form.
+
+        A date field whose schema says `"x-notBefore": "today"` is refused when it lies
+        before `today` (ISO date, in the service's time zone), if `today` is given.
+        """
         schema = self.schema(name)
         if schema is None:
             if data:
@@ -58,8 +63,22 @@ class FormCatalogue:
                 errors.append(FieldError(path, "this field is required"))
             else:
                 errors.append(FieldError(path or "(form)", _message(error)))
+        if today is not None:
+            errors.extend(_past_dates(schema, data, today))
         if errors:
             raise InvalidData(f"{len(errors)} field(s) need attention", errors)
+
+
+def _past_dates(schema: Mapping[str, Any], data: Mapping[str, Any],
+                today: str) -> list[FieldError]:
+    """Top-level date fields that must not lie in the past but do."""
+    found = []
+    for key, prop in (schema.get("properties") or {}).items():
+        value = data.get(key)
+        if (isinstance(prop, dict) and prop.get("x-notBefore") == "today"
+                and isinstance(value, str) and len(value) >= 10 and value[:10] < today):
+            found.append(FieldError(key, f"this date is in the past (today is {today})"))
+    return found
 
 
 def _message(error: Any) -> str:

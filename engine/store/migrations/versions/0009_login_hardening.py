@@ -1,7 +1,7 @@
 """login hardening: failed logins per client address; a session epoch per account
 
 Revision ID: 0009_login_hardening
-Revises: 0006_green_channel
+Revises: 0008_service_team
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009_login_hardening'
-down_revision = '0006_green_channel'
+down_revision = '0008_service_team'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,144 @@
+"""The working-day calendar as the office keeps it: the published holidays and make-up working
+days of `data/calendar.json`, with the days the office declares over them (a new year's
+holidays as soon as the State Council publishes them). Each change is an audited operation in
+the hash-chained operations log. Cases that already computed dates keep them: a re-execution
+is served the answers recorded at the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from agency.models import CalendarDay
+from agency.reference import WorkingCalendar, reference_of
+from engine.actors import Actor
+from engine.audit import chain as audit
+from engine.errors import N_, EngineError, Forbidden
+from engine.runtime.clock import SERVICE_TZ
+
+if TYPE_CHECKING:
+    from engine.cases import Engine
+
+KINDS = ("holiday", "workday", "normal")
+# The office is warned when the calendar does not reach this far ahead.
+COVER_DAYS = 90
+WRITERS = ("office", "admin")
+
+
+class CalendarError(EngineError):
+    """A calendar change that cannot be made; the message says why."""
+
+    title = "Invalid calendar change"
+    status = 422
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """A day that is not what its weekday says, and where that comes from."""
+
+    day: date
+    kind: str  # holiday | workday
+    note: str
+    source: str  # "published" (data/calendar.json) or the username who declared it
+
+
+def _published(engine: Engine) -> WorkingCalendar:
+    """The calendar of data/calendar.json, kept aside the first time it is asked for."""
+    found = engine.extensions.get("published_calendar")
+    if not isinstance(found, WorkingCalendar):
+        found = reference_of(engine).calendar
+        engine.extensions["published_calendar"] = found
+    return found
+
+
+def _declared(engine: Engine) -> list[CalendarDay]:
+    with engine.db.reading() as s:
+        if not inspect(s.get_bind()).has_table(CalendarDay.__tablename__):
+            return []  # a database not migrated yet
+        return list(s.scalars(select(CalendarDay).order_by(CalendarDay.day)))
+
+
+def combine(published: WorkingCalendar, declared: list[CalendarDay]) -> WorkingCalendar:
+    """The published calendar with the office's declarations over it."""
+    holidays, workdays = set(published.holidays), set(published.workdays)
+    for row in declared:
+        day = date.fromisoformat(row.day)
+        holidays.discard(day)
+        workdays.discard(day)
+        if row.kind == "holiday":
+            holidays.add(day)
+        elif row.kind == "workday":
+            workdays.add(day)
+    return WorkingCalendar(frozenset(holidays), frozenset(workdays))
+
+
+def refresh(engine: Engine) -> WorkingCalendar:
+    """Put the office's declarations into the calendar the reference functions use."""
+    published = _published(engine)
+    try:
+        declared = _declared(engine)
+    except SQLAlchemyError:
+        declared = []
+    calendar = combine(published, declared)
+    reference_of(engine).calendar = calendar
+    return calendar
+
+
+def entries(engine: Engine, year: int) -> list[CalendarEntry]:
+    """The holidays and make-up working days of a year, with their source."""
+    published = _published(engine)
+    declared = {row.day: row for row in _declared(engine)}
+    calendar = combine(published, list(declared.values()))
+    found = []
+    for day in sorted(calendar.holidays | calendar.workdays):
+        if day.year != year:
+            continue
+        row = declared.get(day.isoformat())
+        found.append(CalendarEntry(day, "holiday" if day in calendar.holidays else "workday",
+                                   row.note if row else "",
+                                   row.changed_by if row else "published"))
+    return found
+
+
+def covered_until(calendar: WorkingCalendar) -> date | None:
+    """The last day the calendar is known for: the end of the last year with holidays."""
+    years = [d.year for d in calendar.holidays]
+    return date(max(years), 12, 31) if years else None
+
+
+def coverage_warning(engine: Engine, now: datetime) -> date | None:
+    """The calendar's last known day when it does not cover the next 90 days, else None."""
+    calendar = refresh(engine)
+    until = covered_until(calendar)
+    today = now.astimezone(SERVICE_TZ).date()
+    if until is None or until < today + timedelta(days=COVER_DAYS):
+        return until or today
+    return None
+
+
+def declare(engine: Engine, day: date, kind: str, note: str, actor: Actor) -> WorkingCalendar:
+    """Declare a day a holiday, a make-up working day, or normal again; audited."""
+    if actor.role not in WRITERS:
+        raise Forbidden(N_("只有领导小组办公室可以维护工作日历"))
+    if kind not in KINDS:
+        raise CalendarError(N_("请选择节假日、调休上班日或恢复为正常日"))
+    note = " ".join(note.split())[:200]
+    now = engine.clock()
+    published = _published(engine)
+    with engine.db.transaction() as s:
+        row = s.get(CalendarDay, day.isoformat())
+        before = row.kind if row is not None else (
+            "holiday" if day in published.holidays else
+            "workday" if day in published.workdays else "normal")
+        if row is None:
+            row = CalendarDay(day=day.isoformat())
+            s.add(row)
+        row.kind, row.note, row.changed_by, row.changed_at = kind, note, actor.username, now
+        audit.append_ops(s, audit.NewEvent("calendar_changed", actor.username, now, {
+            "day": day.isoformat(), "before": before, "after": kind, "note": note}))
+    return refresh(engine)

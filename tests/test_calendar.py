@@ -1,0 +1,90 @@
+"""Issue 12, point 7: the office keeps the working-day calendar; the dashboard warns when it
+runs out; cases already computed keep their dates."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from agency import calendar
+from agency.reference import SERVICE_TZ, ReferenceData, WorkingCalendar
+from engine.actors import Actor
+from engine.errors import Forbidden
+from tests.conftest import ROOT
+from tests.service import OFFICE, Service, small_project
+from tests.test_scenarios import intake
+from tests.webhelpers import csrf_of, logged_in, make_app
+
+
+@pytest.fixture
+def service(make_pack_engine, sqlite_url, clock) -> Service:
+    return Service(make_pack_engine(sqlite_url), clock)
+
+
+@pytest.fixture
+def app(service, sqlite_url, tmp_path):
+    return make_app(service.engine, sqlite_url, tmp_path)
+
+
+def test_the_office_declares_a_holiday_and_new_limits_count_it(service, app, clock):
+    engine = service.engine
+    before = engine.functions["working_days_after"]("2026-03-02", 5)
+    # An old case computed its due date before the change.
+    intake(service, small_project(eia="form"))
+    service.complete("confirm_project_code")
+    service.complete("prepare_materials", "eia_report_form")
+    service.complete("check_materials", "eia_report_form")
+    old_due = service.task("track_approval").due_at
+
+    office = logged_in(app, "office")
+    page = office.get("/calendar?year=2026").get_data(as_text=True)
+    assert "2026-10-01" in page  # the published National Day holiday
+    done = office.post("/calendar?year=2026", data={
+        "csrf_token": csrf_of(page), "day": "2026-03-04", "kind": "holiday",
+        "note": "临时调整（示例）"}, follow_redirects=True).get_data(as_text=True)
+    assert "2026-03-04" in done and "临时调整（示例）" in done and "office" in done
+    # New computations count the declared holiday ...
+    published = ReferenceData.load(ROOT / "data").calendar
+    expected = WorkingCalendar(published.holidays | {date(2026, 3, 4)}, published.workdays)
+    assert engine.functions["working_days_after"]("2026-03-02", 5) == \
+        expected.add_working_days(date(2026, 3, 2), 5).isoformat() != before
+    # ... the old case keeps what it computed, and still verifies.
+    assert service.task("track_approval").due_at == old_due
+    assert engine.verify_case(service.case_id).ok
+    # The change is an audited operation in the hash-chained operations log.
+    from agency.reports import ops_log
+    log = ops_log(engine)
+    assert log.chain_ok
+    [change] = [e for e in log.events if e.type == "calendar_changed"]
+    assert (change.actor, change.data["day"], change.data["before"], change.data["after"]) == (
+        "office", "2026-03-04", "normal", "holiday")
+    # Undone: the day is a normal working day again.
+    calendar.declare(engine, date(2026, 3, 4), "normal", "", OFFICE)
+    assert engine.functions["working_days_after"]("2026-03-02", 5) == before
+
+
+def test_only_the_office_changes_the_calendar(service, app):
+    agent = logged_in(app, "agent_water")
+    assert agent.get("/calendar").status_code == 403
+    with pytest.raises(Forbidden):
+        calendar.declare(service.engine, date(2026, 3, 4), "holiday", "",
+                         Actor("agent_water", "agent", "water"))
+    office = logged_in(app, "office")
+    page = office.get("/calendar").get_data(as_text=True)
+    bad = office.post("/calendar", data={"csrf_token": csrf_of(page), "day": "2026-13-40",
+                                          "kind": "holiday"})
+    assert bad.status_code == 422
+    assert not [e for e in calendar.entries(service.engine, 2026) if e.source != "published"]
+
+
+def test_the_dashboard_warns_when_the_calendar_ends_within_90_days(service, app, clock):
+    office = logged_in(app, "office")
+    clock.set(datetime(2026, 9, 1, 9, tzinfo=SERVICE_TZ))  # the calendar ends 2026-12-31
+    assert "calendar-warning" not in office.get("/dashboard").get_data(as_text=True)
+    clock.set(datetime(2026, 10, 15, 9, tzinfo=SERVICE_TZ))
+    page = office.get("/dashboard").get_data(as_text=True)
+    assert 'id="calendar-warning"' in page and "2026-12-31" in page
+    # The office registers the next year's first holiday: the warning goes.
+    calendar.declare(service.engine, date(2027, 1, 1), "holiday", "元旦", OFFICE)
+    assert "calendar-warning" not in office.get("/dashboard").get_data(as_text=True)

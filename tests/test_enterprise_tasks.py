@@ -1,0 +1,208 @@
+"""The project unit takes part from its own page: its lane's tasks, done through its link."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from agency.enterprise import EnterpriseLinks
+from engine.actors import Actor
+from engine.errors import NotFound
+from tests.conftest import ROOT
+from tests.service import Service
+from tests.test_enterprise import deficiency_case
+from tests.webhelpers import csrf_of, make_app
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+OFFICE = Actor("office", "office", "leading_group_office")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def service(make_pack_engine, sqlite_url, clock) -> Service:
+    return Service(make_pack_engine(sqlite_url), clock)
+
+
+@pytest.fixture
+def app(service, sqlite_url, tmp_path):
+    return make_app(service.engine, sqlite_url, tmp_path)
+
+
+def supply_form(page: str) -> tuple[str, str, int]:
+    """(task id, csrf token, version) of the supply task's form on the page."""
+    form = re.search(r'<form method="post" action="/p/[^/]+/tasks/([^"]+)"[^>]*'
+                     r'data-spec="supply_material".*?</form>', page, re.S)
+    assert form, page
+    version = int(re.search(r'name="version" value="(\d+)"', form.group(0)).group(1))
+    return form.group(1), csrf_of(form.group(0)), version
+
+
+def test_the_unit_supplies_the_missing_material_by_upload_and_it_is_audited(app, service):
+    case_id = deficiency_case(service)
+    token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
+    visitor = app.test_client()
+    page = visitor.get(f"/p/{token}").get_data(as_text=True)
+    task_id, csrf, version = supply_form(page)
+    # A refused file: told on the page, nothing stored.
+    refused = visitor.post(f"/p/{token}/tasks/{task_id}", data={
+        "csrf_token": csrf, "version": version, "action": "upload",
+        "attachment": (io.BytesIO(b"MZ\x90\x00not a pdf"), "代码.pdf")},
+        content_type="multipart/form-data")
+    assert refused.status_code == 422
+    assert service.engine.list_attachments(case_id=case_id, task_id=task_id) == []
+    # The right file, then the form.
+    uploaded = visitor.post(f"/p/{token}/tasks/{task_id}", data={
+        "csrf_token": csrf, "version": version, "action": "upload",
+        "material": "project_code_proof",
+        "attachment": (io.BytesIO(PDF), "项目代码赋码页.pdf")},
+        content_type="multipart/form-data", follow_redirects=True)
+    assert uploaded.status_code == 200 and "项目代码赋码页.pdf" in uploaded.get_data(as_text=True)
+    page = uploaded.get_data(as_text=True)
+    task_id, csrf, version = supply_form(page)
+    missing = visitor.post(f"/p/{token}/tasks/{task_id}", data={
+        "csrf_token": csrf, "version": version, "action": "complete"})
+    assert missing.status_code == 422 and "supplied_materials" in missing.get_data(as_text=True)
+    done = visitor.post(f"/p/{token}/tasks/{task_id}", data={
+        "csrf_token": csrf, "version": version, "action": "complete",
+        "supplied_materials": "project_code_proof",
+        "supplied_date": service.clock().date().isoformat()}, follow_redirects=True)
+    assert done.status_code == 200 and "补正容缺材料" in done.get_data(as_text=True)
+    assert not service.ready("supply_material")
+    events = [(e.type, e.actor) for e in service.engine.case_events(case_id)
+              if e.type in ("attachment_added", "task_completed")][-2:]
+    assert events == [("attachment_added", f"enterprise:{case_id}"),
+                      ("task_completed", f"enterprise:{case_id}")]
+    assert service.engine.verify_case(case_id).ok
+    # Done once: posting again changes nothing.
+    again = visitor.post(f"/p/{token}/tasks/{task_id}", data={
+        "csrf_token": csrf, "version": version, "action": "complete",
+        "supplied_materials": "project_code_proof", "supplied_date": "2026-03-03"})
+    assert again.status_code == 404
+
+
+def test_only_that_cases_own_tasks_only_through_a_live_token(app, service):
+    case_id = deficiency_case(service)
+    links = EnterpriseLinks(service.engine)
+    token, link = links.create(case_id, OFFICE)
+    visitor = app.test_client()
+    page = visitor.get(f"/p/{token}").get_data(as_text=True)
+    supply_id, csrf, version = supply_form(page)
+    # Another department's open task of the same case cannot be done from the page.
+    [track] = [t for t in service.ready("track_approval") if t.item_code == "eia_report_book"]
+    assert visitor.post(f"/p/{token}/tasks/{track.id}", data={
+        "csrf_token": csrf, "version": track.version}).status_code == 404
+    with pytest.raises(NotFound):
+        links.complete(token, track.id, {}, None)
+    # A wrong or revoked token: the ordinary 404, nothing changed.
+    before = len(service.engine.case_events(case_id))
+    assert visitor.post(f"/p/{token[:-2]}xx/tasks/{supply_id}", data={
+        "csrf_token": csrf, "version": version}).status_code == 404
+    links.revoke(link.id, OFFICE)
+    assert visitor.post(f"/p/{token}/tasks/{supply_id}", data={
+        "csrf_token": csrf, "version": version, "supplied_materials": "project_code_proof",
+        "supplied_date": "2026-03-03"}).status_code == 404
+    assert len(service.engine.case_events(case_id)) == before + 1  # the revocation only
+    assert service.ready("supply_material")
+
+
+def test_the_unit_rates_the_service_when_the_results_are_handed_over(app, service, clock):
+    case_id = deficiency_case(service)
+    token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
+    links = EnterpriseLinks(service.engine)
+    [supply] = links.tasks(token)
+    links.complete(token, supply.task.id, {"supplied_materials": ["project_code_proof"],
+                                            "supplied_date": "2026-03-03"}, None)
+    service.complete("track_approval", "eia_report_book")
+    service.complete("handover_results", "eia_report_book")
+    [rate] = links.tasks(token)
+    assert rate.task.spec_name == "rate_service" and rate.task.department == "project_unit"
+    visitor = app.test_client()
+    page = visitor.get(f"/p/{token}").get_data(as_text=True)
+    assert 'data-spec="rate_service"' in page and "5分 非常满意" in page
+    form = re.search(r'data-spec="rate_service".*?</form>', page, re.S).group(0)
+    visitor.post(f"/p/{token}/tasks/{rate.task.id}", data={
+        "csrf_token": csrf_of(form), "version": rate.task.version, "service_rating": "4",
+        "rating_comment": "补正材料在网上就办了，省了一趟"})
+    assert links.tasks(token) == []
+    from agency import team
+
+    [rating] = [r for r in team.ratings(service.engine) if r.comment]
+    assert (rating.case_id, rating.score) == (case_id, 4) and "省了一趟" in rating.comment
+    # Unrated in 30 days, the rating is withdrawn with the visit's timer: nothing waits on it.
+    other = Service(service.engine, clock)
+    deficiency_case(other)
+    other.complete("supply_material", "eia_report_book", by="project_unit",
+                   supplied_materials=["project_code_proof"], supplied_date="2026-03-03")
+    for spec in ("track_approval", "handover_results"):
+        other.complete(spec, "eia_report_book")
+    assert [t.spec_name for t in other.ready()] == ["rate_service"]
+    clock.advance(days=31)
+    service.engine.fire_due_timers()
+    assert [t.spec_name for t in other.ready()] == ["record_visit"]
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_enterprise_supplies_a_material_and_rates_the_service(
+        service, app, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {CHROMIUM} is missing", pytrace=False)
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright import sync_api
+
+    case_id = deficiency_case(service)
+    token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    proof = tmp_path / "项目代码赋码页.pdf"
+    proof.write_bytes(PDF)
+    shots = ROOT / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
+                                                     "--disable-gpu"])
+            page = chromium.new_page(viewport={"width": 1100, "height": 900}, locale="zh-CN")
+            base = f"http://127.0.0.1:{server.server_port}/p/{token}"
+            page.goto(base)
+            form = page.locator('form[data-spec="supply_material"]')
+            assert "补正容缺材料" in form.inner_text()
+            form.locator("select[name=material]").select_option("project_code_proof")
+            form.locator("input[type=file]").set_input_files(str(proof))
+            page.screenshot(path=str(shots / "enterprise_task.png"), full_page=True)
+            form.locator("button[value=upload]").click()
+            page.wait_for_selector("text=项目代码赋码页.pdf")
+            form = page.locator('form[data-spec="supply_material"]')
+            form.locator('input[value="project_code_proof"]').check()
+            form.locator("input[name=supplied_date]").fill(
+                service.clock().date().isoformat())
+            form.locator("button[value=complete]").click()
+            page.wait_for_selector("text=目前没有需要贵单位提供的材料")
+            assert page.locator('form[data-spec="supply_material"]').count() == 0
+            # The department finishes; the unit rates the service on the same page.
+            service.complete("track_approval", "eia_report_book")
+            service.complete("handover_results", "eia_report_book")
+            page.goto(base)
+            rate = page.locator('form[data-spec="rate_service"]')
+            rate.locator("select[name=service_rating]").select_option("5")
+            rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
+            rate.locator("button[value=complete]").click()
+            page.wait_for_selector("#your-tasks")
+            assert page.locator("form.enterprise-task").count() == 0
+            chromium.close()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    actors = {e.actor for e in service.engine.case_events(case_id)
+              if e.type in ("attachment_added", "task_completed")
+              and e.data.get("task_spec") in (None, "supply_material", "rate_service")}
+    assert f"enterprise:{case_id}" in actors
+    assert service.engine.verify_case(case_id).ok
