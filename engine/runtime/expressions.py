@@ -22,6 +22,8 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import (
     BasePythonScriptEngineEnvironment,
 )
 
+from engine.runtime import case_data
+
 MAX_SOURCE = 20_000  # characters of one expression or script
 MAX_OPERATIONS = 200_000  # evaluation steps (nodes and loop iterations)
 MAX_SECONDS = 1.0
@@ -720,3 +722,13 @@ class SafeScriptEngine(PythonScriptEngine):
     def validate(self, expression: str) -> None:
         ast.parse(expression)
         check(expression, "eval", self.functions)
+
+    def evaluate(self, task: Any, expression: str,
+                 external_context: Mapping[str, Any] | None = None) -> Any:
+        with case_data.running(task):
+            return super().evaluate(task, expression, external_context)
+
+    def execute(self, task: Any, script: str,
+                external_context: Mapping[str, Any] | None = None) -> Any:
+        with case_data.running(task):
+            return super().execute(task, script, external_context)
