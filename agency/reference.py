@@ -135,6 +135,7 @@ class ReferenceData:
                     raise ReferenceDataError(f"items.json: a part of item {item['code']} names "
                                              f"unknown department {part.get('department')!r}")
             _check_limits(item)
+        _check_prerequisites(items)
         raw_calendar = _read(directory / "calendar.json", {})
         calendar = WorkingCalendar(
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
@@ -274,6 +275,40 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
             "department_name": department_name,
             "catalogue_item": catalogue_item, "merged_materials": merged_materials,
             "with_added_materials": with_added_materials}
+
+
+def _check_prerequisites(items: dict[str, dict[str, Any]]) -> None:
+    """Each item names the items it needs (`requires`) and may run beside the phases until
+    `due_phase`; a required item must be able to start no later than the item needing it,
+    and no item may need itself, directly or through others (the cycle is named)."""
+    for code, item in items.items():
+        phase, due = item.get("phase"), item.get("due_phase", item.get("phase"))
+        if not isinstance(due, int) or not isinstance(phase, int) or due < phase:
+            raise ReferenceDataError(f"items.json: item {code}: due_phase ({due}) is earlier "
+                                     f"than its phase ({phase})")
+        for needed in item.get("requires", []):
+            if needed not in items:
+                raise ReferenceDataError(f"items.json: item {code} requires unknown item "
+                                         f"{needed!r}")
+            if items[needed]["phase"] > phase:
+                raise ReferenceDataError(
+                    f"items.json: item {code} (phase {phase}) requires {needed}, which starts "
+                    f"only in phase {items[needed]['phase']}")
+    done: set[str] = set()
+
+    def visit(code: str, path: list[str]) -> None:
+        if code in path:
+            cycle = [*path[path.index(code):], code]
+            raise ReferenceDataError("items.json: the prerequisites form a cycle: "
+                                     + " -> ".join(cycle))
+        if code in done:
+            return
+        for needed in items[code].get("requires", []):
+            visit(needed, [*path, code])
+        done.add(code)
+
+    for code in items:
+        visit(code, [])
 
 
 def _check_limits(item: dict[str, Any]) -> None:

@@ -177,8 +177,13 @@ class Service:
     def run_phase(self, phase_task: str | None, items: list[str]) -> None:
         if phase_task:
             self.complete(phase_task)
-        for code in items:
-            self.run_item(code)
+        pending = list(items)
+        while pending:  # an item waiting for its prerequisites runs once they are approved
+            ready = [code for code in pending if self.ready("prepare_materials", code)]
+            assert ready, f"none of {pending} can start; ready: " + str(
+                [(t.spec_name, t.item_code) for t in self.ready()])
+            self.run_item(ready[0])
+            pending.remove(ready[0])
 
     def case(self) -> CaseView:
         return self.engine.get_case(self.case_id)

@@ -52,15 +52,19 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     assert set(materials["application_form"]["items"]) >= {"project_filing", "eia_report_form"}
     assert [p["code"] for p in case.data["policies"]] == ["manufacturing_investment_award"]
 
-    # Dispatch starts phase 1 and, beside it, the policy notice.
-    assert {(t.spec_name, t.department) for t in service.ready()} == {
-        ("notify_policies", "approval_bureau"), ("confirm_project_code", "drc")}
+    # Dispatch starts phase 1 and, beside it, the policy notice and the environmental
+    # assessment (it runs beside the phases, 并联审批).
+    assert {(t.spec_name, t.department, t.item_code) for t in service.ready()} == {
+        ("notify_policies", "approval_bureau", None), ("confirm_project_code", "drc", None),
+        ("prepare_materials", "approval_bureau", "eia_report_form")}
     service.complete("notify_policies", by="approval_bureau")
     service.complete("redeem_policy", by="industry_it")
     service.complete("confirm_project_code", by="drc")
-    # Phase 1 items run in parallel, each prepared by the Bureau's agent.
+    # Phase 1 items run in parallel, each prepared by the Bureau's agent; the land-use
+    # planning permit waits for the filing and the land pre-review (its prerequisites).
     assert {(t.item_code, t.department, t.stage, t.phase) for t in service.ready()} == {
-        (code, "approval_bureau", "preparation", "1") for code in PHASE_1}
+        (code, "approval_bureau", "preparation", "1") for code in PHASE_1
+        if code != "land_planning_permit"}
     # Handling goes to the department of each item, from the item catalogue.
     service.complete("prepare_materials", "eia_report_form")
     check = service.task("check_materials", "eia_report_form")
@@ -76,18 +80,20 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     assert track.due_at.astimezone(SERVICE_TZ).date() == due
     service.complete("track_approval", "eia_report_form", by="ecology_env")
     service.complete("handover_results", "eia_report_form", by="approval_bureau")
-    for code in PHASE_1[1:]:
+    for code in ("project_filing", "land_prereview_site", "land_planning_permit"):
         service.run_item(code)
     assert [t.spec_name for t in service.ready()] == ["confirm_planning_conditions"]
     service.run_phase("confirm_planning_conditions", PHASE_2)
     service.complete("joint_drawing_review", by="housing_construction")
+    # The construction permit waits for the drawing review's pass.
+    assert not service.ready("prepare_materials", "construction_permit")
+    service.run_item("drawing_review")
     service.complete("prepare_materials", "construction_permit")
     assert service.task("check_materials", "construction_permit").department == \
         "housing_construction"
     service.complete("check_materials", "construction_permit")
     service.complete("track_approval", "construction_permit")
     service.complete("handover_results", "construction_permit")
-    service.run_item("drawing_review")
     service.run_phase("organise_joint_acceptance", PHASE_4[:2])
     service.complete("prepare_materials", "power_connection")
     assert service.task("check_materials", "power_connection").department == "power_company"
@@ -228,16 +234,18 @@ def test_enterprise_asks_to_stop_in_phase_two(service):
     assert hand_back.department == "approval_bureau"
     service.complete("hand_back_materials", "design_scheme_review",
                      returned_materials=["设计方案文本", "申请表"])
-    service.complete("prepare_materials", "construction_planning_permit")
-    service.complete("check_materials", "construction_planning_permit",
-                     decision="terminate", termination_reason="unit_request")
-    service.complete("hand_back_materials", "construction_planning_permit")
+    # The planning permit needed the design scheme review: it ends without being handled.
+    assert not service.ready("prepare_materials", "construction_planning_permit")
     # Phases 3 and 4 never start; the Bureau records the termination and the case ends.
     assert [t.spec_name for t in service.ready()] == ["termination_record"]
     service.complete("termination_record", by="approval_bureau")
     case = service.case()
     assert (case.status, case.end_reason) == ("terminated", "unit_request")
     assert case.data["completed_phases"] == [1, 2]
+    results = {r["code"]: r for r in case.data["item_results"]}
+    assert results["construction_planning_permit"]["outcome"] == "terminated"
+    assert results["construction_planning_permit"]["termination_reason"] == \
+        "前置事项未获批准：design_scheme_review"
     assert not any(s.spec_name == "joint_drawing_review" for s in service.steps)
     assert service.ready() == []
     assert service.engine.verify_case(case.id).ok

@@ -248,9 +248,13 @@ def attachment(attachment_id: int) -> Any:
                      download_name=view.filename)
 
 
-def item_states(case: CaseView, tasks: list[TaskView]) -> list[dict[str, Any]]:
-    """The case's approval items by phase, each with its open task or its progress."""
+def item_states(case: CaseView, tasks: list[TaskView],
+                waiting: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """The case's approval items by phase, each with its open task or its progress, its
+    prerequisites and (while it waits) the ones it still waits for."""
     selected = case.data.get("items")
+    requires = {i.get("code"): i.get("requires") or [] for i in selected
+                if isinstance(i, dict)} if isinstance(selected, list) else {}
     codes = [i.get("code") for i in selected if isinstance(i, dict)] if isinstance(
         selected, list) else []
     if not codes:
@@ -260,7 +264,9 @@ def item_states(case: CaseView, tasks: list[TaskView]) -> list[dict[str, Any]]:
         entry = reference().items.get(code or "", {})
         mine = [t for t in tasks if t.item_code == code]
         open_tasks = [t for t in mine if t.state == "ready"]
-        result.append({"code": code, "name": entry.get("name", code),
+        result.append({"requires": [_item_name(c) for c in requires.get(code, [])],
+                       "waiting_for": [_item_name(c) for c in (waiting or {}).get(code or "", [])],
+                       "code": code, "name": entry.get("name", code),
                        "phase": str(entry.get("phase", "")),
                        "department": entry.get("department"),
                        "time_limit": entry.get("time_limit_days"),
@@ -268,6 +274,19 @@ def item_states(case: CaseView, tasks: list[TaskView]) -> list[dict[str, Any]]:
                        "completed": sum(1 for t in mine if t.state == "completed")})
     result.sort(key=lambda r: (r["phase"], r["code"] or ""))
     return result
+
+
+def _item_name(code: str) -> str:
+    if code == "project_code":
+        return str(_("Project code"))
+    return str(reference().items.get(code, {}).get("name", code))
+
+
+def waiting_items(case_id: int) -> dict[str, list[str]]:
+    """Items waiting for their prerequisites -> the codes they still wait for."""
+    found = get_engine().waiting_data(case_id, "wait_prerequisites", ["item", "waiting_for"])
+    return {str((entry["item"] or {}).get("code")): list(entry["waiting_for"] or [])
+            for entry in found if isinstance(entry["item"], dict)}
 
 
 @bp.route("/cases/<int:case_id>")
@@ -283,7 +302,8 @@ def case(case_id: int) -> Any:
     levels = warning_levels([t for t in tasks if t.state == "ready"])
     return render_template("agent/case.html", case=view,
                            rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
-                           items=item_states(view, tasks), project=view.data.get("project") or {},
+                           items=item_states(view, tasks, waiting_items(case_id)),
+                           project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
                            task_titles={t.id: (t.title, t.item_name) for t in tasks},
                            attachments=engine.list_attachments(case_id=case_id),

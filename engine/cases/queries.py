@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, func, or_, select, true
 
 from engine.actors import STARTERS, Actor
@@ -285,6 +288,23 @@ class Queries(Verifying):
             if case is None:
                 raise CaseNotFound(f"case {case_id} does not exist")
             return self._read(s, case, states_by_element)
+
+    def waiting_data(self, case_id: int, spec_name: str, names: Iterable[str]
+                     ) -> list[dict[str, Any]]:
+        """The named fields of each of the case's `spec_name` tasks that wait for an event
+        (e.g. an item waiting for its prerequisites), in the order they were created."""
+        wanted = tuple(names)
+
+        def read(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
+            return [{name: copy.deepcopy(task.data.get(name)) for name in wanted}
+                    for task in workflow.get_tasks(state=TaskState.WAITING,
+                                                   spec_name=spec_name)]
+
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return self._read(s, case, read)
 
     def case_diagrams(self, case_id: int) -> dict[str, str]:
         """The BPMN XML of each process a case runs (its own and the ones it calls)."""

@@ -56,7 +56,7 @@ from engine.errors import (
 from engine.hooks import CaseChanged, DataSubmitted, Hooks, TaskRaised
 from engine.pack import migration
 from engine.pack.forms import FormCatalogue
-from engine.runtime import clock, expressions, recorded
+from engine.runtime import case_data, clock, expressions, recorded
 from engine.runtime.spiff import (
     IdSource,
     case_namespace,
@@ -89,7 +89,7 @@ class CaseStore:
         self.config = config
         self.db = database or Database(config.database_url)
         self.clock = clock_source
-        self.functions = dict(functions or {})
+        self.functions = {**case_data.FUNCTIONS, **dict(functions or {})}
         self.hooks = hooks or Hooks()
         # Services built on the engine keep their per-engine state here (cf. Flask extensions).
         self.extensions: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import (
     BasePythonScriptEngineEnvironment,
 )
 
+from engine.runtime import case_data
 from engine.runtime.bounds import (
     _DEADLINE,
     _SCOPING,
@@ -784,7 +785,7 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
         return True
 
 
-class SafeScriptEngine(PythonScriptEngine):
+class SafeScriptEngine(case_data.KnowsRunningTask, PythonScriptEngine):
     """SpiffWorkflow's script engine with the safe environment and a static check."""
 
     def __init__(self, functions: Functions | None = None) -> None:
