@@ -4,11 +4,8 @@ phase back, and a cycle in the prerequisites is refused when the catalogue is lo
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +22,6 @@ from tests.test_scenarios import PHASE_2, intake
 from tests.webhelpers import logged_in
 
 # The pack as it was before prerequisites became data (items gated by whole phases).
-PACK_BEFORE_PREREQUISITES = "6768a860a3da7d06cc3ffa73d7c59acd344586ef"
 
 
 @pytest.fixture
@@ -182,14 +178,9 @@ def test_administrator_changes_prerequisites_without_touching_bpmn(sqlite_url, c
 
 
 def _old_pack(tmp_path: Path) -> Path:
-    try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", PACK_BEFORE_PREREQUISITES,
-                                  "processes"], check=True, capture_output=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("the repository's history is not available")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tmp_path / "old", filter="data")
-    return tmp_path / "old" / "processes"
+    """The process pack as it was before prerequisites (commit 6768a86), kept as a fixture
+    so the test needs no repository history."""
+    return ROOT / "tests" / "fixtures" / "pack_before_prerequisites" / "processes"
 
 
 def test_running_case_of_the_old_version_still_runs_and_verifies(sqlite_url, clock, tmp_path):
