@@ -55,6 +55,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     i18n.init_app(app)
     app.jinja_env.globals.update(labels.template_globals())
+    # One clock: stored in UTC, shown in the service's time zone on every page.
+    app.add_template_filter(labels.local_time, "local_time")
+    app.add_template_filter(labels.local_date, "local_date")
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(cases.bp)

@@ -4,7 +4,7 @@ process heatmaps and the operations log. Every page only reads."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, url_for
@@ -15,7 +15,6 @@ from agency.reports import CaseQuery, ops_log, process_heatmap, process_versions
 from agency.reports import search_choices as choices_for_search
 from engine.audit.export import export_case
 from engine.audit.history import case_history
-from engine.runtime.clock import SERVICE_TZ
 from webapp import get_engine
 from webapp.auth import requires
 
@@ -148,15 +147,6 @@ def ops() -> Any:
     log = ops_log(get_engine(), limit=50, offset=(page - 1) * 50)
     pages = max((log.total + 49) // 50, 1)
     return render_template("audit/ops.html", log=log, page=page, pages=pages)
-
-
-@bp.app_template_filter("audit_time")
-def audit_time(moment: datetime | None, seconds: bool = False) -> str:
-    """A UTC time shown in Beijing time, as the service works."""
-    if moment is None:
-        return ""
-    return moment.astimezone(SERVICE_TZ).strftime("%Y-%m-%d %H:%M:%S" if seconds
-                                                  else "%Y-%m-%d %H:%M")
 
 
 @bp.app_template_filter("json_pretty")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+
+from engine.runtime.clock import SERVICE_TZ
 
 ROLES = {"agent": _l("Agent"), "leader": _l("Responsible leader"),
          "office": _l("Leading group office"), "admin": _l("Administrator"),
@@ -41,3 +44,20 @@ def template_globals() -> dict[str, Any]:
     return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "STAGES": STAGES,
             "TASK_STATES": TASK_STATES, "CASE_STATES": CASE_STATES, "DUE_STATES": DUE_STATES,
             "EVENTS": EVENTS}
+
+
+def local_time(moment: datetime | None, seconds: bool = False) -> str:
+    """A stored (UTC) time as the service reads it: Beijing time, to the minute."""
+    if moment is None:
+        return ""
+    return moment.astimezone(SERVICE_TZ).strftime("%Y-%m-%d %H:%M:%S" if seconds
+                                                  else "%Y-%m-%d %H:%M")
+
+
+def local_date(moment: datetime | date | None) -> str:
+    """The service's calendar day of a stored time (a date is shown as it is)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(SERVICE_TZ).date()
+    return moment.isoformat()
