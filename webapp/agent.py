@@ -24,7 +24,7 @@ from engine.cases import CaseView, TaskDetail, TaskView
 from engine.errors import Conflict, InvalidData
 from engine.store.files import AttachmentRefused
 from webapp import get_engine
-from webapp.auth import requires
+from webapp.auth import HOMES, home_of, requires
 from webapp.deadlines import age_text, due_state
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
@@ -91,6 +91,8 @@ def inbox_scope() -> tuple[str | None, str | None]:
 @requires()
 def inbox() -> Any:
     """The ready tasks of the user's department and the ones they claimed."""
+    if g.user.role in HOMES:  # roles without an inbox start on their own area
+        return redirect(home_of(g.user.role))
     engine = get_engine()
     now = engine.clock()
     department, open_to = inbox_scope()
