@@ -84,7 +84,9 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/logout", "POST"): (lambda ws, t: ("/logout", {}), False, dict.fromkeys(ROLES, 302)),
     ("/lang/<any(zh, en):code>", "GET"): (lambda ws, t: ("/lang/en", None), False,
                                          dict.fromkeys(ROLES, 302)),
-    ("/", "GET"): (lambda ws, t: ("/", None), False, {**ALL, **LOGIN}),
+    # Auditors and administrators have no inbox: "/" takes them to their own area.
+    ("/", "GET"): (lambda ws, t: ("/", None), False,
+                   {**ALL, **LOGIN, "admin": 302, "auditor": 302}),
     ("/tasks/<task_id>", "GET"): (lambda ws, t: (f"/tasks/{t.task_id}", None), False,
                                   {**ALL, **LOGIN, "other_agent": 403}),
     ("/tasks/<task_id>", "POST"): (
@@ -196,6 +198,10 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/enterprise-links/<int:link_id>/revoke", "POST"): (
         lambda ws, t: ("/enterprise-links/999999/revoke", {}), False,
         {**LINK_MAKERS, "owner_agent": 404, "office": 404}),
+    ("/cases/<int:case_id>/comments", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/comments", {"text": "请尽快补充材料"}), False,
+        {**LOGIN, "owner_agent": 302, "other_agent": 403, "leader": 302, "office": 302,
+         "admin": 403, "auditor": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

@@ -118,7 +118,7 @@ def test_claim_and_release_from_the_inbox(app):
     assert engine.list_tasks(assignee="agent_a")[0].id == task.id
     stale = client.post(f"/tasks/{task.id}/claim", data={
         "csrf_token": csrf_of(page), "version": task.version}, follow_redirects=True)
-    assert "已被他人认领、退回或保存过" in stale.get_data(as_text=True)
+    assert "已被他人认领、释放或保存过" in stale.get_data(as_text=True)
     fresh = engine.list_tasks(assignee="agent_a")[0]
     client.post(f"/tasks/{task.id}/release", data={
         "csrf_token": csrf_of(page), "version": fresh.version})

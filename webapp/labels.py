@@ -29,7 +29,8 @@ DUE_STATES = {"ok": _l("On time"), "yellow": _l("Due soon"), "red": _l("Overdue"
 EVENTS = {"case_started": _l("Case started"), "task_completed": _l("Task completed"),
           "timer_fired": _l("Timer fired"), "case_terminated": _l("Case terminated"),
           "task_claimed": _l("Task claimed"), "task_released": _l("Task released"),
-          "task_draft_saved": _l("Draft saved"), "attachment_added": _l("File attached")}
+          "task_draft_saved": _l("Draft saved"), "attachment_added": _l("File attached"),
+          "comment_added": _l("Comment")}
 
 
 def label(table: dict[str, Any], code: Any) -> str:
