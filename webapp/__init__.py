@@ -58,6 +58,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # One clock: stored in UTC, shown in the service's time zone on every page.
     app.add_template_filter(labels.local_time, "local_time")
     app.add_template_filter(labels.local_date, "local_date")
+    # Names, never codes: people, departments and processes by name on every page.
+    for name in ("person", "department", "process"):
+        app.add_template_filter(getattr(labels, name), name)
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(cases.bp)
