@@ -30,6 +30,7 @@ from webapp.deadlines import age_text, due_state
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
+from webapp.pack_i18n import localised
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -187,7 +188,7 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
         values = {k: v for k, v in detail.data.items() if k in declared}
         values.update(detail.draft or {})
     errors = errors or {}
-    fields = fields_for(detail.form_schema, values, errors)
+    fields = fields_for(localised(detail.form_schema), values, errors)
     known = {f.name for f in fields} | {"__attachment__"}
     other_errors = [msg for path, msg in errors.items()
                     if path.split(".")[0].split("-")[0] not in known]
