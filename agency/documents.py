@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from agency.models import Document
+from agency.models import Document, DocumentCounter
 from agency.oversight import PHASE_NAMES, STAGE_NAMES, Figures, warning_levels
 from agency.reference import reference_of
 from engine.actors import Actor
@@ -21,7 +23,7 @@ from engine.audit.chain import NewEvent
 from engine.audit.seals import list_seals
 from engine.errors import CaseNotFound, EngineError, Forbidden, NotFound, Unavailable
 from engine.runtime.clock import SERVICE_TZ
-from engine.store.models import Event, HumanTask
+from engine.store.models import Event, HumanTask, User
 
 if TYPE_CHECKING:
     from engine.cases import Engine
@@ -78,11 +80,12 @@ class DocumentView:
     created_by: str
     created_at: datetime
     size: int
+    number: str | None = None
 
 
 def _view(row: Document) -> DocumentView:
     return DocumentView(row.id, row.case_id, row.kind, row.source, row.title, row.department,
-                        row.sha256, row.created_by, row.created_at, len(row.pdf))
+                        row.sha256, row.created_by, row.created_at, len(row.pdf), row.number)
 
 
 def _check_reader(engine: Engine, case_id: int | None, actor: Actor) -> None:
@@ -152,11 +155,11 @@ def generate(engine: Engine, case_id: int, kind: str, source: str, actor: Actor
         raise EngineError(f"case {case_id} has no {KINDS[kind]} to issue for {source!r} "
                           "(the task is not completed or does not call for it)")
     context = _case_context(engine, case_id, wanted)
-    html = render(kind, context)
     title = f"{KINDS[kind]}：{context['case'].title}" + (
         f" · {context['item']['name']}" if context.get("item") else "") + (
         f" · {context['department_name']}" if kind == "dispatch" else "")
-    return _store(engine, case_id, kind, wanted.source, title, wanted.department, html, actor)
+    return _store(engine, case_id, kind, wanted.source, title, wanted.department, context,
+                  actor)
 
 
 def generate_periodic_report(engine: Engine, figures: Figures, charts: dict[str, str],
@@ -168,13 +171,12 @@ def generate_periodic_report(engine: Engine, figures: Figures, charts: dict[str,
     scope = names.get(figures.department or "", "全市") if figures.department else "全市"
     # A line per audit seal of the last 31 days: printed copies of the roots auditors keep.
     seals = list_seals(engine, since=engine.clock() - timedelta(days=SEAL_DAYS))
-    html = render("periodic_report", {
-        "title": KINDS["periodic_report"], "figures": figures, "charts": charts,
-        "scope": scope, "issued": engine.clock(), "actor": actor, "seals": seals,
-        "seal_days": SEAL_DAYS})
+    context = {"title": KINDS["periodic_report"], "figures": figures, "charts": charts,
+               "scope": scope, "issued": engine.clock(), "actor": actor, "seals": seals,
+               "seal_days": SEAL_DAYS}
     title = f"{KINDS['periodic_report']}（{scope} · {figures.today:%Y-%m-%d}）"
     return _store(engine, None, "periodic_report", figures.department or "", title,
-                  figures.department, html, actor)
+                  figures.department, context, actor)
 
 
 def render(kind: str, context: dict[str, Any]) -> str:
@@ -203,24 +205,52 @@ def store(engine: Engine, case_id: int | None, kind: str, source: str, title: st
 
 
 def _store(engine: Engine, case_id: int | None, kind: str, source: str, title: str,
-           department: str | None, html: str, actor: Actor) -> DocumentView:
-    pdf = to_pdf(html)  # laid out before the transaction: it takes a while
-    digest = hashlib.sha256(pdf).hexdigest()
+           department: str | None, context: dict[str, Any] | str, actor: Actor
+           ) -> DocumentView:
+    """Number, lay out and keep a document: `context` is rendered with the document's
+    template, or is the finished HTML of a document produced elsewhere."""
     now = engine.clock()
     with engine.db.transaction() as s:
+        # numbered in the document's transaction: a failure leaves the counter untouched
+        number = allocate_number(s, reference_of(engine).settings.document_number, now)
+        html = context if isinstance(context, str) else render(
+            kind, {**context, "doc_no": number, "person": _people(s)})
+        pdf = to_pdf(html)
+        digest = hashlib.sha256(pdf).hexdigest()
         row = Document(case_id=case_id, kind=kind, source=source, title=title,
                        department=department, html=html, pdf=pdf, sha256=digest,
-                       created_by=actor.username, created_at=now)
+                       created_by=actor.username, created_at=now, number=number)
         s.add(row)
         s.flush()
         if case_id is not None:
             engine.append_case_event(s, case_id, NewEvent(
                 "document_generated", actor.username, now,
                 {"document_id": row.id, "kind": kind, "source": source, "title": title,
-                 "sha256": digest}))
+                 "sha256": digest, "number": number}))
         view = _view(row)
     log.info("document %s (%s) issued by %s", view.id, kind, actor.username)
     return view
+
+
+def allocate_number(s: Session, scheme: str, now: datetime) -> str:
+    """The next document number of the service's year, taken in the caller's transaction
+    (the counter row is locked until it commits, so two documents never share a number)."""
+    year = now.astimezone(SERVICE_TZ).year
+    counter = s.get(DocumentCounter, year, with_for_update=True)
+    if counter is None:
+        counter = DocumentCounter(year=year, last=0)
+        s.add(counter)
+    counter.last += 1
+    s.flush()
+    return scheme.format(year=year, n=counter.last)
+
+
+def _people(s: Session) -> Callable[[str | None], str]:
+    names = {u: n or u for u, n in s.execute(select(User.username, User.display_name))}
+
+    def person(username: str | None) -> str:
+        return names.get(username or "", username or "")
+    return person
 
 
 def _department_names(engine: Engine) -> dict[str, str]:
@@ -269,7 +299,6 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         "project": data.get("project") or {}, "phases": [p for p in phases if p[2]],
         "items": items, "materials": materials, "bureau": bureau,
         "issued": engine.clock(), "departments": departments,
-        "doc_no": f"ZR-{case.id:05d}-{wanted.kind}",
     }
     if wanted.kind == "dispatch":
         code = wanted.source

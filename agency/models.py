@@ -45,6 +45,18 @@ class Document(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    # The document's number under the service's scheme (中卫代办〔2026〕第3号); None before it.
+    number: Mapped[str | None] = mapped_column(String(80), nullable=True, default=None)
+
+
+class DocumentCounter(Base):
+    """The last document number issued in a year: numbers are allocated in the document's
+    transaction, per year, and never reused."""
+
+    __tablename__ = "document_counter"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer)
 
 
 class Notification(Base):

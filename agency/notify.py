@@ -19,7 +19,7 @@ from engine.config import Config
 from engine.errors import Forbidden, NotFound
 from engine.hooks import TaskRaised
 from engine.runtime.clock import SERVICE_TZ
-from engine.store.models import User
+from engine.store.models import Department, User
 
 if TYPE_CHECKING:
     from engine.cases import Engine
@@ -79,6 +79,13 @@ def recipients(s: Session, targets: list[str], task_department: str | None,
     return list(found.values())
 
 
+def _department_name(s: Session, code: str | None) -> str:
+    """A department's name for the message (the code only if it is not registered)."""
+    if not code:
+        return "—"
+    return s.scalar(select(Department.name).where(Department.code == code)) or code
+
+
 def task_raised(s: Session, raised: TaskRaised, *, mail: bool) -> None:
     """Notify the targets of a new task and queue their e-mail, in the command's transaction."""
     task, case_id, case_title, now = raised.task, raised.case_id, raised.case_title, raised.now
@@ -86,7 +93,7 @@ def task_raised(s: Session, raised: TaskRaised, *, mail: bool) -> None:
     due = f"；承诺期限 {task.due_at:%Y-%m-%d}" if task.due_at else ""
     body = (f"案件 #{case_id}「{case_title}」"
             + (f"的事项「{task.item_name}」" if task.item_name else "")
-            + f"：{task.title}，由 {task.department} 办理{due}。")
+            + f"：{task.title}，由 {_department_name(s, task.department)} 办理{due}。")
     users = recipients(s, list(raised.targets), task.department, raised.item_department,
                        now.astimezone(SERVICE_TZ).date())
     for user in users:

@@ -56,6 +56,7 @@ class WorkingCalendar:
 
 
 DEFAULT_YELLOW_FRACTION = Fraction(1, 5)
+DEFAULT_DOCUMENT_NUMBER = "中卫代办〔{year}〕第{n}号"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class ServiceSettings:
     # The yellow warning starts when this share of an item's committed working days
     # remains (1/5: the last fifth of the limit).
     yellow_fraction: Fraction = DEFAULT_YELLOW_FRACTION
+    # How documents sent to the enterprise are numbered: {year} and {n} (per year, from 1).
+    document_number: str = DEFAULT_DOCUMENT_NUMBER
 
     @classmethod
     def from_dict(cls, raw: Any, path: Path) -> ServiceSettings:
@@ -81,7 +84,16 @@ class ServiceSettings:
             raise ReferenceDataError(f"{path.name}: yellow_warning_fraction must be between 0 "
                                      f"and 1 (the share of the limit left when the yellow "
                                      f"warning starts), not {value!r}")
-        return cls(fraction)
+        scheme = str(raw.get("document_number", DEFAULT_DOCUMENT_NUMBER))
+        try:
+            sample = scheme.format(year=2026, n=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ReferenceDataError(f"{path.name}: document_number {scheme!r} may use only "
+                                     "{year} and {n}") from exc
+        if sample == scheme.format(year=2026, n=2):
+            raise ReferenceDataError(f"{path.name}: document_number {scheme!r} must contain "
+                                     "{n}, the number within the year")
+        return cls(fraction, scheme)
 
 
 def warning_limits(calendar: WorkingCalendar, settings: ServiceSettings, accepted: date,

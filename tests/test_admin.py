@@ -62,7 +62,7 @@ def test_the_library_lists_every_process_with_versions_and_running_cases(app):
 @pytest.mark.parametrize("user,status", [("auditor", 403), ("agent_housing", 403)])
 def test_only_administrators_reach_the_editing_routes(app, user, status):
     client = logged_in(app, user)
-    csrf = csrf_of(client.get("/").get_data(as_text=True))
+    csrf = csrf_of(client.get("/", follow_redirects=True).get_data(as_text=True))
     engine = app.extensions["zerorun"]
     with engine.db.reading() as s:
         version_id = s.scalar(select(ProcessVersion.id).where(

@@ -58,7 +58,7 @@ def page(live):
         tab.fill("input[name=username]", "admin")
         tab.fill("input[name=password]", PASSWORD)
         tab.click("button[type=submit]")
-        tab.wait_for_url("**/")
+        tab.wait_for_url("**/admin/processes")  # administrators land on their own area
         yield tab
         browser.close()
         assert errors == [], errors
@@ -203,3 +203,12 @@ def test_deploying_a_diagram_that_cannot_run_is_refused_in_the_editor(live, page
     marked = page.evaluate("window.zerorunEditor.marked")
     assert "_64eabfe9-6947-43eb-ac45-8d331745f86c" in marked
     assert version_count(app) == stored
+
+
+def test_the_editor_opens_without_console_errors(live, page):
+    """bpmn-js 18 rejects `keyboard.bindTo` with a console error; the editor no longer passes it."""
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text) if m.type == "error" else None)
+    open_editor(page)
+    assert [m for m in messages if "unsupported configuration" in m] == []
+    assert [m for m in messages if "Failed to load resource" not in m] == []

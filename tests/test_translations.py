@@ -186,3 +186,128 @@ def test_the_replay_step_counter_reads_in_english(english_app):
     case_id = re.search(r"/audit/cases/(\d+)", search).group(1)
     page = client.get(f"/audit/cases/{case_id}").get_data(as_text=True)
     assert re.search(r'Step <b id="step-value">\d+</b> of \d+', page), page
+
+
+# The process pack's own catalogue (processes/i18n/en.json) ---------------------------------
+
+PACK = TRANSLATIONS.parent.parent / "processes"
+# Forms whose English is still to be written. A form leaves this list when its texts are all
+# in the catalogue; a new form (from another branch) must either be translated or be named
+# here, so the lead sees exactly what is missing at merge.
+UNTRANSLATED_FORMS = {
+    "acceleration_track", "case_closing", "case_flow.start", "commitment_check",
+    "commitment_letter", "deficiency_supply", "dispatch", "follow_up", "hand_back",
+    "handover", "item_list", "joint_acceptance", "joint_drawing_review", "material_list",
+    "material_preparation", "meeting_convene", "meeting_minutes", "meeting_opinion",
+    "one_time_notice", "opinion_handling", "opinion_register", "opinion_reply",
+    "opinion_response", "planning_conditions", "policy_notice", "policy_redemption",
+    "progress_report", "project_code_check", "return_visit", "simulated_conversion",
+    "supervision", "supply_reminder", "symposium", "symposium_summary", "termination_record",
+    "training", "warning_response"}
+
+# Task instructions (the diagrams' text for end users) still to be written in English.
+UNTRANSLATED_INSTRUCTIONS = {
+    "agent_training.record_training", "case_flow.select_items",
+    "case_flow.review_material_list", "case_flow.one_time_notice", "case_flow.dispatch",
+    "case_flow.termination_record", "case_flow.close_case", "industry_symposium.hold_symposium",
+    "industry_symposium.address_opinion", "industry_symposium.summarise",
+    "joint_meeting.convene_meeting", "joint_meeting.department_opinion",
+    "joint_meeting.record_minutes", "joint_meeting.follow_up", "phase_1.confirm_project_code",
+    "phase_2.confirm_planning_conditions", "phase_3.joint_drawing_review",
+    "phase_4.organise_joint_acceptance", "policy_redemption.notify_policies",
+    "policy_redemption.redeem_policy", "public_opinion.register_opinion",
+    "public_opinion.handle_opinion", "public_opinion.reply_opinion", "return_visit.record_visit",
+    "stage_acceleration.track_approval", "stage_acceleration.progress_report",
+    "stage_acceleration.yellow_warning", "stage_acceleration.red_warning",
+    "stage_acceleration.supply_material", "stage_acceleration.remind_supply",
+    "stage_acceleration.escalate_supply", "stage_acceleration.verify_commitment",
+    "stage_acceleration.convert_simulated", "stage_closing.handover_results",
+    "stage_closing.hand_back_materials", "stage_handling.notify_rejection",
+    "stage_handling.record_commitment", "stage_preparation.prepare_materials"}
+
+
+def _pack_catalogue() -> dict:
+    import json
+
+    return json.loads((PACK / "i18n" / "en.json").read_text(encoding="utf-8"))
+
+
+def test_the_process_pack_catalogue_names_every_process_and_task_in_english():
+    from lxml import etree
+
+    names = _pack_catalogue()["processes"]
+    missing = []
+    for path in sorted(PACK.glob("*.bpmn")):
+        for process in etree.parse(str(path)).iter("{*}process"):
+            pid = process.get("id")
+            entry = names.get(pid, {})
+            if not entry.get("name"):
+                missing.append(f"{path.name}: process {pid} ({process.get('name')})")
+            for element in process.iter("{*}userTask", "{*}callActivity", "{*}manualTask"):
+                if element.get("name") and not entry.get("tasks", {}).get(element.get("id")):
+                    missing.append(f"{path.name}: {pid} task {element.get('id')} "
+                                   f"({' '.join(element.get('name').split())})")
+            for element in process.iter("{*}userTask"):
+                key = f"{pid}.{element.get('id')}"
+                has_text = any(True for _ in element.iter("{*}instructionsForEndUser"))
+                translated = bool(entry.get("instructions", {}).get(element.get("id")))
+                if has_text and not translated and key not in UNTRANSLATED_INSTRUCTIONS:
+                    missing.append(f"{path.name}: {key} instructions")
+                if translated and key in UNTRANSLATED_INSTRUCTIONS:
+                    missing.append(f"{key} is translated: remove it from "
+                                   "UNTRANSLATED_INSTRUCTIONS")
+    assert missing == [], ("processes/i18n/en.json lacks English for:\n  "
+                           + "\n  ".join(missing))
+    english = [text for entry in names.values() for text in
+               [entry["name"], *entry.get("tasks", {}).values()] if CJK.search(text)]
+    assert english == []
+
+
+def test_the_process_pack_catalogue_covers_the_forms_not_listed_as_untranslated():
+    import json
+
+    from webapp.pack_i18n import form_texts
+
+    texts = _pack_catalogue()["forms"]
+    missing: dict[str, list[str]] = {}
+    complete = set()
+    for path in sorted((PACK / "forms").glob("*.schema.json")):
+        form = path.name.removesuffix(".schema.json")
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        lacking = [t for t in form_texts(schema) if CJK.search(t) and not texts.get(t)]
+        if lacking:
+            missing[form] = lacking
+        else:
+            complete.add(form)
+    unexpected = {form: lacking for form, lacking in missing.items()
+                  if form not in UNTRANSLATED_FORMS}
+    assert unexpected == {}, "processes/i18n/en.json lacks English for these form texts:\n" + \
+        "\n".join(f"  {form}: {lacking}" for form, lacking in unexpected.items())
+    assert complete & UNTRANSLATED_FORMS == set(), \
+        "now translated, remove from UNTRANSLATED_FORMS: " + ", ".join(
+            sorted(complete & UNTRANSLATED_FORMS))
+    assert all(not CJK.search(english) for english in texts.values())
+
+
+def test_english_mode_shows_the_task_and_form_in_english(tmp_path):
+    from engine.runtime.clock import MovableClock
+    from tests.conftest import START
+    from tests.workspace import logged_in, make_workspace
+
+    ws = make_workspace(tmp_path, MovableClock(START))
+    case_id = ws.start()
+    ws.to_phase_one(case_id)
+    while ws.ready(case_id, "prepare_materials"):
+        ws.complete(case_id, "prepare_materials")
+    agents = {"drc", "approval_bureau", "water", "housing_construction"}
+    task = next(t for t in ws.ready(case_id, "check_materials") if t.department in agents)
+    client = logged_in(ws.app, f"agent_{task.department}")
+    client.get("/lang/en")
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "<h1>Check, examine and accept the materials</h1>" in page
+    assert "Reasons for not accepting (one per line)" in page
+    assert "Accepted with deferred materials (minor materials supplied later)" in page
+    assert "核对、检查、接收材料并受理" not in page and "不予受理原因" not in page
+    client.get("/lang/zh")
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "核对、检查、接收材料并受理" in page

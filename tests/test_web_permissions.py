@@ -102,7 +102,9 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                                      dict.fromkeys(ROLES, 404)),
     ("/lang/<any(zh, en):code>", "GET"): (lambda ws, t: ("/lang/en", None), False,
                                          dict.fromkeys(ROLES, 302)),
-    ("/", "GET"): (lambda ws, t: ("/", None), False, {**ALL, **LOGIN}),
+    # Auditors and administrators have no inbox: "/" takes them to their own area.
+    ("/", "GET"): (lambda ws, t: ("/", None), False,
+                   {**ALL, **LOGIN, "admin": 302, "auditor": 302}),
     # what the caller may not see is "not found", like what does not exist (issue 14.5)
     ("/tasks/<task_id>", "GET"): (lambda ws, t: (f"/tasks/{t.task_id}", None), False,
                                   {**ALL, **LOGIN, "other_agent": 404}),
@@ -250,6 +252,10 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/cases/<int:case_id>/progress-reports", "GET"): (
         lambda ws, t: (f"/cases/{t.case_id}/progress-reports", None), False,
         {**ALL, **LOGIN, "other_agent": 403}),
+    ("/cases/<int:case_id>/comments", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/comments", {"text": "请尽快补充材料"}), False,
+        {**LOGIN, "owner_agent": 302, "other_agent": 403, "leader": 302, "office": 302,
+         "admin": 403, "auditor": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

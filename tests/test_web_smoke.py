@@ -83,7 +83,7 @@ def test_an_agent_fixes_a_wrong_value_and_completes_the_task(app, make_engine):
         "csrf_token": csrf_of(page), "version": task.version, "action": "complete",
         "total": "10", "divisor": "2"})
     assert again.status_code == 409
-    assert "该任务已由 agent_a 于" in again.get_data(as_text=True)
+    assert "该任务已由 代办员甲 于" in again.get_data(as_text=True)
     other = app.test_client()
     login(other, "agent_b", "password-b")
     assert "审核" in other.get("/").get_data(as_text=True)
@@ -118,7 +118,7 @@ def test_claim_and_release_from_the_inbox(app):
     assert engine.list_tasks(assignee="agent_a")[0].id == task.id
     stale = client.post(f"/tasks/{task.id}/claim", data={
         "csrf_token": csrf_of(page), "version": task.version}, follow_redirects=True)
-    assert "已被他人认领、退回或保存过" in stale.get_data(as_text=True)
+    assert "已被他人认领、释放或保存过" in stale.get_data(as_text=True)
     fresh = engine.list_tasks(assignee="agent_a")[0]
     client.post(f"/tasks/{task.id}/release", data={
         "csrf_token": csrf_of(page), "version": fresh.version})

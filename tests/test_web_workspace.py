@@ -59,7 +59,7 @@ def test_inbox_filters_sorting_and_claimed_by_me(ws):
     fresh = ws.engine.list_tasks(case_id=second)[0]
     released = leader.post(f"/tasks/{task.id}/release", data={
         "csrf_token": csrf_of(page), "version": fresh.version}, follow_redirects=True)
-    assert "已退回部门待办" in released.get_data(as_text=True)
+    assert "已释放：任务已放回部门待办" in released.get_data(as_text=True)
     assert ws.engine.list_tasks(case_id=second)[0].assignee is None
     by_age = client.get("/?sort=age").get_data(as_text=True)
     assert by_age.index(f"#{first} ") < by_age.index(f"#{second} ")
@@ -249,7 +249,7 @@ def test_a_stale_form_keeps_the_values_and_says_what_happened(ws):
         "selected_items": ["project_filing"], "item_list_note": "我的会商意见"})
     assert response.status_code == 409
     text = response.get_data(as_text=True)
-    assert "已被他人认领、退回或保存过" in text and "我的会商意见" in text
+    assert "已被他人认领、释放或保存过" in text and "我的会商意见" in text
 
 
 def test_engine_queries_filter_and_count_in_sql(ws):

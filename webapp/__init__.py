@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         observability,
         ops,
         oversight,
+        pack_i18n,
         progress,
         records,
         sso,
@@ -73,6 +74,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     i18n.init_app(app)
     app.jinja_env.globals.update(labels.template_globals())
+    # One clock: stored in UTC, shown in the service's time zone on every page.
+    app.add_template_filter(labels.local_time, "local_time")
+    app.add_template_filter(labels.local_date, "local_date")
+    # Names, never codes: people, departments and processes by name on every page.
+    for name in ("person", "department", "process"):
+        app.add_template_filter(getattr(labels, name), name)
+    # English that covers the process: the pack's own catalogue (processes/i18n/en.json).
+    app.add_template_filter(pack_i18n.task_title, "task_title")
+    app.jinja_env.globals["item_name"] = pack_i18n.item_name
+    app.jinja_env.globals["task_instructions"] = pack_i18n.task_instructions
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(cases.bp)

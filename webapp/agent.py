@@ -21,14 +21,16 @@ from flask_babel import gettext as _
 
 from agency.reference import ReferenceData
 from engine.cases import CaseView, TaskDetail, TaskView
+from engine.cases.views import COMMENT_ROLES
 from engine.errors import Conflict, InvalidData
 from engine.store.files import AttachmentRefused
 from webapp import get_engine
-from webapp.auth import requires
+from webapp.auth import HOMES, home_of, requires
 from webapp.deadlines import age_text
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
+from webapp.pack_i18n import localised
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -92,6 +94,8 @@ def inbox_scope() -> tuple[str | None, str | None]:
 @requires()
 def inbox() -> Any:
     """The ready tasks of the user's department and the ones they claimed."""
+    if g.user.role in HOMES:  # roles without an inbox start on their own area
+        return redirect(home_of(g.user.role))
     engine = get_engine()
     now = engine.clock()
     department, open_to = inbox_scope()
@@ -187,7 +191,7 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
         values = {k: v for k, v in detail.data.items() if k in declared}
         values.update(detail.draft or {})
     errors = errors or {}
-    fields = fields_for(detail.form_schema, values, errors)
+    fields = fields_for(localised(detail.form_schema), values, errors)
     known = {f.name for f in fields} | {"__attachment__"}
     other_errors = [msg for path, msg in errors.items()
                     if path.split(".")[0].split("-")[0] not in known]
@@ -197,6 +201,9 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
                            other_errors=other_errors, message=message, may_work=may_work,
                            row=task_row(detail.task, now), department_name=department_name,
                            time_limit=time_limit(detail.task.item_code),
+                           comments=get_engine().list_comments(detail.task.case_id,
+                                                               task_id=detail.task.id),
+                           may_comment=g.user.role in COMMENT_ROLES, task_titles={},
                            **task_context(detail)), status
 
 
@@ -309,4 +316,23 @@ def case(case_id: int) -> Any:
                            attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
                            states=engine.element_states(case_id),
+                           comments=engine.list_comments(case_id),
+                           may_comment=g.user.role in COMMENT_ROLES,
                            department_name=department_name)
+
+
+@bp.route("/cases/<int:case_id>/comments", methods=["POST"])
+@requires(*COMMENT_ROLES)
+def comment(case_id: int) -> Any:
+    """Leave a comment on a case or one of its tasks; back to where it was written."""
+    engine = get_engine()
+    task_id = request.form.get("task_id") or None
+    back = (url_for("agent.task", task_id=task_id) if task_id
+            else url_for("agent.case", case_id=case_id)) + "#comments"
+    try:
+        engine.add_comment(case_id, request.form.get("text", ""), g.user.actor, task_id=task_id)
+    except InvalidData as exc:
+        flash(engine_message(exc.message), "error")
+        return redirect(back)
+    flash(_("Comment added."))
+    return redirect(back)

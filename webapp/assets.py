@@ -19,6 +19,8 @@ FILES = [
     ("bpmn-js/dist/assets/bpmn-font/font/bpmn.woff", "bpmn-font/font/bpmn.woff"),
     ("bpmn-js/dist/assets/bpmn-font/font/bpmn.woff2", "bpmn-font/font/bpmn.woff2"),
     ("bpmn-js/dist/assets/bpmn-font/font/bpmn.ttf", "bpmn-font/font/bpmn.ttf"),
+    # accessibility checks in the browser tests (tests/test_phone_and_accessibility.py)
+    ("axe-core/axe.min.js", "axe.min.js"),
 ]
 
 

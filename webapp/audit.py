@@ -4,7 +4,7 @@ process heatmaps and the operations log. Every page only reads."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, url_for
@@ -17,7 +17,6 @@ from engine.audit.export import SEAL_PROOFS, export_case
 from engine.audit.history import case_history
 from engine.audit.sealcheck import case_seal_checks
 from engine.audit.seals import get_seal, list_seals, seals_covering
-from engine.runtime.clock import SERVICE_TZ
 from webapp import get_engine
 from webapp.auth import requires
 
@@ -27,9 +26,9 @@ PAGE_SIZE = 20
 
 EVENT_LABELS = {
     "case_started": _l("立案启动"), "task_completed": _l("完成任务"),
-    "task_claimed": _l("认领任务"), "task_released": _l("退回部门待办"),
+    "task_claimed": _l("认领任务"), "task_released": _l("释放任务（放回部门待办）"),
     "task_reassigned": _l("转交替岗代办员"), "task_draft_saved": _l("保存草稿"),
-    "timer_fired": _l("定时器触发"),
+    "comment_added": _l("评论"), "timer_fired": _l("定时器触发"),
     "case_terminated": _l("终止办理"), "process_version_saved": _l("保存流程版本"),
     "process_published": _l("发布流程版本"), "account_created": _l("创建账号"),
     "password_reset": _l("重置密码"), "api_token_issued": _l("签发 API 令牌"),
@@ -176,15 +175,6 @@ def ops() -> Any:
     log = ops_log(get_engine(), limit=50, offset=(page - 1) * 50)
     pages = max((log.total + 49) // 50, 1)
     return render_template("audit/ops.html", log=log, page=page, pages=pages)
-
-
-@bp.app_template_filter("audit_time")
-def audit_time(moment: datetime | None, seconds: bool = False) -> str:
-    """A UTC time shown in Beijing time, as the service works."""
-    if moment is None:
-        return ""
-    return moment.astimezone(SERVICE_TZ).strftime("%Y-%m-%d %H:%M:%S" if seconds
-                                                  else "%Y-%m-%d %H:%M")
 
 
 @bp.app_template_filter("json_pretty")

@@ -48,6 +48,15 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorator
 
 
+# Where each role starts: auditors read histories, administrators keep the diagrams.
+HOMES = {"auditor": "audit.index", "admin": "admin.processes"}
+
+
+def home_of(role: str) -> str:
+    """The first page of a role (the inbox for those who do tasks)."""
+    return url_for(HOMES.get(role, "agent.inbox"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Show the login form; check the password."""
@@ -72,7 +81,7 @@ def login() -> Any:
             session["epoch"] = user.session_epoch
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else url_for("agent.inbox"))
+                            else home_of(user.role))
     return render_template("auth/login.html", error=error), status
 
 

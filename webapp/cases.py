@@ -14,6 +14,7 @@ from webapp.agent import PAGE_SIZE, READERS
 from webapp.auth import requires
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
+from webapp.pack_i18n import localised
 
 bp = Blueprint("cases", __name__)
 STATUSES = ("running", "completed", "terminated")
@@ -68,7 +69,7 @@ def new() -> Any:
         else:
             flash(_("Case started: %(title)s", title=case.title))
             return redirect(url_for("agent.case", case_id=case.id))
-    fields = fields_for(schema, values, errors)
+    fields = fields_for(localised(schema), values, errors)
     known = {f.name for f in fields}
     other_errors = [m for p, m in errors.items() if p.split(".")[0] not in known]
     return render_template("cases/new.html", startable=startable, process_id=process_id,

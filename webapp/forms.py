@@ -28,6 +28,52 @@ class Field:
     error: str | None = None
     columns: list[Field] = field(default_factory=list)  # rows: the empty template row
     rows: list[list[Field]] = field(default_factory=list)  # rows: one list of cells per entry
+    # Shown only when another input has one of these values (None: any value), from the
+    # schema's if/then and dependentSchemas; the server enforces the same rules.
+    show_when: dict[str, list[str] | None] = field(default_factory=dict)
+
+
+def conditions(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, list[str] | None]]:
+    """Property -> {controlling input: values that show it} from if/then and dependentSchemas."""
+    found: dict[str, dict[str, list[str] | None]] = {}
+
+    def named(then: dict[str, Any]) -> list[str]:
+        return [*then.get("required", []), *then.get("properties", {})]
+
+    def add(key: str, controller: str, values: list[str] | None) -> None:
+        wanted = found.setdefault(key, {})
+        if controller in wanted and wanted[controller] is not None and values is not None:
+            wanted[controller] = sorted({*(wanted[controller] or []), *values})
+        else:
+            wanted[controller] = values if controller not in wanted else None
+
+    rules = [schema, *[r for r in schema.get("allOf", []) if isinstance(r, dict)]]
+    for rule in rules:
+        test, then = rule.get("if"), rule.get("then")
+        if isinstance(test, dict) and isinstance(then, dict):
+            tested = test.get("properties", {})
+            if len(tested) != 1:
+                continue
+            [(controller, check)] = tested.items()
+            if "const" in check:
+                values = [_text(check["const"])]
+            elif isinstance(check.get("enum"), list):
+                values = [_text(v) for v in check["enum"]]
+            else:
+                continue
+            for key in named(then):
+                if key != controller:
+                    add(key, f"{prefix}{controller}", values)
+    for controller, then in (schema.get("dependentSchemas") or {}).items():
+        if isinstance(then, dict):
+            for key in named(then):
+                if key != controller:
+                    add(key, f"{prefix}{controller}", None)
+    return found
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
@@ -41,6 +87,7 @@ def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
         return []
     values = values or {}
     required = set(schema.get("required", []))
+    shown_when = conditions(schema, prefix)
     result = []
     for key, prop in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
@@ -48,7 +95,8 @@ def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
         item = Field(name=path, key=key, title=prop.get("title", key), widget=widget,
                      required=key in required, help=prop.get("description", ""),
                      options=_options(prop["items"] if widget == "multiselect" else prop),
-                     value=values.get(key), error=errors.get(path))
+                     value=values.get(key), error=errors.get(path),
+                     show_when=shown_when.get(key, {}))
         if widget == "object":
             inner = values.get(key) if isinstance(values.get(key), dict) else {}
             item.columns = fields_for(prop, inner, errors, prefix=f"{path}.")

@@ -69,13 +69,20 @@ def compile_catalogues(directory: Path = TRANSLATIONS) -> None:
         temp.replace(mo_path)
 
 
+def _person(username: str) -> str:
+    """A username in an engine message as the person's name."""
+    from webapp.labels import person
+
+    return person(username)
+
+
 # Messages the engine raises (English), with their translations. Each pattern matches a
 # whole message; its named groups fill the translated text.
 _Translate = Callable[[dict[str, str]], str]
 _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f) for p, f in [
     (r"this task was already completed by (?P<who>.+) at (?P<when>.+) UTC; nothing was changed",
      lambda m: _("This task was already completed by %(who)s at %(when)s (UTC); "
-                 "nothing was changed.", **m)),
+                 "nothing was changed.", who=_person(m["who"]), when=m["when"])),
     (r"this task is no longer open \((?P<state>\w+)\); nothing was changed",
      lambda m: _("This task is no longer open (%(state)s); nothing was changed.", **m)),
     (r"this task belongs to another department(; only its agents may claim or complete it)?",
@@ -85,10 +92,11 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
      lambda m: _("This task changed since you opened it (claimed, released or saved by "
                  "someone else); reload it and try again.")),
     (r"this task is (already )?claimed by (?P<who>.+)",
-     lambda m: _("This task is claimed by %(who)s.", who=m["who"])),
+     lambda m: _("This task is claimed by %(who)s.", who=_person(m["who"]))),
     (r"this task is not claimed", lambda m: _("This task is not claimed.")),
     (r"only (?P<who>.+) or the department's leader may release this task",
-     lambda m: _("Only %(who)s or the department's leader may release this task.", **m)),
+     lambda m: _("Only %(who)s or the department's leader may release this task.",
+                 who=_person(m["who"]))),
     (r"wrong user name or password", lambda m: _("Wrong user name or password.")),
     (r"too many failed logins; try again in a few minutes",
      lambda m: _("Too many failed logins; try again in a few minutes.")),
@@ -111,6 +119,12 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
     (r"only PDF, JPG, PNG, DOCX and XLSX files may be attached",
      lambda m: _("Only PDF, JPG, PNG, DOCX and XLSX files may be attached.")),
     (r"the file is empty", lambda m: _("The file is empty.")),
+    (r"write the comment first; nothing was saved",
+     lambda m: _("Write the comment first; nothing was saved.")),
+    (r"a comment has at most (?P<n>\d+) characters; nothing was saved",
+     lambda m: _("A comment has at most %(n)s characters; nothing was saved.", **m)),
+    (r"only agents, leaders and the office may comment on cases",
+     lambda m: _("Only agents, leaders and the office may comment on cases.")),
     (r"the file has no name", lambda m: _("The file has no name.")),
     (r"the file is larger than 10 MB", lambda m: _("The file is larger than 10 MB.")),
     (r"the file's content does not match its type",

@@ -71,7 +71,7 @@ def index() -> Any:
 def template(kind: str) -> Response:
     """The template of a project list, as Excel or CSV."""
     if kind == "csv":
-        body, mimetype = intake.template_csv(), "text/csv; charset=utf-8"
+        body, mimetype = intake.template_csv(), "text/csv"
     else:
         schema = get_engine().process_form(intake.PROCESS_ID, intake.START_FORM) or {}
         body = intake.template_xlsx(schema)

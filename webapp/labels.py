@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+
+from engine.runtime.clock import SERVICE_TZ
 
 ROLES = {"agent": _l("Agent"), "leader": _l("Responsible leader"),
          "office": _l("Leading group office"), "admin": _l("Administrator"),
@@ -27,7 +30,8 @@ EVENTS = {"case_started": _l("Case started"), "task_completed": _l("Task complet
           "timer_fired": _l("Timer fired"), "case_terminated": _l("Case terminated"),
           "task_claimed": _l("Task claimed"), "task_released": _l("Task released"),
           "task_draft_saved": _l("Draft saved"), "attachment_added": _l("File attached"),
-          "task_reassigned": _l("Task handed to a substitute")}
+          "task_reassigned": _l("Task handed to a substitute"),
+          "comment_added": _l("Comment")}
 
 
 def label(table: dict[str, Any], code: Any) -> str:
@@ -41,4 +45,129 @@ def template_globals() -> dict[str, Any]:
     """The tables and the lookup, for templates."""
     return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "STAGES": STAGES,
             "TASK_STATES": TASK_STATES, "CASE_STATES": CASE_STATES, "DUE_STATES": DUE_STATES,
-            "EVENTS": EVENTS}
+            "EVENTS": EVENTS, "ops_field": ops_field,
+            "element_names": element_names}
+
+
+def local_time(moment: datetime | None, seconds: bool = False) -> str:
+    """A stored (UTC) time as the service reads it: Beijing time, to the minute."""
+    if moment is None:
+        return ""
+    return moment.astimezone(SERVICE_TZ).strftime("%Y-%m-%d %H:%M:%S" if seconds
+                                                  else "%Y-%m-%d %H:%M")
+
+
+def local_date(moment: datetime | date | None) -> str:
+    """The service's calendar day of a stored time (a date is shown as it is)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(SERVICE_TZ).date()
+    return moment.isoformat()
+
+
+def _names(kind: str) -> dict[str, str]:
+    """Code -> name of people, departments or processes, read once per request."""
+    from flask import g
+    from sqlalchemy import select
+
+    from agency.reference import reference_of
+    from engine.store.models import ProcessVersion, User
+    from webapp import get_engine
+
+    cache: dict[str, dict[str, str]] = g.setdefault("_i17_names", {})
+    if kind not in cache:
+        engine = get_engine()
+        with engine.db.reading() as s:
+            if kind == "person":
+                cache[kind] = {u: n or u for u, n in s.execute(
+                    select(User.username, User.display_name)).all()}
+            elif kind == "process":
+                cache[kind] = {p: n or p for p, n in s.execute(
+                    select(ProcessVersion.process_id, ProcessVersion.name)
+                    .order_by(ProcessVersion.number)).all()}
+            else:
+                english = _english()
+                cache[kind] = {code: str(d.get("name_en") if english and d.get("name_en")
+                                         else d.get("name", code))
+                               for code, d in reference_of(engine).departments.items()}
+    return cache[kind]
+
+
+def _english() -> bool:
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return locale is not None and locale.language == "en"
+
+
+def person(username: Any) -> str:
+    """A person's display name instead of the username ("system" is the service itself)."""
+    if not username:
+        return ""
+    if username == "system":
+        return str(_l("the system"))
+    return _names("person").get(str(username), str(username))
+
+
+def department(code: Any) -> str:
+    """A department's name in the user's language instead of its code."""
+    if not code:
+        return ""
+    return _names("department").get(str(code), str(code))
+
+
+def process(process_id: Any) -> str:
+    """A process's name instead of its id."""
+    if not process_id:
+        return ""
+    if _english():
+        from webapp.pack_i18n import process_title
+
+        translated = process_title(str(process_id))
+        if translated:
+            return translated
+    return _names("process").get(str(process_id), str(process_id))
+
+
+OPS_KEYS = {"username": _l("Person"), "role": _l("Role"), "department": _l("Department"),
+            "process_id": _l("Process"), "version": _l("Version"), "actor": _l("By"),
+            "had_token": _l("Had a token"), "display_name": _l("Name")}
+
+
+def ops_field(key: str, value: Any) -> tuple[str, str]:
+    """An operations log entry's field as people read it: a label and a named value."""
+    shown = "—" if value is None else value
+    if key in ("username", "actor", "created_by", "author"):
+        shown = person(value)
+    elif key == "department" or key.endswith("_department"):
+        shown = department(value)
+    elif key in ("process_id", "called_process"):
+        shown = process(value)
+    elif key == "role":
+        shown = label(ROLES, value)
+    elif isinstance(value, list):
+        shown = "、".join(process(v) if str(v) in _names("process") else
+                         department(v) if str(v) in _names("department") else str(v)
+                         for v in value)
+    elif isinstance(value, bool):
+        shown = str(_l("yes") if value else _l("no"))
+    return str(OPS_KEYS.get(key, key)), str(shown)
+
+
+def element_names(diagrams: dict[str, str]) -> dict[str, str]:
+    """Element id -> name over BPMN diagrams, to name elements instead of showing ids."""
+    from engine.errors import EngineError
+    from engine.pack.xml import parse_xml
+
+    names: dict[str, str] = {}
+    for pid, xml in diagrams.items():
+        try:
+            root = parse_xml(xml.encode("utf-8"), f"{pid}.bpmn")
+        except EngineError:
+            continue
+        for element in root.iter():
+            if element.get("id") and element.get("name"):
+                names.setdefault(str(element.get("id")), " ".join(str(element.get("name"))
+                                                                  .split()))
+    return names

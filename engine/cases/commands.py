@@ -15,8 +15,11 @@ from engine.audit import chain as audit
 from engine.audit.chain import GENESIS, NewEvent
 from engine.cases.queries import Queries
 from engine.cases.views import (
+    COMMENT_MAX,
+    COMMENT_ROLES,
     WORKFLOW_EVENTS,
     CaseView,
+    CommentView,
     LiveCase,
     LoadResult,
     TaskView,
@@ -28,8 +31,11 @@ from engine.cases.workflow import apply_event
 from engine.errors import (
     Conflict,
     EngineError,
+    FieldError,
     Forbidden,
+    InvalidData,
     ProcessNotFound,
+    TaskNotFound,
     TaskNotReady,
 )
 from engine.hooks import DataSubmitted
@@ -53,6 +59,7 @@ from engine.store.files import AttachmentView, check_upload
 from engine.store.models import (
     Attachment,
     Case,
+    HumanTask,
     ProcessVersion,
 )
 
@@ -254,6 +261,33 @@ class Commands(Queries):
             raise EngineError(f"{new.type} events are recorded by the engine's commands only")
         case = self._lock_case(s, case_id)
         self._record(s, case, None, new)
+
+    def add_comment(self, case_id: int, text: str, actor: Actor,
+                    task_id: str | None = None) -> CommentView:
+        """Leave a comment on a case (or one of its tasks) for the departments involved.
+
+        Comments are case events: hash-chained, shown to whoever may read the case, and
+        skipped by re-execution, since they change nothing in the workflow."""
+        text = (text or "").strip()
+        if actor.role not in COMMENT_ROLES:
+            raise Forbidden("only agents, leaders and the office may comment on cases")
+        problem = ("write the comment first; nothing was saved" if not text else
+                   f"a comment has at most {COMMENT_MAX} characters; nothing was saved"
+                   if len(text) > COMMENT_MAX else None)
+        if problem:
+            raise InvalidData(problem, [FieldError("text", problem)])
+        self.check_case_visible(case_id, actor)
+        now = self.clock()
+        with self.db.transaction() as s:
+            if task_id is not None:
+                row = s.get(HumanTask, task_id)
+                if row is None or row.case_id != case_id:
+                    raise TaskNotFound(f"task {task_id} is not a task of case {case_id}")
+            case = self._lock_case(s, case_id)
+            self._record(s, case, None, NewEvent("comment_added", actor.username, now,
+                                                 {"text": text, "task_id": task_id}))
+            seq = case.event_seq
+        return CommentView(seq, case_id, task_id, text, actor.username, now)
 
     def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
         """Stop a running case with a reason; its open tasks and timers are withdrawn."""

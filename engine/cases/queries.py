@@ -18,6 +18,7 @@ from engine.cases.verification import Verifying
 from engine.cases.views import (
     TASK_ORDERS,
     CaseView,
+    CommentView,
     StartForm,
     TaskCounts,
     TaskDetail,
@@ -335,9 +336,18 @@ class Queries(Verifying):
         with self.db.reading() as s:
             return list(s.scalars(select(Case.id).order_by(Case.id)))
 
-    def case_events(self, case_id: int) -> list[Event]:
+    def list_comments(self, case_id: int, task_id: str | None = None) -> list[CommentView]:
+        """The comments on a case (or on one of its tasks), oldest first."""
+        comments = [CommentView(e.seq, case_id, e.data.get("task_id"), str(e.data["text"]),
+                                e.actor, e.at)
+                    for e in self.case_events(case_id, types=("comment_added",))]
+        return [c for c in comments if task_id is None or c.task_id == task_id]
+
+    def case_events(self, case_id: int, types: tuple[str, ...] | None = None) -> list[Event]:
         """A case's audit events in order."""
         with self.db.reading() as s:
-            return list(s.scalars(select(Event).where(Event.stream == f"case:{case_id}")
-                                  .order_by(Event.seq)))
+            query = select(Event).where(Event.stream == f"case:{case_id}")
+            if types is not None:
+                query = query.where(Event.type.in_(types))
+            return list(s.scalars(query.order_by(Event.seq)))
 

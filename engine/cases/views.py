@@ -41,6 +41,8 @@ WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_termin
 MIGRATION_EVENTS = ("case_migrated", "case_migration_reverted")
 
 TASK_ORDERS = ("due", "age")
+COMMENT_ROLES = ("agent", "leader", "office")
+COMMENT_MAX = 2000
 
 @dataclass(frozen=True)
 class TaskView:
@@ -66,6 +68,18 @@ class TaskView:
     completed_at: datetime | None
     completed_by: str | None
     green_channel: bool = False
+
+@dataclass(frozen=True)
+class CommentView:
+    """A comment left on a case or one of its tasks (an audited case event)."""
+
+    seq: int
+    case_id: int
+    task_id: str | None
+    text: str
+    author: str
+    at: datetime
+
 
 @dataclass(frozen=True)
 class CaseView:

@@ -8,7 +8,8 @@
   var T = JSON.parse(document.getElementById('editor-text').textContent);
   var csrf = document.getElementById('csrf').value;
 
-  var modeler = new BpmnJS({ container: '#canvas', keyboard: { bindTo: document } });
+  // bpmn-js 18 binds the keyboard to the canvas itself (keyboard.bindTo is no longer supported)
+  var modeler = new BpmnJS({ container: '#canvas' });
   var moddle = modeler.get('moddle');
   var modeling = modeler.get('modeling');
   var registry = modeler.get('elementRegistry');

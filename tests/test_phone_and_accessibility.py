@@ -1,0 +1,65 @@
+"""Phones and accessibility: the agents' pages work 390 px wide, and axe-core finds no
+serious or critical violation on the main page of each role."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_web_browser import SCREENSHOTS, browser, served  # noqa: F401 - fixtures
+from tests.workspace import PASSWORD
+
+pytestmark = pytest.mark.browser
+AXE = ROOT / "webapp" / "static" / "vendor" / "axe.min.js"
+
+
+def _log_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "/login" not in page.url
+
+
+def _serious(page) -> list[str]:
+    assert AXE.exists(), "run `python -m webapp.assets` after `npm ci`"
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']} — "
+            + "; ".join(n["target"][0] if isinstance(n["target"][0], str) else str(n["target"])
+                        for n in v["nodes"][:3])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("username", ["agent_approval_bureau", "leader_drc", "office",
+                                      "admin", "auditor"])
+def test_the_main_page_of_each_role_has_no_serious_accessibility_violation(
+        served, browser, username):  # noqa: F811
+    ws, base = served
+    ws.start()
+    page = browser.new_context(viewport={"width": 1280, "height": 900},
+                               locale="zh-CN").new_page()
+    _log_in(page, base, username)
+    page.wait_for_load_state("networkidle")
+    assert _serious(page) == []
+
+
+def test_inbox_task_and_case_work_390_px_wide(served, browser):  # noqa: F811
+    ws, base = served
+    case_id = ws.start()
+    page = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN",
+                               device_scale_factor=2, is_mobile=True,
+                               has_touch=True).new_page()
+    _log_in(page, base, "agent_approval_bureau")
+    [task] = ws.ready(case_id, "select_items")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, path in (("inbox", "/"), ("task", f"/tasks/{task.id}"),
+                       ("case", f"/cases/{case_id}")):
+        page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+        # nothing wider than the phone: the page does not scroll sideways
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} is {width} px wide at 390 px"
+        assert _serious(page) == [], name
+        page.screenshot(path=str(SCREENSHOTS / f"phone-{name}.png"), full_page=True)
