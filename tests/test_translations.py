@@ -195,6 +195,10 @@ PACK = TRANSLATIONS.parent.parent / "processes"
 # in the catalogue; a new form (from another branch) must either be translated or be named
 # here, so the lead sees exactly what is missing at merge.
 UNTRANSLATED_FORMS = {
+    # added by the domain and service work of this round, still Chinese only:
+    "commitment_decision", "key_project_list", "licence_archive.output",
+    "message.item_approval_result", "project_code_obtain", "rectification_check",
+    "service_rating", "supply_escalation",
     "acceleration_track", "case_closing", "case_flow.start", "commitment_check",
     "commitment_letter", "deficiency_supply", "dispatch", "follow_up", "hand_back",
     "handover", "item_list", "joint_acceptance", "joint_drawing_review", "material_list",
