@@ -384,7 +384,9 @@ class Route:
 
 PDF_BASE64 = "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCiUlRU9GCg=="
 PERMITTED_404 = {"message": "nobody_waits", "complete_job": "not_found",
-                 "fail_job": "not_found", "retry_job": "not_found"}
+                 "fail_job": "not_found", "retry_job": "not_found",
+                 # hidden from the caller: answered as missing (a document by its case)
+                 "download_document": "case_not_found", "download_attachment": "not_found"}
 
 
 def _with_document(api: Api) -> None:
@@ -501,17 +503,17 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "deploy":      (401, 403, 403, 403, 403, 403, 200, 403),
     "publish":     (401, 403, 403, 403, 403, 403, 200, 403),
     "search_cases": (401, 200, 200, 200, 200, 200, 200, 200),
-    "terminate":   (401, 403, 403, 403, 403, 200, 200, 403),
-    "case_timers": (401, 200, 403, 200, 403, 200, 200, 200),
-    "save_draft":  (401, 200, 403, 200, 403, 403, 403, 403),
-    "read_draft":  (401, 200, 403, 200, 403, 200, 200, 200),
-    "list_documents": (401, 200, 403, 200, 403, 200, 200, 200),
-    "generate_document": (401, 201, 403, 201, 403, 201, 403, 403),
-    "download_document": (401, 200, 403, 200, 403, 200, 200, 200),
-    "list_attachments": (401, 200, 403, 200, 403, 200, 200, 200),
-    "upload_attachment": (401, 201, 403, 201, 403, 403, 403, 403),
-    "download_attachment": (401, 200, 403, 200, 403, 200, 200, 200),
-    "create_link": (401, 201, 403, 403, 403, 201, 403, 403),
+    "terminate":   (401, 403, 404, 403, 404, 200, 200, 403),
+    "case_timers": (401, 200, 404, 200, 404, 200, 200, 200),
+    "save_draft":  (401, 200, 404, 200, 404, 403, 403, 403),
+    "read_draft":  (401, 200, 404, 200, 404, 200, 200, 200),
+    "list_documents": (401, 200, 404, 200, 404, 200, 200, 200),
+    "generate_document": (401, 201, 404, 201, 404, 201, 403, 403),
+    "download_document": (401, 200, 404, 200, 404, 200, 200, 200),
+    "list_attachments": (401, 200, 404, 200, 404, 200, 200, 200),
+    "upload_attachment": (401, 201, 404, 201, 404, 403, 403, 403),
+    "download_attachment": (401, 200, 404, 200, 404, 200, 200, 200),
+    "create_link": (401, 201, 404, 403, 404, 201, 403, 403),
     "revoke_link": (401, 200, 403, 403, 403, 200, 403, 403),  # office, the bureau's agents
     "notifications": (401, 200, 200, 200, 200, 200, 200, 200),
     # a message for a case the caller may not read is refused before anything is looked up

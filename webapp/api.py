@@ -227,6 +227,8 @@ def _version_from(body: dict[str, Any]) -> int | None:
 
 
 def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
+    # No bound given: what a database column holds (ids, offsets), never an overflow.
+    high = MAX_OFFSET if high is None else high
     raw = request.args.get(name)
     if raw is None:
         return default

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, render_template, request
 from flask_babel import gettext as _
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
 from engine.errors import FieldError
@@ -80,6 +81,11 @@ def _printable(name: str) -> str:
 
 def refuse_bad_input() -> Any:
     """Refuse, before any view runs, a request whose text fields could not be stored."""
+    if isinstance(request.routing_exception, MethodNotAllowed) and any(
+            part.isdigit() and int(part) > MAX_ID for part in request.path.split("/")):
+        # An id too large for the database matched no rule; where another method's rule has
+        # the same shape, routing says 405: the id names nothing, so it is "not found".
+        raise NotFound()
     problems: list[FieldError] = []
     if request.path.startswith("/api/"):
         request.get_data(cache=True)  # the API reads its raw body; reading a form must not eat it

@@ -21,7 +21,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from engine.actors import Actor
+from engine.actors import STARTERS, Actor
 from engine.audit.chain import NewEvent
 from engine.cases.commands import Commands
 from engine.cases.views import CaseView, VersionSpecs, plain_data
@@ -184,7 +184,11 @@ class InteractionCommands(Commands):
         row = starting[0]
         now = self.clock()
         with self._unit() as s:
-            version = self._startable_version(s, row.process_id, actor, row.id)
+            # A message start event is the process's declared entry point: whoever may start
+            # cases may send it, whether or not the process is also startable by hand.
+            if not (actor.is_system or actor.role in STARTERS):
+                raise Forbidden("you may not start cases of this process")
+            version = row
             self._version(s, version.id).forms.validate(message_schema_file(message), data)
             view = self._start(s, version, {}, actor, now, None)
             wait = s.scalar(select(MessageWait).where(MessageWait.case_id == view.id,
