@@ -17,7 +17,7 @@ from agency.intake import MAX_CELLS, MAX_XLSX_UNCOMPRESSED, IntakeError, read_ta
 from engine import accounts
 from engine.actors import Actor
 from engine.errors import InvalidProcess, WorkflowError
-from engine.pack.loader import SourceFile
+from engine.pack.loader import read_pack_dir
 from engine.store.models import Case, Event, HumanTask
 from tests.service import KEY_PROJECT, OFFICE
 from tests.test_hardening import PASSWORD, Site
@@ -301,7 +301,4 @@ def test_the_open_tasks_of_a_case_are_paged_with_their_total(make_engine, sqlite
 def test_the_pack_loads_under_the_default_bound(make_pack_engine, sqlite_url):
     engine = make_pack_engine(sqlite_url)
     assert engine.config.max_instances == 500
-    assert engine.parse_pack([SourceFile(p.relative_to(engine.config.processes_dir).as_posix(),
-                                         p.read_bytes())
-                              for p in engine.config.processes_dir.rglob("*")
-                              if p.is_file() and p.suffix in (".bpmn", ".dmn", ".json")])
+    assert engine.parse_pack(read_pack_dir(engine.config.processes_dir))

@@ -200,7 +200,7 @@ def test_the_accounts_page_lists_creates_deactivates_resets_and_changes_roles(sq
         other = logged_in(site.app, username, PASSWORD)
         assert other.get("/admin/accounts").status_code == 403
         refused = other.post("/admin/accounts/agent_new/deactivate",
-                             data={"csrf_token": csrf_of(other.get("/").get_data(as_text=True))})
+                             data={"csrf_token": csrf_of(other.get("/", follow_redirects=True).get_data(as_text=True))})
         assert refused.status_code == 403
     assert site.user("agent_new").active
 

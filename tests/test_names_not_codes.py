@@ -36,7 +36,8 @@ SKIP = ("/logout", "/lang/", "/static/", ".csv", ".pdf", ".json", ".xml", ".bpmn
         ".png", "/download", "/export", "/template")
 MAX_PAGES = 45
 # Shown as recorded or as written, not as names: the data an auditor verifies, the BPMN
-# identifier of a process and the expressions of a decision table in the administrators' editor.
+# identifier of a process and the expressions of a decision table in the administrators' editor,
+# and the login names the administrators manage on the accounts page.
 RAW = ("pre.data, [data-raw], script, style, code.identifier, table.dmn code, table.dmn input,"
        " table.dmn th")
 

@@ -95,7 +95,7 @@ def test_reports_reach_the_office_and_the_digest_names_who_did_not_report(servic
     case_page = f"/cases/{service.case_id}/progress-reports"
     assert "技术评估已完成" in logged_in(app, "agent_ecology_env").get(case_page).get_data(
         as_text=True)
-    assert logged_in(app, "agent_water").get(case_page).status_code == 403
+    assert logged_in(app, "agent_water").get(case_page).status_code == 404
     assert engine.verify_case(service.case_id).ok
 
 

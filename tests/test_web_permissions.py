@@ -251,10 +251,10 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: ("/progress-reports.xlsx", None), False, {**DASHBOARD, "admin": 403}),
     ("/cases/<int:case_id>/progress-reports", "GET"): (
         lambda ws, t: (f"/cases/{t.case_id}/progress-reports", None), False,
-        {**ALL, **LOGIN, "other_agent": 403}),
+        {**ALL, **LOGIN, "other_agent": 404}),
     ("/cases/<int:case_id>/comments", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/comments", {"text": "请尽快补充材料"}), False,
-        {**LOGIN, "owner_agent": 302, "other_agent": 403, "leader": 302, "office": 302,
+        {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 302, "office": 302,
          "admin": 403, "auditor": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
@@ -358,9 +358,11 @@ def test_an_agent_never_opens_claims_or_completes_another_departments_task(ws):
 # a case is read by whoever started it. (role -> status), row by row.
 UNINVOLVED = "agent_water"
 COMPLETED_READS = {"anonymous": 302, "owner_agent": 200, "other_agent": 200, "leader": 200,
-                   "office": 200, "admin": 200, "auditor": 200, "uninvolved": 403}
-COMPLETED_WRITES = {"anonymous": 302, "owner_agent": 409, "other_agent": 403, "leader": 409,
-                    "office": 403, "admin": 403, "auditor": 403, "uninvolved": 403}
+                   "office": 200, "admin": 200, "auditor": 200, "uninvolved": 404}
+# Another department's task, even one it may read, is not its to change: as for any task
+# outside its department, the answer is "not found" (issue 14.5) and nothing changes.
+COMPLETED_WRITES = {"anonymous": 302, "owner_agent": 409, "other_agent": 404, "leader": 409,
+                    "office": 403, "admin": 403, "auditor": 403, "uninvolved": 404}
 
 
 def involving_drc(ws: Workspace) -> tuple[int, str]:
@@ -419,7 +421,7 @@ def test_the_non_acceptance_notice_shows_the_reasons_and_the_department_reads_it
     assert seen.status_code == 200 and reasons[0] in seen.get_data(as_text=True)
     # The DRC reads the Bureau's earlier tasks but not its open notice.
     drc = logged_in(ws.app, "agent_drc")
-    assert drc.get(f"/tasks/{notice.id}").status_code == 403
+    assert drc.get(f"/tasks/{notice.id}").status_code == 404
     assert drc.get(f"/cases/{case_id}").status_code == 200
 
 
@@ -429,5 +431,5 @@ def test_an_agent_who_started_a_case_reads_it(ws):
                                    Actor(UNINVOLVED, "agent", "water")).id
     assert logged_in(ws.app, UNINVOLVED).get(f"/cases/{case_id}").status_code == 200
     assert logged_in(ws.app, "agent_housing_construction").get(
-        f"/cases/{case_id}").status_code == 403
+        f"/cases/{case_id}").status_code == 404
     assert ws.engine.may_see_case(case_id, Actor(UNINVOLVED, "agent", "water"))
