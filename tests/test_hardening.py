@@ -199,8 +199,9 @@ def test_the_accounts_page_lists_creates_deactivates_resets_and_changes_roles(sq
     for username in ("office", "auditor", "agent_ab"):
         other = logged_in(site.app, username, PASSWORD)
         assert other.get("/admin/accounts").status_code == 403
+        home = other.get("/", follow_redirects=True).get_data(as_text=True)
         refused = other.post("/admin/accounts/agent_new/deactivate",
-                             data={"csrf_token": csrf_of(other.get("/", follow_redirects=True).get_data(as_text=True))})
+                             data={"csrf_token": csrf_of(home)})
         assert refused.status_code == 403
     assert site.user("agent_new").active
 
