@@ -277,11 +277,7 @@ class InteractionCommands(Commands):
         self._check_worker(actor)
         output = plain_data(data)
         now = self.clock()
-        with self.db.reading() as s:
-            job = s.get(ExternalJob, job_id)
-            if job is None:
-                raise NotFound(f"external job {job_id} does not exist")
-            case_id = job.case_id
+        case_id = self._job_case(job_id)
         with self._unit() as s:
             case = self._lock_case(s, case_id)
             job = self._locked_job(s, job_id, worker_id, now)
@@ -296,6 +292,14 @@ class InteractionCommands(Commands):
                 "worker_id": worker_id, "data": output})
         return view
 
+    def _job_case(self, job_id: str) -> int:
+        """The case a job belongs to (read first: its row is locked only after the case's)."""
+        with self.db.reading() as s:
+            job = s.get(ExternalJob, job_id)
+            if job is None:
+                raise NotFound(f"external job {job_id} does not exist")
+            return job.case_id
+
     def fail_job(self, job_id: str, worker_id: str, error: str, retries: int,
                  retry_seconds: int, actor: Actor) -> JobView:
         """A worker could not do a job: it comes back after `retry_seconds` while retries
@@ -304,11 +308,7 @@ class InteractionCommands(Commands):
         if retries < 0 or retry_seconds < 0:
             raise EngineError("retries and the retry delay cannot be negative")
         now = self.clock()
-        with self.db.reading() as s:
-            job = s.get(ExternalJob, job_id)
-            if job is None:
-                raise NotFound(f"external job {job_id} does not exist")
-            case_id = job.case_id
+        case_id = self._job_case(job_id)
         with self.db.transaction() as s:
             case = self._lock_case(s, case_id)
             job = self._locked_job(s, job_id, worker_id, now)
@@ -333,11 +333,7 @@ class InteractionCommands(Commands):
         if retries < 1:
             raise EngineError("give the job at least one retry")
         now = self.clock()
-        with self.db.reading() as s:
-            job = s.get(ExternalJob, job_id)
-            if job is None:
-                raise NotFound(f"external job {job_id} does not exist")
-            case_id = job.case_id
+        case_id = self._job_case(job_id)
         with self.db.transaction() as s:
             case = self._lock_case(s, case_id)
             job = s.get(ExternalJob, job_id, populate_existing=True)
