@@ -59,6 +59,12 @@ class _Builder:
         return self.node(f'<bpmn:{kind} id="{gid}"{attr}/>', gid, lane)
 
 
+# Cases of the bench's processes are started by hand (only startable processes may be).
+STARTABLE = ('<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property '
+             'name="startable" value="true"/></spiffworkflow:properties>'
+             '</bpmn:extensionElements>\n')
+
+
 def build_process(blocks: int = 20, items: int = 4, process_id: str = "bench_case",
                   timer: str | None = None) -> str:
     """A process of `blocks` blocks of 10 human tasks (with items=4) each.
@@ -118,8 +124,7 @@ def build_process(blocks: int = 20, items: int = 4, process_id: str = "bench_cas
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_bench" '
         'targetNamespace="http://zerorun.example/bench">\n'
         f'<bpmn:process id="{process_id}" name="基准流程" isExecutable="true">\n'
-        '<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property '
-        'name="startable" value="true"/></spiffworkflow:properties></bpmn:extensionElements>\n'
+        + STARTABLE +
         f"<bpmn:laneSet id=\"lanes\">{lanes}</bpmn:laneSet>\n"
         + "\n".join(b.nodes) + "\n" + "\n".join(b.flows)
         + "\n</bpmn:process>\n</bpmn:definitions>\n")
@@ -172,6 +177,7 @@ def build_parallel_rows(rows: int, branches: int, process_id: str = "parallel_ro
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_rows" '
         'targetNamespace="http://zerorun.example/bench">\n'
         f'<bpmn:process id="{process_id}" name="并行分支" isExecutable="true">\n'
+        + STARTABLE +
         f'<bpmn:laneSet id="lanes">{lanes}</bpmn:laneSet>\n'
         + "\n".join(b.nodes) + "\n" + "\n".join(b.flows)
         + "\n</bpmn:process>\n</bpmn:definitions>\n")

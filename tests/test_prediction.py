@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.casegen import write_parallel_pack
-from engine.actors import SYSTEM, Actor
+from engine.actors import Actor
 from engine.errors import InvalidProcess
 from engine.pack.prediction import MAX_PREDICTED
 from engine.store.models import CaseSnapshot
@@ -39,7 +39,8 @@ def test_shapes_within_the_bound_load_start_and_verify(
         branches: int) -> None:
     pack = write_parallel_pack(tmp_path / "pack", rows=rows, branches=branches)
     engine = make_engine(sqlite_url, pack)
-    case = engine.start_case("parallel_rows", {}, SYSTEM)  # a test diagram, not marked startable
+    # the bench starts it by hand: it must be marked startable
+    case = engine.start_case("parallel_rows", {}, OFFICE)
     with engine.db.reading() as s:
         snapshot = s.get(CaseSnapshot, case.id)
         assert snapshot is not None and len(snapshot.state) < 2_000_000
