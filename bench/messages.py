@@ -24,6 +24,9 @@ DIAGRAM = """<?xml version="1.0" encoding="UTF-8"?>
     </bpmn:extensionElements>
   </bpmn:message>
   <bpmn:process id="bench_messages" name="bench_messages" isExecutable="true">
+    <bpmn:extensionElements><spiffworkflow:properties>
+      <spiffworkflow:property name="startable" value="true"/>
+    </spiffworkflow:properties></bpmn:extensionElements>
     <bpmn:startEvent id="start"/>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
     <bpmn:intermediateCatchEvent id="wait">
