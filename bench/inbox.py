@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from agency import bootstrap, oversight, service_engine
 from agency.reference import ReferenceData
@@ -34,14 +34,17 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
     with engine.db.transaction() as s:
         version_id = s.scalar(select(ProcessVersion.id).where(
             ProcessVersion.process_id == "case_flow"))
+        # after the cases set-up already started (the service calendar)
+        first = (s.scalar(select(func.max(Case.id))) or 0) + 1
+        ids = range(first, first + cases)
         s.execute(insert(Case), [{
             "id": n, "process_version_id": version_id, "process_id": "case_flow",
             "title": f"项目 {n}", "project_code": f"2026-640502-34-03-{n:06d}",
             "status": "running", "data": {}, "started_by": "office",
             "started_at": NOW - timedelta(days=60), "updated_at": NOW,
-        } for n in range(1, cases + 1)])
+        } for n in ids])
         rows: list[dict[str, Any]] = []
-        for n in range(1, cases + 1):
+        for n in ids:
             item = rng.choice(items)
             for k, (spec, department, state) in enumerate(
                     [("prepare_materials", "approval_bureau", "ready"),
