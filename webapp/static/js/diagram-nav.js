@@ -166,7 +166,7 @@
       });
       const close = document.createElement("button");
       close.type = "button";
-      close.className = "link small";
+      close.className = "secondary small";
       close.textContent = labels.close || "×";
       close.addEventListener("click", hideChoices);
       choices.appendChild(close);
