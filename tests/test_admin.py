@@ -140,8 +140,9 @@ def test_a_save_with_a_new_form_stores_it_in_the_version(app):
     missing = save_json(client, token(client), root_xml.replace(b"confirm.schema.json",
                                                                 b"nowhere.schema.json"))
     assert missing.status_code == 422
-    assert "forms/nowhere.schema.json does not exist" in missing.get_json()["problems"][0][
-        "message"]
+    [problem] = missing.get_json()["problems"]
+    assert problem["message"] == "表单文件 forms/nowhere.schema.json 不存在或无效。"
+    assert "forms/nowhere.schema.json does not exist" in problem["engine_message"]
 
 
 BOMB = b"""<?xml version="1.0"?>
@@ -169,7 +170,7 @@ def test_xml_attacks_through_the_upload_are_refused_and_nothing_is_stored(app, n
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert f"上传的文件 {name} 未被接受，未存储任何内容" in page
-    assert "DOCTYPE declarations (DTDs and entities) are not allowed" in page
+    assert "流程文件中不允许 DOCTYPE 声明（DTD 和实体）" in page
     assert "root:" not in page and "lollollol" not in page
     assert version_count(app) == before
     also = save_json(client, token(client), body, file=name)
@@ -183,7 +184,7 @@ def test_an_oversized_file_is_refused_with_the_limit(app):
                          file="big.bpmn")
     assert response.status_code == 422
     [problem] = response.get_json()["problems"]
-    assert "at most 5,242,880 bytes are accepted" in problem["message"]
+    assert "最多接受 5,242,880 字节" in problem["message"]
     assert version_count(app) == before
 
 
@@ -200,7 +201,15 @@ def test_publish_diff_and_migrate_through_the_pages(app):
                                                       ProcessVersion.number == 2))
     diff = client.get("/admin/processes/phase_3/diff?from=1&to=2").get_data(as_text=True)
     assert 'data-element="confirm_drawings" data-kind="added"' in diff
-    assert "targetRef: &#39;items&#39; → &#39;confirm_drawings&#39;" in diff
+    # element names first, the id beside them; an unnamed flow by the elements it joins
+    assert "终点: &#39;并联办理审批事项&#39; → &#39;确认审查意见&#39;" in diff
+    changed = re.search(r'data-element="flow_joint_drawing_review_to_items" '
+                        r'data-kind="changed">(.*?)</li>', diff, re.S).group(1)
+    assert re.search(r'<strong>修改</strong>\s*<span class="change-title">组织施工图联合审查'
+                     r' → 确认审查意见</span>\s*<span class="muted">顺序流 · 标识 '
+                     r'<code class="identifier">flow_joint_drawing_review_to_items</code>',
+                     changed), changed
+    assert '<span class="change-title">确认审查意见</span>' in diff
     published = client.post(f"/admin/versions/{draft.id}/publish",
                             data={"csrf_token": token(client)}, follow_redirects=True)
     text = published.get_data(as_text=True)
@@ -292,3 +301,54 @@ def test_deploying_a_miwg_diagram_stores_it_or_names_each_element_and_reason(app
     assert items
     for item in items:
         assert "<strong>" in item, item  # every refusal names its element
+
+
+def save_preview(client, csrf, xml: bytes, file="phase_3.bpmn"):
+    return client.post("/admin/processes/save", data=json.dumps(
+        {"file": file, "xml": xml.decode(), "comment": "", "forms": {}, "preview": True}),
+        headers={"Content-Type": "application/json", "X-CSRFToken": csrf})
+
+
+def test_saving_a_called_process_first_lists_the_callers_that_get_versions(app):
+    client = logged_in(app, "admin")
+    before = version_count(app)
+    edited = (PACK / "stage_handling.bpmn").read_bytes().replace(
+        'name="核对、检查、接收材料并受理"'.encode(), 'name="核对材料并受理"'.encode(), 1)
+    assert edited != (PACK / "stage_handling.bpmn").read_bytes()
+    preview = save_preview(client, token(client), edited, file="stage_handling.bpmn")
+    assert preview.status_code == 200
+    body = preview.get_json()
+    assert version_count(app) == before  # a preview stores nothing
+    own = [v for v in body["versions"] if not v["caller"]]
+    assert [(v["process_id"], v["number"]) for v in own] == [("stage_handling", 2)]
+    callers = {v["process_id"]: v["name"] for v in body["callers"]}
+    assert callers["item_approval"] == "审批事项代办"
+    assert callers["case_flow"] == "代办服务主流程"
+    assert {"phase_1", "phase_2", "phase_3", "phase_4"} <= set(callers)
+    assert f"{len(callers)} 个调用此流程的流程" in body["message"]
+
+    saved = save_json(client, token(client), edited, file="stage_handling.bpmn")
+    assert saved.status_code == 201
+    assert version_count(app) == before + 1 + len(callers)  # what the preview announced
+
+    # an invalid file is refused by the preview too, with its problems translated
+    bad = save_preview(client, token(client), with_condition(
+        (PACK / "phase_3.bpmn").read_bytes(), "flow_has_items_to_joint_drawing_review",
+        "__import__('os')"))
+    assert bad.status_code == 422
+    [problem] = bad.get_json()["problems"]
+    assert problem["message"].startswith("表达式 ") and "被拒绝" in problem["message"]
+    assert version_count(app) == before + 1 + len(callers)
+
+
+def test_the_modelers_validation_messages_follow_the_language(app):
+    client = logged_in(app, "admin")
+    xml = (PACK / "phase_3.bpmn").read_bytes().replace(
+        b'name="formJsonSchemaFilename" value="joint_drawing_review.schema.json"',
+        b'name="formJsonSchemaFilename" value="nowhere.schema.json"')
+    zh = save_json(client, token(client), xml).get_json()["problems"]
+    assert [p["message"] for p in zh] == ["表单文件 forms/nowhere.schema.json 不存在或无效。"]
+    client.get("/lang/en")
+    en = save_json(client, token(client), xml).get_json()["problems"]
+    assert [p["message"] for p in en] == [
+        "The form file forms/nowhere.schema.json does not exist or is invalid."]

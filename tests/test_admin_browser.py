@@ -93,7 +93,7 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
 
     open_editor(page)
     task_id = page.evaluate(INSERT_TASK)
-    page.click(f'.djs-element[data-element-id="{task_id}"]', position={"x": 50, "y": 60})
+    page.click(f'.djs-element[data-element-id="{task_id}"]')
     page.fill("#panel-body input[name=name]", "确认审查意见")
     page.press("#panel-body input[name=name]", "Tab")
     page.select_option("#panel-body select[name=form]", "joint_drawing_review.schema.json")
@@ -103,6 +103,10 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     assert "市住房和城乡建设局" in page.inner_text("#panel-body .lane")
     page.fill("#comment", "增加确认审查意见任务")
     page.click("#save")
+    # the main flow calls phase_3: it gets a version too, and the editor asks first
+    page.wait_for_selector("#callers:not([hidden])")
+    assert page.inner_text('#caller-list li[data-process="case_flow"]').startswith("代办服务主流程")
+    page.click("#callers-confirm")
     wait_saved(page)
     assert "已保存为草稿" in page.inner_text("#status"), page.inner_text("#problems")
     page.wait_for_selector('#versions tr[data-version="2"]')
@@ -198,8 +202,8 @@ def test_deploying_a_diagram_that_cannot_run_is_refused_in_the_editor(live, page
     page.click("#save")
     page.wait_for_selector("#problems:not([hidden])")
     text = page.inner_text("#problem-list")
-    assert "Publish on" in text and "service task has no topic" in text
-    assert "user task has no form" in text
+    assert "Publish on" in text and "服务任务没有主题（属性 topic）" in text
+    assert "用户任务没有表单（属性 formJsonSchemaFilename）" in text
     marked = page.evaluate("window.zerorunEditor.marked")
     assert "_64eabfe9-6947-43eb-ac45-8d331745f86c" in marked
     assert version_count(app) == stored
@@ -212,3 +216,45 @@ def test_the_editor_opens_without_console_errors(live, page):
     open_editor(page)
     assert [m for m in messages if "unsupported configuration" in m] == []
     assert [m for m in messages if "Failed to load resource" not in m] == []
+
+
+def test_the_palette_leaves_the_diagram_uncovered(page):
+    for process_id in ("case_flow", "phase_3", "stage_handling"):
+        open_editor(page, process_id)
+        palette = page.locator("#canvas .djs-palette").bounding_box()
+        shapes = page.eval_on_selector_all(
+            "#canvas .djs-element.djs-shape, #canvas .djs-element.djs-connection",
+            "els => els.map(e => { const r = e.getBoundingClientRect();"
+            " return [e.getAttribute('data-element-id'), r.left, r.top, r.right, r.bottom]; })")
+        assert len(shapes) > 5
+        right, bottom = palette["x"] + palette["width"], palette["y"] + palette["height"]
+        covered = [s[0] for s in shapes if s[3] - s[1] > 0 and s[1] < right
+                   and s[3] > palette["x"] and s[2] < bottom and s[4] > palette["y"]]
+        assert covered == [], (process_id, covered)
+
+
+def test_saving_a_called_process_asks_first_and_cancel_stores_nothing(live, page):
+    app, _ = live
+    before = version_count(app)
+    open_editor(page, "stage_handling")
+    page.evaluate("""() => { const m = window.zerorunEditor.modeler;
+        m.get('modeling').updateLabel(m.get('elementRegistry').get('check_materials'),
+                                      '核对材料并受理'); }""")
+    page.click("#save")
+    page.wait_for_selector("#callers:not([hidden])")
+    listed = page.eval_on_selector_all("#caller-list li", "els => els.map(e => e.textContent)")
+    assert any(t.startswith("审批事项代办") for t in listed)
+    assert any(t.startswith("代办服务主流程") for t in listed)
+    assert not any("item_approval" in t or "case_flow" in t for t in listed)  # names, not ids
+    assert f"{len(listed)} 个调用此流程的流程" in page.inner_text("#callers-title")
+    assert version_count(app) == before  # asking stored nothing
+    page.click("#callers-cancel")
+    assert page.locator("#callers").is_hidden()
+    assert "未存储任何内容" in page.inner_text("#status")
+    assert version_count(app) == before
+
+    page.click("#save")
+    page.wait_for_selector("#callers:not([hidden])")
+    page.click("#callers-confirm")
+    wait_until(page, "document.getElementById('status').textContent.includes('已保存为草稿')")
+    assert version_count(app) == before + 1 + len(listed)

@@ -100,3 +100,61 @@ def test_an_auditor_steps_back_to_a_rejection_verifies_and_sees_tampering(
     assert f"核验未通过：第 {first} 个事件处不一致" in result
     page.click(f"#verify-result a[href*='step={first}']")
     assert "mallory" in page.locator("#step-event").inner_text()
+
+
+def test_the_replay_diagram_zooms_and_opens_each_called_instance_as_it_was(
+        browser, live_url, audit_app):  # noqa: F811
+    engine = audit_app.extensions["zerorun"]
+    case_id = audit_app.config["CASE_ID"]
+    first, second = rejection_seqs(engine, case_id)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{live_url}/login")
+    page.fill("input[name=username]", "auditor")
+    page.fill("input[name=password]", "password-auditor")
+    page.click("button[type=submit]")
+    page.goto(f"{live_url}/audit/cases/{case_id}?step={second}")
+    wait_until(page, "window.auditDiagramsReady === true")
+
+    def zoom() -> float:
+        return float(page.evaluate(
+            "document.querySelector('#diagram .viewport').transform.baseVal.consolidate()"
+            ".matrix.a"))
+
+    def state_of(element: str) -> str:
+        return page.get_attribute(f'#diagram .djs-element[data-element-id="{element}"]',
+                                  "class") or ""
+
+    # opened on the instance the step happened in, its element centred at full size
+    assert page.get_attribute("#diagram", "data-process") == "stage_handling"
+    assert zoom() == pytest.approx(1.0)
+    checked = page.locator('#diagram .djs-element[data-element-id="check_materials"]')
+    box, view = checked.bounding_box(), page.locator("#diagram").bounding_box()
+    assert view["x"] < box["x"] + box["width"] / 2 < view["x"] + view["width"]
+    trail = page.inner_text(".diagram-trail")
+    assert "代办服务主流程" in trail and "企业投资项目备案" in trail and "业务办理" in trail
+    assert "state-active" in state_of("notify_rejection")
+
+    page.click("[data-diagram=zoom-in]")
+    assert zoom() == pytest.approx(1.25)
+    page.click("[data-diagram=fit]")  # the whole diagram in view (never above full size)
+    assert zoom() <= 1.0
+    page.hover("#diagram")
+    before = zoom()
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    page.wait_for_timeout(300)
+    assert zoom() > before
+
+    # up to the item: at this step it had started two handling rounds; the first is over
+    page.click(".diagram-trail a:has-text('审批事项代办')")
+    page.wait_for_selector("#diagram[data-ready=item_approval]")
+    page.click("#diagram [data-element-id=handling]")
+    assert page.locator(".diagram-choices button[data-instance]").count() == 2
+    page.click(".diagram-choices button[data-instance] >> nth=0")
+    page.wait_for_selector("#diagram[data-ready=stage_handling]")
+    assert "state-completed" in state_of("notify_rejection")
+    assert "state-active" not in state_of("notify_rejection")
+    assert problems == []

@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from engine.errors import Conflict, InvalidProcess, Problem
+from engine.pack.diff import element_names
 from engine.pack.dmn_table import DecisionTable, read_table, write_table
 from engine.pack.library import Library
 from engine.pack.migration import MigrationRefused
@@ -27,6 +28,7 @@ from engine.pack.xml import MAX_XML_BYTES
 from engine.store.models import Case, Department
 from webapp import get_engine
 from webapp.auth import requires
+from webapp.pack_messages import diff_detail, element_kind, problem_message
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -36,7 +38,9 @@ def _library() -> Library:
 
 
 def _problems(exc: InvalidProcess) -> list[dict[str, Any]]:
-    return [{"message": p.message, "file": p.file, "line": p.line, "element": p.element,
+    """Each problem in the user's language (`engine_message`: the engine's own wording)."""
+    return [{"message": problem_message(p.message), "engine_message": p.message,
+             "file": p.file, "line": p.line, "element": p.element,
              "element_name": p.element_name} for p in exc.problems]
 
 
@@ -90,8 +94,28 @@ def save() -> Any:
         return jsonify({"message": _("请求格式错误：forms 必须是文件名到文本的映射"),
                         "problems": []}), 400
     forms = {str(name): text.encode("utf-8") for name, text in forms_raw.items()}
+    if body.get("preview"):
+        return _preview(body["file"], body["xml"].encode("utf-8"), forms)
     return _save_and_report(body["file"], body["xml"].encode("utf-8"),
                             str(body.get("comment") or ""), forms)
+
+
+def _preview(file_name: str, data: bytes, forms: dict[str, bytes]) -> Any:
+    """What saving would store, stored nothing: the versions, and the calling processes
+    that would get one too (the editor asks before saving those)."""
+    try:
+        pending = _library().preview_save(file_name, data, g.user.actor, forms)
+    except InvalidProcess as exc:
+        return jsonify({"message": _("未保存：流程定义有 %(n)d 个问题，未存储任何内容",
+                                     n=len(exc.problems)),
+                        "problems": _problems(exc)}), 422
+    versions = [{"process_id": p.process_id, "name": p.name or p.process_id,
+                 "number": p.number, "caller": p.caller} for p in pending]
+    callers = [v for v in versions if v["caller"]]
+    message = _("保存后以下 %(n)d 个调用此流程的流程也将各生成一个新的草稿版本：",
+                n=len(callers)) if callers else ""
+    return jsonify({"preview": True, "versions": versions, "callers": callers,
+                    "message": message}), 200
 
 
 def _save_and_report(file_name: str, data: bytes, comment: str,
@@ -132,7 +156,7 @@ def upload() -> Any:
     except InvalidProcess as exc:
         return render_template("admin/processes.html", entries=_library().processes(),
                                max_bytes=MAX_XML_BYTES, refused=name,
-                               problems=exc.problems), 422
+                               problems=_problems(exc)), 422
     if result.created:
         flash(_("已上传并保存为草稿：%(list)s",
                 list="、".join(_("%(p)s 第 %(n)d 版", p=p, n=n) for p, n in result.created)))
@@ -186,7 +210,12 @@ def diff(process_id: str) -> Any:
         "new": new.sources.get(new.main_file or "", ""),
         "changes": [{"element": c.element, "kind": c.kind} for c in changes],
     }
-    return render_template("admin/diff.html", entry=entry, old=old, new=new, changes=changes,
+    names = {**element_names(data["old"]), **element_names(data["new"])} \
+        if data["old"] and data["new"] else {}
+    shown = [{"element": c.element, "kind": c.kind, "type": element_kind(c.type),
+              "title": c.name or names.get(c.element) or element_kind(c.type),
+              "details": [diff_detail(d, names) for d in c.details]} for c in changes]
+    return render_template("admin/diff.html", entry=entry, old=old, new=new, changes=shown,
                            data=data)
 
 
@@ -259,7 +288,7 @@ def decision(file_name: str) -> Any:
         abort(404)
     source = files[file_name]
     table = read_table(source.encode("utf-8"))
-    problems: list[Problem] = []
+    problems: list[dict[str, Any]] = []
     status = 200
     if request.method == "POST":
         if request.form.get("rows", type=int) is None:
@@ -274,7 +303,7 @@ def decision(file_name: str) -> Any:
             result = _library().save(file_name, data, g.user.actor,
                                      request.form.get("comment", ""))
         except InvalidProcess as exc:
-            problems, status = exc.problems, 422
+            problems, status = _problems(exc), 422
             table = DecisionTable(table.decision_id, table.name, table.hit_policy,
                                   table.inputs, table.outputs, rules)
         else:

@@ -316,6 +316,7 @@ def case(case_id: int) -> Any:
                            attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
                            states=engine.element_states(case_id),
+                           instances=engine.case_instances(case_id),
                            comments=engine.list_comments(case_id),
                            may_comment=g.user.role in COMMENT_ROLES,
                            department_name=department_name)

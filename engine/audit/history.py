@@ -7,7 +7,7 @@ finds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +17,15 @@ from sqlalchemy import select
 
 from engine.cases import CaseView, Engine
 from engine.cases.views import case_view
-from engine.cases.workflow import DataReplay, ReplayFailed, item_of, scan_tasks, states_by_element
+from engine.cases.workflow import (
+    ROOT_INSTANCE,
+    DataReplay,
+    ReplayFailed,
+    item_of,
+    process_instances,
+    scan_tasks,
+    states_by_element,
+)
 from engine.errors import CaseNotFound, NotFound
 from engine.store.models import Case, Event, HumanTask
 
@@ -44,6 +52,8 @@ class TaskRef:
     bpmn_id: str
     item_name: str | None
     department: str | None
+    # The process instance the task runs in (see workflow.process_instances).
+    instance: str = ROOT_INSTANCE
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class Moment:
     states: dict[str, dict[str, list[str]]]
     open_tasks: list[TaskRef]
     case_data: dict[str, Any]
+    # Each process instance (the case, every called process) with its own states.
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ def case_history(engine: Engine, case_id: int, at_seq: int | None = None) -> His
         if event.seq == wanted:
             open_tasks = [_ref(t, departments) for t in scan_tasks(workflow).ready_manual]
             moments.append(Moment(event.seq, states_by_element(workflow), open_tasks,
-                                  data.data))
+                                  data.data, process_instances(workflow)))
 
     try:
         engine._reexecute(case_id, version, events, None, after)
@@ -152,7 +164,8 @@ def _ref(task: Any, departments: dict[str, str | None]) -> TaskRef:
     item = item_of(task)
     return TaskRef(id=str(task.id), title=spec.bpmn_name or spec.bpmn_id or spec.name,
                    process_id=task.workflow.spec.name, bpmn_id=spec.bpmn_id or spec.name,
-                   item_name=item.get("name"), department=departments.get(str(task.id)))
+                   item_name=item.get("name"), department=departments.get(str(task.id)),
+                   instance=str(getattr(task.workflow, "parent_task_id", None) or ROOT_INSTANCE))
 
 
 def diff(before: Any, after: Any, path: str = "") -> list[Change]:

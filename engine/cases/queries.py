@@ -29,7 +29,7 @@ from engine.cases.views import (
     task_filters,
     task_view,
 )
-from engine.cases.workflow import process_ids, states_by_element, task_data
+from engine.cases.workflow import process_ids, process_instances, states_by_element, task_data
 from engine.errors import (
     CaseNotFound,
     EngineError,
@@ -289,6 +289,15 @@ class Queries(Verifying):
             if case is None:
                 raise CaseNotFound(f"case {case_id} does not exist")
             return self._read(s, case, states_by_element)
+
+    def case_instances(self, case_id: int) -> dict[str, dict[str, Any]]:
+        """The case's process instances, each with its own element states (see
+        workflow.process_instances): which item's called process is where."""
+        with self.db.reading() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseNotFound(f"case {case_id} does not exist")
+            return self._read(s, case, process_instances)
 
     def waiting_data(self, case_id: int, spec_name: str, names: Iterable[str]
                      ) -> list[dict[str, Any]]:

@@ -142,6 +142,65 @@ def states_by_element(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]
     return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
             states.items()}
 
+ROOT_INSTANCE = "case"
+
+
+def process_instances(workflow: BpmnWorkflow) -> dict[str, dict[str, Any]]:
+    """Each process instance of a case (the case itself and every called process it started).
+
+    Keyed by instance id (`ROOT_INSTANCE` for the case, else the id of the calling task),
+    each holds its `process`, the `parent` instance and calling `element` (a call activity
+    of the parent's diagram), a `label` (the item or element the instance works on), its
+    own element `states` (as `states_by_element`) and the instances it `calls`, by element.
+    """
+    def key_of(owner: Any) -> str:
+        return ROOT_INSTANCE if owner is workflow else str(owner.parent_task_id)
+
+    instances: dict[str, dict[str, Any]] = {ROOT_INSTANCE: _instance(workflow.spec.name)}
+    for sub in workflow.subprocesses.values():
+        caller = workflow.get_task_from_id(sub.parent_task_id)
+        if caller is None:
+            continue
+        parent = key_of(caller.workflow)
+        element = getattr(caller.task_spec, "bpmn_id", None) or caller.task_spec.name
+        instances[str(sub.parent_task_id)] = _instance(
+            sub.spec.name, parent=parent, element=element, label=_label(caller))
+    for key, entry in instances.items():
+        caller_key = entry.get("parent")
+        if caller_key in instances:
+            instances[caller_key]["calls"].setdefault(entry["element"], []).append(key)
+    for task in workflow.get_tasks():
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        state = _STATE_KEYS.get(task.state)
+        owner = instances.get(key_of(task.workflow))
+        if bpmn_id is not None and state is not None and owner is not None:
+            owner["states"][state].add(bpmn_id)
+    for entry in instances.values():
+        entry["states"] = {k: sorted(v) for k, v in entry["states"].items()}
+    return instances
+
+
+_STATE_KEYS = {TaskState.COMPLETED: "completed", TaskState.READY: "active",
+               TaskState.STARTED: "active", TaskState.WAITING: "waiting"}
+
+
+def _instance(process: str, *, parent: str | None = None, element: str | None = None,
+              label: str | None = None) -> dict[str, Any]:
+    return {"process": process, "parent": parent, "element": element, "label": label,
+            "states": {"completed": set(), "active": set(), "waiting": set()}, "calls": {}}
+
+
+def _label(caller: Task) -> str | None:
+    """What a called instance works on: its item's name, or its multi-instance element."""
+    item = item_of(caller)
+    if item.get("name"):
+        return str(item["name"])
+    subject = subject_of(caller)
+    if isinstance(subject, dict):
+        subject = subject.get("name") or subject.get("title")
+    return str(subject) if isinstance(subject, (str, int)) and str(subject) else None
+
+
 class DataReplay:
     """Follows the case-level data through a re-execution, as the commands stored it."""
 

@@ -135,3 +135,26 @@ def diff_xml(old: bytes | str, new: bytes | str) -> list[ElementChange]:
                                          other.get("name") or other.get("label"), details))
     order = {"added": 0, "changed": 1, "removed": 2}
     return sorted(changes, key=lambda c: (order[c.kind], c.element))
+
+
+def element_names(xml: bytes | str) -> dict[str, str]:
+    """A readable name for each element of a diagram: its name, or for an unnamed flow
+    the names of the elements it connects ("A → B")."""
+    root = parse_xml(xml.encode() if isinstance(xml, str) else xml, "diagram").getroot()
+    names: dict[str, str] = {}
+    flows: dict[str, tuple[str, str]] = {}
+    for node in root.iter():
+        if not isinstance(node.tag, str) or node.tag.startswith(f"{{{BPMNDI}}}"):
+            continue
+        ident = node.get("id")
+        if not ident:
+            continue
+        name = " ".join((node.get("name") or node.get("label") or "").split())
+        if name:
+            names[ident] = name
+        elif node.get("sourceRef") and node.get("targetRef"):
+            flows[ident] = (node.get("sourceRef", ""), node.get("targetRef", ""))
+    for ident, (source, target) in flows.items():
+        if source in names or target in names:
+            names[ident] = f"{names.get(source, source)} → {names.get(target, target)}"
+    return names

@@ -15,7 +15,7 @@ from engine.audit.chain import NewEvent
 from engine.cases import Engine, LoadResult
 from engine.errors import Conflict, Forbidden, InvalidProcess, Problem, ProcessNotFound
 from engine.pack.diff import ElementChange, diff_xml
-from engine.pack.loader import FORMS_DIR, NS, SourceFile
+from engine.pack.loader import FORMS_DIR, NS, Pack, SourceFile
 from engine.pack.xml import parse_xml
 from engine.store.models import Case, ProcessVersion
 
@@ -61,6 +61,17 @@ class VersionFiles:
     info: VersionInfo
     sources: dict[str, str]
     main_file: str | None
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A version saving an edited file would create: for the file's own process, or for a
+    process that calls it (`caller`)."""
+
+    process_id: str
+    name: str
+    number: int
+    caller: bool
 
 
 def _info(row: ProcessVersion, running: int) -> VersionInfo:
@@ -175,6 +186,33 @@ class Library:
 
         Nothing is stored when any file of the pack is refused (InvalidProcess).
         """
+        pack = self._pack_with(file_name, data, actor, forms)
+        return self.engine.store_pack(pack, actor=actor, comment=comment or "", publish=False)
+
+    def preview_save(self, file_name: str, data: bytes, actor: Actor,
+                     forms: dict[str, bytes] | None = None) -> list[PendingVersion]:
+        """What `save` would store, without storing anything: the new version of each
+        process whose content changes, the edited file's own processes first, then the
+        processes that call them (they hold the file too, so they get a version as well)."""
+        pack = self._pack_with(file_name, data, actor, forms)
+        own = set(_PROCESS_ID.findall(data.decode("utf-8", "replace"))) \
+            if file_name.endswith(".bpmn") else set()
+        pending: list[PendingVersion] = []
+        with self.engine.db.reading() as s:
+            for parsed in pack.processes.values():
+                if s.scalar(select(ProcessVersion.id).where(
+                        ProcessVersion.process_id == parsed.process_id,
+                        ProcessVersion.content_hash == parsed.content_hash)) is not None:
+                    continue
+                number = (s.scalar(select(func.max(ProcessVersion.number)).where(
+                    ProcessVersion.process_id == parsed.process_id)) or 0) + 1
+                pending.append(PendingVersion(parsed.process_id, parsed.name, number,
+                                              caller=parsed.process_id not in own))
+        return sorted(pending, key=lambda p: (p.caller, p.process_id))
+
+    def _pack_with(self, file_name: str, data: bytes, actor: Actor,
+                   forms: dict[str, bytes] | None) -> Pack:
+        """The current pack with this file (and forms) replaced, validated as a whole."""
         _require_admin(actor)
         problems = []
         if not _FILE_NAME.match(file_name):
@@ -201,7 +239,7 @@ class Library:
                     "could run it", file=file_name, line=p.sourceline, element=p.get("id"),
                     element_name=p.get("name")) for p in processes]
                     or [Problem("the file defines no process", file=file_name)])
-        return self.engine.store_pack(pack, actor=actor, comment=comment or "", publish=False)
+        return pack
 
     def publish(self, version_id: int, actor: Actor) -> list[tuple[str, int]]:
         """Make a version the one new cases use; drafts saved with it for calling processes too.

@@ -56,13 +56,27 @@
     });
   }
 
+  // The palette floats over the canvas's left edge: fit the diagram into the room beside it.
+  function fitBesidePalette() {
+    canvas.zoom('fit-viewport');
+    var palette = document.querySelector('#canvas .djs-palette');
+    var box = canvas.viewbox();
+    if (!palette || !box.inner.width || !box.inner.height) { return; }
+    var gutter = palette.getBoundingClientRect().right - $('canvas').getBoundingClientRect().left + 24;
+    var scale = Math.min(1, (box.outer.width - gutter - 24) / box.inner.width,
+                         (box.outer.height - 48) / box.inner.height);
+    canvas.viewbox({ x: box.inner.x - gutter / scale, y: box.inner.y - 24 / scale,
+                     width: box.outer.width / scale, height: box.outer.height / scale });
+  }
+  api.fit = fitBesidePalette;
+
   function open(xml) {
     clearProblems();
     return modeler.importXML(xml).then(function (result) {
       keepUnresolvedReferences(result.warnings || []);
       api.lastImportError = null;
       api.importWarnings = (result.warnings || []).map(function (w) { return String(w.message); });
-      canvas.zoom('fit-viewport');
+      fitBesidePalette();
       renderPanel(null);
       return result;
     }).catch(function (err) {
@@ -298,7 +312,7 @@
       var where = [p.file, p.line].filter(function (x) { return x; }).join(':');
       var item = el('li', { 'data-element': p.element || '' });
       if (p.element) {
-        var link = el('a', { text: p.element + (p.element_name ? '（' + p.element_name + '）' : '') });
+        var link = el('a', { text: p.element_name ? p.element_name + '（' + p.element + '）' : p.element });
         link.addEventListener('click', function () {
           var target = registry.get(p.element);
           if (target) { modeler.get('selection').select(target); canvas.scrollToElement(target); }
@@ -326,19 +340,26 @@
     });
   }
 
-  $('save').addEventListener('click', function () {
-    showStatus(T.saving, false);
-    modeler.saveXML({ format: true }).then(function (result) {
+  function send(preview) {
+    return modeler.saveXML({ format: true }).then(function (result) {
       return fetch(data.save_url, {
         method: 'POST',
         credentials: 'same-origin',
         headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrf },
-        body: JSON.stringify({ file: $('file-name').value.trim(), xml: result.xml,
+        body: JSON.stringify({ file: $('file-name').value.trim(), xml: result.xml, preview: preview,
                                comment: $('comment').value, forms: editedForms })
       });
     }).then(function (response) {
       return response.json().then(function (body) { return { status: response.status, body: body }; });
-    }).then(function (reply) {
+    });
+  }
+
+  function failed(err) { showStatus(T.networkError + (err && err.message || err), true); }
+
+  function store() {
+    hideCallers();
+    showStatus(T.saving, false);
+    return send(false).then(function (reply) {
       if (reply.status === 201 || reply.status === 200) {
         clearProblems();
         showStatus(reply.body.message, false);
@@ -347,7 +368,45 @@
         showStatus(reply.body.message || T.problemsTitle, true);
         showProblems(reply.body);
       }
-    }).catch(function (err) { showStatus(T.networkError + (err && err.message || err), true); });
+    }).catch(failed);
+  }
+
+  // Saving a process that others call gives each caller a new version too: say which first.
+  function hideCallers() { $('callers').hidden = true; $('caller-list').innerHTML = ''; }
+
+  function askCallers(body) {
+    $('callers-title').textContent = body.message;
+    $('caller-list').innerHTML = '';
+    body.callers.forEach(function (c) {
+      $('caller-list').appendChild(el('li', { 'data-process': c.process_id,
+        text: c.name + ' · ' + T.versionLabel.replace('{n}', c.number) }));
+    });
+    $('callers').hidden = false;
+    $('callers-confirm').focus();
+  }
+
+  $('save').addEventListener('click', function () {
+    hideCallers();
+    showStatus(T.saving, false);
+    send(true).then(function (reply) {
+      if (reply.status !== 200) {
+        showStatus(reply.body.message || T.problemsTitle, true);
+        showProblems(reply.body);
+        return;
+      }
+      clearProblems();
+      if ((reply.body.callers || []).length) {
+        showStatus(T.confirmCallers, false);
+        askCallers(reply.body);
+        return;
+      }
+      return store();
+    }).catch(failed);
+  });
+  $('callers-confirm').addEventListener('click', store);
+  $('callers-cancel').addEventListener('click', function () {
+    hideCallers();
+    showStatus(T.cancelled, false);
   });
 
   $('download').addEventListener('click', function () {

@@ -1,4 +1,5 @@
-// Audit diagrams: a case's elements marked as they were at one step, or a process heatmap.
+// Audit diagrams: a case's elements marked as they were at one step (per process instance,
+// through diagram-nav.js), or a process heatmap.
 // Every `.audit-diagram` block holds its data as JSON; window.auditDiagramsReady is set
 // once all of them are drawn (the PDF printer waits for it).
 (function () {
@@ -20,6 +21,17 @@
     const data = JSON.parse(block.querySelector(".diagram-data").textContent);
     const select = block.querySelector(".diagram-process");
     const container = block.querySelector(".diagram");
+    if (data.instances && window.zerorunDiagram) {
+      // The replay: each process instance as it was at the step, zoomable, with drill-down.
+      try {
+        await window.zerorunDiagram({ data: data, container: container, select: select,
+                                      trail: block.querySelector(".diagram-trail"),
+                                      tools: block }).ready;
+      } catch (err) {
+        container.textContent = (data.labels && data.labels.error || "") + err.message;
+      }
+      return;
+    }
     const viewer = new BpmnJS({ container: container });
 
     async function show(processId) {
