@@ -97,10 +97,10 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     page.fill("#panel-body input[name=name]", "确认审查意见")
     page.press("#panel-body input[name=name]", "Tab")
     page.select_option("#panel-body select[name=form]", "joint_drawing_review.schema.json")
-    page.select_option("#panel-body select[name=department]", "housing_construction")
+    page.select_option("#panel-body select[name=department]", "natural_resources")
     assert page.input_value("#panel-body input[name=departmentExpression]") == \
-        "'housing_construction'"
-    assert "市住房和城乡建设局" in page.inner_text("#panel-body .lane")
+        "'natural_resources'"
+    assert "市自然资源局" in page.inner_text("#panel-body .lane")
     page.fill("#comment", "增加确认审查意见任务")
     page.click("#save")
     wait_saved(page)
@@ -132,7 +132,7 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     new = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, new.id)
     [added] = [t for t in engine.list_tasks(case_id=new.id) if t.title == "确认审查意见"]
-    assert added.department == "housing_construction"
+    assert added.department == "natural_resources"
     assert added.form == "joint_drawing_review.schema.json"
     before = engine.get_case(older.id)
     assert before.process_version_id != engine.get_case(new.id).process_version_id
