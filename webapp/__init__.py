@@ -84,6 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.add_template_filter(pack_i18n.task_title, "task_title")
     app.jinja_env.globals["item_name"] = pack_i18n.item_name
     app.jinja_env.globals["task_instructions"] = pack_i18n.task_instructions
+    app.jinja_env.globals["material_name"] = pack_i18n.material_name
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(cases.bp)

@@ -30,7 +30,7 @@ from webapp.deadlines import age_text
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
-from webapp.pack_i18n import localised
+from webapp.pack_i18n import localised, task_title
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -242,7 +242,7 @@ def task(task_id: str) -> Any:
         return render_task(task_id, values, errors, status=422)
     except Conflict as exc:
         return render_task(task_id, values, message=engine_message(exc.message), status=409)
-    flash(_("Completed: %(title)s", title=detail.task.title))
+    flash(_("Completed: %(title)s", title=task_title(detail.task)))
     return redirect(url_for("agent.inbox"))
 
 

@@ -69,11 +69,13 @@ def new() -> Any:
         else:
             flash(_("Case started: %(title)s", title=case.title))
             return redirect(url_for("agent.case", case_id=case.id))
-    fields = fields_for(localised(schema), values, errors)
+    shown = localised(schema)
+    fields = fields_for(shown, values, errors)
     known = {f.name for f in fields}
     other_errors = [m for p, m in errors.items() if p.split(".")[0] not in known]
     return render_template("cases/new.html", startable=startable, process_id=process_id,
                            form=form, fields=fields, errors=errors,
+                           description=(shown or {}).get("description"),
                            other_errors=other_errors), status
 
 

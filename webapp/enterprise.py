@@ -26,6 +26,7 @@ from webapp import get_engine
 from webapp.auth import requires
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
+from webapp.pack_i18n import localised, task_title
 
 bp = Blueprint("enterprise", __name__)
 # The unit's pages are private to the link: not cached, not indexed, no referrer.
@@ -60,7 +61,7 @@ def _page(token: str, values: dict[str, dict[str, Any]] | None = None,
                                                if k in declared}
         task_errors = (errors or {}).get(detail.task.id, {})
         forms.append({"detail": detail, "errors": task_errors,
-                      "fields": fields_for(detail.form_schema, shown, task_errors),
+                      "fields": fields_for(localised(detail.form_schema), shown, task_errors),
                       "attachments": engine.list_attachments(case_id=view.case_id,
                                                              task_id=detail.task.id)})
     response = render_template("enterprise/progress.html", view=view, stages=STAGES,
@@ -107,7 +108,7 @@ def task(token: str, task_id: str) -> Any:
         return _page(token, {task_id: values}, {task_id: found}, status=422)
     except (Conflict, TaskNotReady) as exc:
         return _page(token, message=engine_message(exc.message), status=409)
-    flash(_("Submitted: %(title)s", title=detail.task.title))
+    flash(_("Submitted: %(title)s", title=task_title(detail.task)))
     return redirect(url_for("enterprise.progress", token=token))
 
 

@@ -80,9 +80,10 @@ def _person(username: str) -> str:
 # whole message; its named groups fill the translated text.
 _Translate = Callable[[dict[str, str]], str]
 _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f) for p, f in [
-    (r"this task was already completed by (?P<who>.+) at (?P<when>.+) UTC; nothing was changed",
-     lambda m: _("This task was already completed by %(who)s at %(when)s (UTC); "
-                 "nothing was changed.", who=_person(m["who"]), when=m["when"])),
+    (r"this task was already completed by (?P<who>.+) at (?P<when>.+) \((?P<zone>[^()]+)\); "
+     r"nothing was changed",
+     lambda m: _("This task was already completed by %(who)s at %(when)s; nothing was "
+                 "changed.", who=_person(m["who"]), when=m["when"])),
     (r"this task is no longer open \((?P<state>\w+)\); nothing was changed",
      lambda m: _("This task is no longer open (%(state)s); nothing was changed.", **m)),
     (r"this task belongs to another department(; only its agents may claim or complete it)?",
@@ -167,8 +168,16 @@ def engine_message(message: str) -> str:
         match = pattern.fullmatch(message.strip())
         if match is not None:
             return translate({k: v for k, v in match.groupdict().items() if v is not None})
-    # Messages the engine marks with N_ are msgids of the catalogues.
-    return _(message) if message else message
+    # Messages the engine marks with N_ are msgids of the catalogues; a form's own message
+    # (its x-errorMessage) is in the process pack's catalogue.
+    if not message:
+        return message
+    translated = _(message)
+    if translated == message:
+        from webapp.pack_i18n import form_message
+
+        return form_message(message)
+    return translated
 
 
 def engine_title(title: str) -> str:

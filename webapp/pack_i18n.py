@@ -57,35 +57,51 @@ def item_name(code: Any, name: Any) -> str:
     return str(entry.get("name_en") or shown)
 
 
+def material_name(material: Any) -> str:
+    """A material's name (a case's material entry) in the user's language, from the entry or
+    the reference data; a material a department typed in stays as written."""
+    entry = material if isinstance(material, dict) else {}
+    shown = str(entry.get("name") or entry.get("code") or "")
+    if not _english():
+        return shown
+    if entry.get("name_en"):
+        return str(entry["name_en"])
+    from agency.reference import reference_of
+    from webapp import get_engine
+
+    known = reference_of(get_engine()).materials.get(str(entry.get("code")), {})
+    return str(known.get("name_en") or shown)
+
+
+# Keys of a form's schema whose text people read; `x-enumNames` holds an enum's option labels.
 TEXT_KEYS = ("title", "description", "x-errorMessage")
+LABEL_LISTS = ("x-enumNames",)
+CHOICES = ("oneOf", "anyOf")
 
 
-def localised(schema: Any) -> Any:
-    """A form's schema with its titles, descriptions, option labels and messages in the
-    user's language; the server still validates against the pack's own schema."""
-    if not _english() or not schema:
-        return schema
-    texts: dict[str, str] = catalogue().get("forms", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: texts.get(value, value) if key in TEXT_KEYS and isinstance(value, str)
-                    else walk(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [walk(value) for value in node]
-        return node
-    return walk(schema)
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def form_texts(schema: Any) -> list[str]:
-    """The texts of a form people read (to check the catalogue covers them)."""
+    """The texts of a form people read (to check the catalogue covers them): titles,
+    descriptions, custom error messages, option labels, and the values an option list shows
+    as its own labels (an `enum` without `x-enumNames`, a `oneOf` choice without a title)."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in TEXT_KEYS and isinstance(value, str):
+                if key in TEXT_KEYS and _is_text(value):
                     found.append(value)
+                elif key in LABEL_LISTS and isinstance(value, list):
+                    found.extend(v for v in value if _is_text(v))
+                elif key == "enum" and isinstance(value, list) and "x-enumNames" not in node:
+                    found.extend(v for v in value if _is_text(v))
+                elif key in CHOICES and isinstance(value, list):
+                    found.extend(o["const"] for o in value if isinstance(o, dict)
+                                 and _is_text(o.get("const")) and "title" not in o)
+                    walk(value)
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -93,6 +109,51 @@ def form_texts(schema: Any) -> list[str]:
                 walk(value)
     walk(schema)
     return list(dict.fromkeys(found))
+
+
+def localised(schema: Any) -> Any:
+    """A form's schema with its titles, descriptions, option labels and messages in the
+    user's language; the server still validates against the pack's own schema, so the values
+    submitted (an enum's, a choice's `const`) stay those of the pack."""
+    if not _english() or not schema:
+        return schema
+    texts: dict[str, str] = catalogue().get("forms", {})
+
+    def text(value: Any) -> Any:
+        return texts.get(value, value) if isinstance(value, str) else value
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        result: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in TEXT_KEYS and isinstance(value, str):
+                result[key] = text(value)
+            elif key in LABEL_LISTS and isinstance(value, list):
+                result[key] = [text(v) for v in value]
+            elif key in CHOICES and isinstance(value, list):
+                result[key] = [{**walk(o), "title": text(o["const"])}
+                               if isinstance(o, dict) and "title" not in o
+                               and isinstance(o.get("const"), str) and o["const"] in texts
+                               else walk(o) for o in value]
+            else:
+                result[key] = walk(value)
+        enum = node.get("enum")
+        if isinstance(enum, list) and "x-enumNames" not in node \
+                and any(isinstance(v, str) and v in texts for v in enum):
+            result["x-enumNames"] = [text(v) for v in enum]
+        return result
+    return walk(schema)
+
+
+def form_message(message: str) -> str:
+    """A form's own message (its `x-errorMessage`, which the server reports as written in
+    the pack) in the user's language."""
+    if not message or not _english():
+        return message
+    return str(catalogue().get("forms", {}).get(message, message))
 
 
 def task_instructions(task: Any, instructions: str | None) -> str:

@@ -511,9 +511,11 @@ class CaseStore:
 
     @staticmethod
     def _not_ready_message(row: HumanTask) -> str:
-        if row.state == "completed":
+        if row.state == "completed" and row.completed_at is not None:
+            # In the service's time zone, as every page shows times, the zone named.
+            local = row.completed_at.astimezone(clock.SERVICE_TZ)
             return (f"this task was already completed by {row.completed_by} at "
-                    f"{row.completed_at:%Y-%m-%d %H:%M} UTC; nothing was changed")
+                    f"{local:%Y-%m-%d %H:%M} ({local.tzname()}); nothing was changed")
         return f"this task is no longer open ({row.state}); nothing was changed"
 
     @staticmethod
