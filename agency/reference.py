@@ -291,8 +291,11 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
 
 def _check_prerequisites(items: dict[str, dict[str, Any]]) -> None:
     """Each item names the items it needs (`requires`) and may run beside the phases until
-    `due_phase`; a required item must be able to start no later than the item needing it,
-    and no item may need itself, directly or through others (the cycle is named)."""
+    `due_phase`; no item may need itself, directly or through others (the cycle is named),
+    and a required item must be able to start no later than the phase by which the item
+    needing it must be done: its own phase, or its `due_phase` when it runs beside the
+    phases (it waits for its prerequisites; the items of later phases wait for it). An item
+    can start in its phase, or later when a prerequisite can only start later."""
     for code, item in items.items():
         phase, due = item.get("phase"), item.get("due_phase", item.get("phase"))
         if not isinstance(due, int) or not isinstance(phase, int) or due < phase:
@@ -302,10 +305,6 @@ def _check_prerequisites(items: dict[str, dict[str, Any]]) -> None:
             if needed not in items:
                 raise ReferenceDataError(f"items.json: item {code} requires unknown item "
                                          f"{needed!r}")
-            if items[needed]["phase"] > phase:
-                raise ReferenceDataError(
-                    f"items.json: item {code} (phase {phase}) requires {needed}, which starts "
-                    f"only in phase {items[needed]['phase']}")
     done: set[str] = set()
 
     def visit(code: str, path: list[str]) -> None:
@@ -321,6 +320,22 @@ def _check_prerequisites(items: dict[str, dict[str, Any]]) -> None:
 
     for code in items:
         visit(code, [])
+    starts: dict[str, int] = {}
+
+    def start(code: str) -> int:
+        if code not in starts:
+            starts[code] = max([int(items[code]["phase"]),
+                                *(start(needed) for needed in items[code].get("requires", []))])
+        return starts[code]
+
+    for code, item in items.items():
+        phase, due = item["phase"], item.get("due_phase", item["phase"])
+        for needed in item.get("requires", []):
+            if start(needed) > due:
+                by = f"phase {phase}" if due == phase else f"phase {phase}, due by phase {due}"
+                raise ReferenceDataError(
+                    f"items.json: item {code} ({by}) requires {needed}, which starts "
+                    f"only in phase {start(needed)}")
 
 
 def _check_limits(item: dict[str, Any]) -> None:

@@ -114,6 +114,10 @@ DEFAULT_DATA: dict[str, dict[str, Any]] = {
 }
 
 
+# The joint steps recorded on an item's prepared materials (catalogue `joint_review`).
+JOINT_REVIEWS = ("joint_drawing_review", "organise_joint_acceptance")
+
+
 @dataclass
 class Step:
     """One completed task, as the scenario saw it."""
@@ -170,9 +174,12 @@ class Service:
         return done
 
     def run_item(self, item: str, **overrides: dict[str, Any]) -> None:
-        """Take one approval item through its four stages on the normal path."""
-        for spec in ("prepare_materials", "check_materials", "track_approval",
+        """Take one approval item through its four stages on the normal path (with its joint
+        review or acceptance, for the items that have one, once its materials are prepared)."""
+        for spec in ("prepare_materials", *JOINT_REVIEWS, "check_materials", "track_approval",
                      "handover_results"):
+            if spec in JOINT_REVIEWS and not self.ready(spec, item):
+                continue
             self.complete(spec, item, **overrides.get(spec, {}))
 
     def run_phase(self, phase_task: str | None, items: list[str]) -> None:

@@ -13,7 +13,7 @@ from engine.actors import SYSTEM
 from engine.store.models import Event, ProcessVersion
 from tests.conftest import PACK
 from tests.test_interop_miwg import FILES as MIWG_FILES
-from tests.test_library import phase_3_data, review, with_condition, with_confirmation_task
+from tests.test_library import phase_2_data, review, with_condition, with_confirmation_task
 from tests.webhelpers import PASSWORD, csrf_of, logged_in
 from webapp import create_app
 
@@ -41,7 +41,7 @@ def version_count(app) -> int:
         return s.scalar(select(func.count()).select_from(ProcessVersion))
 
 
-def save_json(client, csrf, xml: bytes, file="phase_3.bpmn", comment="", forms=None):
+def save_json(client, csrf, xml: bytes, file="phase_2.bpmn", comment="", forms=None):
     return client.post("/admin/processes/save", data=json.dumps(
         {"file": file, "xml": xml.decode(), "comment": comment, "forms": forms or {}}),
         headers={"Content-Type": "application/json", "X-CSRFToken": csrf})
@@ -49,14 +49,14 @@ def save_json(client, csrf, xml: bytes, file="phase_3.bpmn", comment="", forms=N
 
 def test_the_library_lists_every_process_with_versions_and_running_cases(app):
     engine = app.extensions["zerorun"]
-    engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     for user in ("admin", "auditor"):
         page = logged_in(app, user).get("/admin/processes").get_data(as_text=True)
-        assert 'id="process-phase_3"' in page and 'id="process-case_flow"' in page
-        section = page.split('id="process-phase_3"')[1].split("</section>")[0]
+        assert 'id="process-phase_2"' in page and 'id="process-case_flow"' in page
+        section = page.split('id="process-phase_2"')[1].split("</section>")[0]
         assert "新案件使用：第 1 版" in section and "已发布" in section
         assert '<td class="running">1</td>' in section
-        assert ("/admin/processes/phase_3/edit" in section) == (user == "admin")
+        assert ("/admin/processes/phase_2/edit" in section) == (user == "admin")
 
 
 @pytest.mark.parametrize("user,status", [("auditor", 403), ("agent_housing", 403)])
@@ -66,17 +66,17 @@ def test_only_administrators_reach_the_editing_routes(app, user, status):
     engine = app.extensions["zerorun"]
     with engine.db.reading() as s:
         version_id = s.scalar(select(ProcessVersion.id).where(
-            ProcessVersion.process_id == "phase_3"))
-    case = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+            ProcessVersion.process_id == "phase_2"))
+    case = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     before = version_count(app)
-    assert client.get("/admin/processes/phase_3/edit").status_code == status
-    assert client.get("/admin/processes/phase_3/migrate").status_code == status
+    assert client.get("/admin/processes/phase_2/edit").status_code == status
+    assert client.get("/admin/processes/phase_2/migrate").status_code == status
     assert client.get("/admin/decisions/item_selection.dmn").status_code == status
     posts = [
         ("/admin/processes/save", {}),
         ("/admin/processes/upload", {}),
         (f"/admin/versions/{version_id}/publish", {}),
-        ("/admin/processes/phase_3/migrate", {"case": case.id, "to": version_id}),
+        ("/admin/processes/phase_2/migrate", {"case": case.id, "to": version_id}),
         (f"/admin/cases/{case.id}/revert-migration", {}),
         ("/admin/decisions/item_selection.dmn", {"rows": 0}),
     ]
@@ -90,11 +90,11 @@ def test_only_administrators_reach_the_editing_routes(app, user, status):
 
 def test_the_editor_opens_the_published_version_in_the_modeler(app):
     client = logged_in(app, "admin")
-    page = client.get("/admin/processes/phase_3/edit").get_data(as_text=True)
+    page = client.get("/admin/processes/phase_2/edit").get_data(as_text=True)
     assert "vendor/bpmn-modeler.js" in page and "js/admin-editor.js" in page
     data = json.loads(re.search(r'id="editor-data">(.*?)</script>', page, re.S).group(1))
-    assert data["file"] == "phase_3.bpmn" and data["version"]["number"] == 1
-    assert data["xml"] == (PACK / "phase_3.bpmn").read_text(encoding="utf-8")
+    assert data["file"] == "phase_2.bpmn" and data["version"]["number"] == 1
+    assert data["xml"] == (PACK / "phase_2.bpmn").read_text(encoding="utf-8")
     assert "joint_drawing_review.schema.json" in data["forms"]
     assert "item_approval" in data["processes"]
     assert ["housing_construction", "市住房和城乡建设局"] in data["departments"]
@@ -103,28 +103,28 @@ def test_the_editor_opens_the_published_version_in_the_modeler(app):
 def test_a_valid_save_creates_a_draft_and_an_invalid_one_stores_nothing(app):
     client = logged_in(app, "admin")
     csrf = token(client)
-    original = (PACK / "phase_3.bpmn").read_bytes()
+    original = (PACK / "phase_2.bpmn").read_bytes()
     ok = save_json(client, csrf, with_confirmation_task(original), comment="加确认")
     assert ok.status_code == 201
-    assert "phase_3 第 2 版" in ok.get_json()["message"]
+    assert "phase_2 第 2 版" in ok.get_json()["message"]
     before = version_count(app)
-    bad = save_json(client, csrf, with_condition(original, "flow_has_items_to_joint_drawing_review",
-                                                 "__import__('os')"))
+    bad = save_json(client, csrf, with_condition(
+        original, "flow_has_items_to_confirm_planning_conditions", "__import__('os')"))
     assert bad.status_code == 422
     body = bad.get_json()
     assert "未存储任何内容" in body["message"]
     [problem] = body["problems"]
-    assert problem["element"] == "flow_has_items_to_joint_drawing_review"
+    assert problem["element"] == "flow_has_items_to_confirm_planning_conditions"
     assert problem["element_name"] == "有事项" and "__import__" in problem["message"]
     assert version_count(app) == before
-    no_token = client.post("/admin/processes/save", json={"file": "phase_3.bpmn", "xml": ""})
+    no_token = client.post("/admin/processes/save", json={"file": "phase_2.bpmn", "xml": ""})
     assert no_token.status_code == 400  # CSRF
 
 
 def test_a_save_with_a_new_form_stores_it_in_the_version(app):
     client = logged_in(app, "admin")
     # the new task (and only it) gets a new form, sent with the diagram
-    root_xml = with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()).replace(
+    root_xml = with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()).replace(
         b'"joint_drawing_review.schema.json"/><spiffworkflow:property name="departmentExpression"',
         b'"confirm.schema.json"/><spiffworkflow:property name="departmentExpression"')
     assert root_xml.count(b"confirm.schema.json") == 1
@@ -134,7 +134,7 @@ def test_a_save_with_a_new_form_stores_it_in_the_version(app):
     assert response.status_code == 201, response.get_json()
     engine = app.extensions["zerorun"]
     with engine.db.reading() as s:
-        draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "phase_3",
+        draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "phase_2",
                                                       ProcessVersion.number == 2))
     assert "forms/confirm.schema.json" in draft.sources
     missing = save_json(client, token(client), root_xml.replace(b"confirm.schema.json",
@@ -190,16 +190,16 @@ def test_an_oversized_file_is_refused_with_the_limit(app):
 
 def test_publish_diff_and_migrate_through_the_pages(app):
     engine = app.extensions["zerorun"]
-    # phase_3 is called by the main flow; the system starts it on its own for the test
-    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
-    past = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    # phase_2 is called by the main flow; the system starts it on its own for the test
+    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
+    past = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, past.id)
     client = logged_in(app, "admin")
-    save_json(client, token(client), with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()))
+    save_json(client, token(client), with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()))
     with engine.db.reading() as s:
-        draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "phase_3",
+        draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "phase_2",
                                                       ProcessVersion.number == 2))
-    diff = client.get("/admin/processes/phase_3/diff?from=1&to=2").get_data(as_text=True)
+    diff = client.get("/admin/processes/phase_2/diff?from=1&to=2").get_data(as_text=True)
     assert 'data-element="confirm_drawings" data-kind="added"' in diff
     # element names first, the id beside them; an unnamed flow by the elements it joins
     assert "终点: &#39;并联办理审批事项&#39; → &#39;确认审查意见&#39;" in diff
@@ -213,16 +213,16 @@ def test_publish_diff_and_migrate_through_the_pages(app):
     published = client.post(f"/admin/versions/{draft.id}/publish",
                             data={"csrf_token": token(client)}, follow_redirects=True)
     text = published.get_data(as_text=True)
-    assert "已发布：phase_3 第 2 版" in text and "case_flow 第 2 版" in text
+    assert "已发布：phase_2 第 2 版" in text and "case_flow 第 2 版" in text
     with engine.db.reading() as s:
         ops = [e.type for e in s.scalars(select(Event).where(Event.stream == "ops"))]
     assert "process_version_published" in ops
 
-    page = client.get("/admin/processes/phase_3/migrate").get_data(as_text=True)
+    page = client.get("/admin/processes/phase_2/migrate").get_data(as_text=True)
     rows = dict(re.findall(r'<tr data-case="(\d+)" class="(safe|unsafe)"', page))
     assert rows == {str(waiting.id): "safe", str(past.id): "unsafe"}
-    assert "joint_drawing_review (组织施工图联合审查) changed" in page
-    moved = client.post("/admin/processes/phase_3/migrate", data={
+    assert "confirm_planning_conditions (核实规划设计条件) changed" in page
+    moved = client.post("/admin/processes/phase_2/migrate", data={
         "csrf_token": token(client), "to": draft.id, "case": [waiting.id, past.id]},
         follow_redirects=True).get_data(as_text=True)
     assert f"已迁移到第 2 版的案件：#{waiting.id}" in moved

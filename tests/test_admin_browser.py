@@ -13,7 +13,7 @@ from engine import accounts
 from engine.actors import SYSTEM
 from tests.test_admin import PASSWORD, version_count
 from tests.test_interop_miwg import FILES as MIWG_FILES
-from tests.test_library import phase_3_data, review
+from tests.test_library import phase_2_data, review
 from tests.webhelpers import wait_until
 
 pytestmark = pytest.mark.browser
@@ -64,7 +64,7 @@ def page(live):
         assert errors == [], errors
 
 
-def open_editor(page, process_id="phase_3"):
+def open_editor(page, process_id="phase_2"):
     page.goto(f"/admin/processes/{process_id}/edit")
     wait_until(page, "!!(window.zerorunEditor && window.zerorunEditor.ready)")
     page.evaluate("window.zerorunEditor.ready")
@@ -78,8 +78,8 @@ INSERT_TASK = """() => {
   const m = window.zerorunEditor.modeler;
   const reg = m.get('elementRegistry'), modeling = m.get('modeling');
   const shape = m.get('elementFactory').createShape({ type: 'bpmn:UserTask' });
-  const task = modeling.createShape(shape, { x: 700, y: 215 }, reg.get('phase_3_pool'));
-  const flow = reg.get('flow_joint_drawing_review_to_items');
+  const task = modeling.createShape(shape, { x: 700, y: 215 }, reg.get('phase_2_pool'));
+  const flow = reg.get('flow_confirm_planning_conditions_to_items');
   modeling.reconnectEnd(flow, task, { x: task.x + 10, y: task.y + 40 });
   modeling.connect(task, reg.get('items'));
   return task.id;
@@ -89,7 +89,7 @@ INSERT_TASK = """() => {
 def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     app, _ = live
     engine = app.extensions["zerorun"]
-    older = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    older = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
 
     open_editor(page)
     task_id = page.evaluate(INSERT_TASK)
@@ -97,10 +97,10 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     page.fill("#panel-body input[name=name]", "确认审查意见")
     page.press("#panel-body input[name=name]", "Tab")
     page.select_option("#panel-body select[name=form]", "joint_drawing_review.schema.json")
-    page.select_option("#panel-body select[name=department]", "housing_construction")
+    page.select_option("#panel-body select[name=department]", "natural_resources")
     assert page.input_value("#panel-body input[name=departmentExpression]") == \
-        "'housing_construction'"
-    assert "市住房和城乡建设局" in page.inner_text("#panel-body .lane")
+        "'natural_resources'"
+    assert "市自然资源局" in page.inner_text("#panel-body .lane")
     page.fill("#comment", "增加确认审查意见任务")
     page.click("#save")
     # the main flow calls phase_3: it gets a version too, and the editor asks first
@@ -110,39 +110,40 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     wait_saved(page)
     assert "已保存为草稿" in page.inner_text("#status"), page.inner_text("#problems")
     page.wait_for_selector('#versions tr[data-version="2"]')
-    assert "phase_3 第 2 版" in page.inner_text("#status")
+    assert "phase_2 第 2 版" in page.inner_text("#status")
 
     stored = version_count(app)
     page.evaluate("""() => { const m = window.zerorunEditor.modeler;
         m.get('selection').select(m.get('elementRegistry').get(
-            'flow_has_items_to_joint_drawing_review')); }""")
+            'flow_has_items_to_confirm_planning_conditions')); }""")
     page.fill("#panel-body textarea[name=condition]", "__import__('os')")
     page.press("#panel-body textarea[name=condition]", "Tab")
     page.click("#save")
     wait_saved(page)
     problem = page.inner_text(
-        '#problem-list li[data-element="flow_has_items_to_joint_drawing_review"]')
+        '#problem-list li[data-element="flow_has_items_to_confirm_planning_conditions"]')
     assert "有事项" in problem and "__import__" in problem
     assert "未存储任何内容" in page.inner_text("#problems-title")
     assert page.locator('.djs-element.zr-problem[data-element-id='
-                        '"flow_has_items_to_joint_drawing_review"]').count() == 1
+                        '"flow_has_items_to_confirm_planning_conditions"]').count() == 1
     assert version_count(app) == stored
 
     page.goto("/admin/processes")
-    page.click('#process-phase_3 tr[data-version="2"] button.publish')
-    assert "已发布：phase_3 第 2 版" in page.inner_text(".flash")
-    assert "新案件使用：第 2 版" in page.inner_text("#process-phase_3")
+    page.click('#process-phase_2 tr[data-version="2"] button.publish')
+    assert "已发布：phase_2 第 2 版" in page.inner_text(".flash")
+    assert "新案件使用：第 2 版" in page.inner_text("#process-phase_2")
 
-    new = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    new = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, new.id)
     [added] = [t for t in engine.list_tasks(case_id=new.id) if t.title == "确认审查意见"]
-    assert added.department == "housing_construction"
+    assert added.department == "natural_resources"
     assert added.form == "joint_drawing_review.schema.json"
     before = engine.get_case(older.id)
     assert before.process_version_id != engine.get_case(new.id).process_version_id
-    assert [t.spec_name for t in engine.list_tasks(case_id=older.id)] == ["joint_drawing_review"]
+    assert [t.spec_name for t in engine.list_tasks(case_id=older.id)] == [
+        "confirm_planning_conditions"]
 
-    page.goto("/admin/processes/phase_3/migrate")
+    page.goto("/admin/processes/phase_2/migrate")
     assert "可以安全迁移" in page.inner_text(f'tr[data-case="{older.id}"]')
     page.click("#migrate")
     assert f"已迁移到第 2 版的案件：#{older.id}" in page.inner_text("main")

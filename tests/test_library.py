@@ -14,7 +14,7 @@ from engine.store.models import Event, ProcessVersion
 from tests.conftest import PACK
 
 ADMIN = Actor("admin", "admin")
-HOUSING = Actor("agent_housing", "agent", "housing_construction")
+NATURAL = Actor("agent_natural", "agent", "natural_resources")
 B = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
 SPIFF = "{http://spiffworkflow.org/bpmn/schema/1.0/core}"
 DC = "{http://www.omg.org/spec/DD/20100524/DC}"
@@ -22,10 +22,11 @@ DI = "{http://www.omg.org/spec/BPMN/20100524/DI}"
 
 
 def with_confirmation_task(xml: bytes) -> bytes:
-    """phase_3 with a user task `confirm_drawings` between the drawing review and the items."""
+    """phase_2 with a user task `confirm_drawings` between the planning conditions and the
+    items."""
     root = etree.fromstring(xml)
     process = root.find(f"{B}process")
-    flow = process.find(f"{B}sequenceFlow[@id='flow_joint_drawing_review_to_items']")
+    flow = process.find(f"{B}sequenceFlow[@id='flow_confirm_planning_conditions_to_items']")
     flow.set("targetRef", "confirm_drawings")
     task = etree.SubElement(process, f"{B}userTask", id="confirm_drawings", name="确认审查意见")
     props = etree.SubElement(etree.SubElement(task, f"{B}extensionElements"),
@@ -50,17 +51,17 @@ def with_condition(xml: bytes, flow_id: str, condition: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def phase_3_data(engine):
-    item = engine.functions["catalogue_item"]("drawing_review")
+def phase_2_data(engine):
+    item = engine.functions["catalogue_item"]("design_scheme_review")
     return {"items": [item], "terminated": False, "item_results": [], "completed_phases": [],
-            "project": {"name": "施工许可测试项目", "code": "2026-TEST-3"}}
+            "project": {"name": "工程建设许可测试项目", "code": "2026-TEST-2"}}
 
 
 def review(engine, case_id):
+    """Natural resources confirms the planning conditions, the phase's own first step."""
     [task] = [t for t in engine.list_tasks(case_id=case_id) if t.spec_name ==
-              "joint_drawing_review"]
-    engine.complete_task(task.id, {"review_organised_date": "2026-05-06",
-                                   "review_parties": ["housing_construction"]}, HOUSING)
+              "confirm_planning_conditions"]
+    engine.complete_task(task.id, {"conditions_confirmed": True}, NATURAL)
 
 
 def versions(engine, process_id):
@@ -77,31 +78,31 @@ def engine(make_pack_engine, sqlite_url):
 
 def test_a_saved_change_is_a_draft_of_the_process_and_of_its_callers(engine):
     library = Library(engine)
-    original = (PACK / "phase_3.bpmn").read_bytes()
-    result = library.save("phase_3.bpmn", with_confirmation_task(original), ADMIN, "确认任务")
-    assert ("phase_3", 2) in result.created and ("case_flow", 2) in result.created
-    assert versions(engine, "phase_3") == [(1, "published"), (2, "draft")]
-    entry = library.process("phase_3")
+    original = (PACK / "phase_2.bpmn").read_bytes()
+    result = library.save("phase_2.bpmn", with_confirmation_task(original), ADMIN, "确认任务")
+    assert ("phase_2", 2) in result.created and ("case_flow", 2) in result.created
+    assert versions(engine, "phase_2") == [(1, "published"), (2, "draft")]
+    entry = library.process("phase_2")
     assert entry.published.number == 1 and entry.versions[0].comment == "确认任务"
     with engine.db.reading() as s:
         saved = s.scalars(select(Event).where(Event.stream == "ops",
                                               Event.type == "process_version_saved")
                           .order_by(Event.seq.desc())).first()
     assert saved.actor == "admin" and saved.data["status"] == "draft"
-    again = library.save("phase_3.bpmn", with_confirmation_task(original), ADMIN, "again")
-    assert again.created == [] and ("phase_3", 2) in again.unchanged
+    again = library.save("phase_2.bpmn", with_confirmation_task(original), ADMIN, "again")
+    assert again.created == [] and ("phase_2", 2) in again.unchanged
 
 
 def test_a_refused_save_names_the_element_and_stores_nothing(engine):
     library = Library(engine)
     with engine.db.reading() as s:
         before = s.scalar(select(func.count()).select_from(ProcessVersion))
-    bad = with_condition((PACK / "phase_3.bpmn").read_bytes(),
-                         "flow_has_items_to_joint_drawing_review", "__import__('os')")
+    bad = with_condition((PACK / "phase_2.bpmn").read_bytes(),
+                         "flow_has_items_to_confirm_planning_conditions", "__import__('os')")
     with pytest.raises(InvalidProcess) as info:
-        library.save("phase_3.bpmn", bad, ADMIN, "bad")
+        library.save("phase_2.bpmn", bad, ADMIN, "bad")
     [problem] = info.value.problems
-    assert problem.element == "flow_has_items_to_joint_drawing_review"
+    assert problem.element == "flow_has_items_to_confirm_planning_conditions"
     assert problem.element_name == "有事项" and "__import__" in problem.message
     with engine.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(ProcessVersion)) == before
@@ -111,41 +112,41 @@ def test_only_administrators_save_or_publish(engine):
     library = Library(engine)
     auditor = Actor("auditor", "auditor")
     with pytest.raises(Forbidden):
-        library.save("phase_3.bpmn", (PACK / "phase_3.bpmn").read_bytes(), auditor, "")
+        library.save("phase_2.bpmn", (PACK / "phase_2.bpmn").read_bytes(), auditor, "")
     with pytest.raises(Forbidden):
-        library.publish(library.process("phase_3").versions[0].id, auditor)
+        library.publish(library.process("phase_2").versions[0].id, auditor)
 
 
 def test_diff_lists_added_and_changed_elements(engine):
     library = Library(engine)
-    library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
+    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
                  ADMIN, "")
-    entry = library.process("phase_3")
+    entry = library.process("phase_2")
     changes = {c.element: c for c in library.diff(entry.versions[1].id, entry.versions[0].id)}
     assert changes["confirm_drawings"].kind == "added"
     assert changes["flow_confirm_to_items"].kind == "added"
-    flow = changes["flow_joint_drawing_review_to_items"]
+    flow = changes["flow_confirm_planning_conditions_to_items"]
     assert flow.kind == "changed" and "targetRef: 'items' → 'confirm_drawings'" in flow.details
-    assert "joint_drawing_review" not in changes
+    assert "confirm_planning_conditions" not in changes
 
 
 def test_publish_then_new_cases_run_the_new_task_and_old_cases_migrate(engine):
     library = Library(engine)
-    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)  # at the review
-    past = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)  # at the review
+    past = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, past.id)  # past the review: its element changes, so it cannot move
-    library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
+    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
                  ADMIN, "确认任务")
-    draft = library.process("phase_3").versions[0]
+    draft = library.process("phase_2").versions[0]
     published = library.publish(draft.id, ADMIN)
-    assert ("phase_3", 2) in published and ("case_flow", 2) in published
-    assert versions(engine, "phase_3") == [(1, "retired"), (2, "published")]
+    assert ("phase_2", 2) in published and ("case_flow", 2) in published
+    assert versions(engine, "phase_2") == [(1, "retired"), (2, "published")]
 
-    new = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    new = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, new.id)
     assert "confirm_drawings" in {t.spec_name for t in engine.list_tasks(case_id=new.id)}
     review(engine, waiting.id)  # still on version 1: no new task
-    entry = library.process("phase_3")
+    entry = library.process("phase_2")
     assert {v.number: v.running_cases for v in entry.versions} == {1: 2, 2: 1}
     assert "confirm_drawings" not in {t.spec_name for t in
                                       engine.list_tasks(case_id=waiting.id)}
@@ -153,18 +154,18 @@ def test_publish_then_new_cases_run_the_new_task_and_old_cases_migrate(engine):
 
 def test_migration_moves_a_case_at_an_unchanged_point_and_can_be_reverted(engine):
     library = Library(engine)
-    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
-    past = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
+    past = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     review(engine, past.id)
-    library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
+    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
                  ADMIN, "")
-    target = library.process("phase_3").versions[0]
+    target = library.process("phase_2").versions[0]
     library.publish(target.id, ADMIN)
 
     assert engine.migration_check(waiting.id, target.id).safe
     refusal = engine.migration_check(past.id, target.id)
     assert not refusal.safe
-    assert any("joint_drawing_review" in r and "changed" in r for r in refusal.reasons)
+    assert any("confirm_planning_conditions" in r and "changed" in r for r in refusal.reasons)
     with pytest.raises(MigrationRefused):
         engine.migrate_case(past.id, target.id, ADMIN)
     with pytest.raises(Forbidden):

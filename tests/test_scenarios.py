@@ -84,22 +84,27 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
         service.run_item(code)
     assert [t.spec_name for t in service.ready()] == ["confirm_planning_conditions"]
     service.run_phase("confirm_planning_conditions", PHASE_2)
-    service.complete("joint_drawing_review", by="housing_construction")
-    # The construction permit waits for the drawing review's pass.
+    # The construction permit waits for the drawing review's pass; the joint drawing review
+    # is recorded on the drawing review's materials, once they are prepared.
     assert not service.ready("prepare_materials", "construction_permit")
-    service.run_item("drawing_review")
+    service.complete("prepare_materials", "drawing_review")
+    service.complete("joint_drawing_review", "drawing_review", by="housing_construction")
+    for spec in ("check_materials", "track_approval", "handover_results"):
+        service.complete(spec, "drawing_review")
     service.complete("prepare_materials", "construction_permit")
     assert service.task("check_materials", "construction_permit").department == \
         "housing_construction"
     service.complete("check_materials", "construction_permit")
     service.complete("track_approval", "construction_permit")
+    assert not service.ready("prepare_materials", "power_connection")
     service.complete("handover_results", "construction_permit")
-    service.run_phase("organise_joint_acceptance", PHASE_4[:2])
+    # Power connection starts with the construction permit (during construction).
     service.complete("prepare_materials", "power_connection")
     assert service.task("check_materials", "power_connection").department == "power_company"
     service.complete("check_materials", "power_connection")
     service.complete("track_approval", "power_connection", by="power_company")
     service.complete("handover_results", "power_connection")
+    service.run_phase(None, PHASE_4[:2])
 
     # All items handed over; the return visit waits for its timer, the project unit may rate.
     assert [t.spec_name for t in service.ready()] == ["rate_service"]
@@ -246,6 +251,9 @@ def test_enterprise_asks_to_stop_in_phase_two(service):
     assert results["construction_planning_permit"]["outcome"] == "terminated"
     assert results["construction_planning_permit"]["termination_reason"] == \
         "前置事项未获批准：design_scheme_review"
+    # Power connection, beside the phases, waited for the construction permit: it never starts.
+    assert results["power_connection"]["outcome"] == "terminated"
+    assert results["power_connection"]["termination_reason"].startswith("代办服务终止")
     assert not any(s.spec_name == "joint_drawing_review" for s in service.steps)
     assert service.ready() == []
     assert service.engine.verify_case(case.id).ok

@@ -29,6 +29,10 @@ def service(make_pack_engine, sqlite_url, clock) -> Service:
     return Service(make_pack_engine(sqlite_url), clock)
 
 
+# Power connection runs beside the phases from dispatch and waits for the construction permit.
+POWER_WAITS = {"power_connection": ["construction_permit"]}
+
+
 def waiting(service: Service) -> dict[str, list[str]]:
     """What each item waiting for its prerequisites waits for, as the case page shows it."""
     return {entry["item"]["code"]: entry["waiting_for"] for entry in service.engine.waiting_data(
@@ -40,7 +44,8 @@ def _through_phase_one_without_eia(service: Service) -> None:
     service.complete("notify_policies")
     service.complete("redeem_policy")
     service.complete("confirm_project_code", by="drc")
-    assert waiting(service) == {"land_planning_permit": ["project_filing", "land_prereview_site"]}
+    assert waiting(service) == {"land_planning_permit": ["project_filing", "land_prereview_site"],
+                                **POWER_WAITS}
     service.run_phase(None, ["project_filing", "land_prereview_site", "land_planning_permit"])
 
 
@@ -54,7 +59,6 @@ def test_environmental_assessment_runs_while_phase_two_runs_and_the_permit_waits
                                                "eia_report_form"]
     assert requires["completion_filing"] == ["joint_acceptance", "eia_report_form"]
     service.run_phase("confirm_planning_conditions", PHASE_2)
-    service.complete("joint_drawing_review", by="housing_construction")
     # Phase 3 is open; the construction permit waits for the drawing review and the EIA.
     assert waiting(service)["construction_permit"] == ["drawing_review", "eia_report_form"]
     assert not service.ready("prepare_materials", "construction_permit")
@@ -64,8 +68,7 @@ def test_environmental_assessment_runs_while_phase_two_runs_and_the_permit_waits
     service.run_item("eia_report_form")
     assert "construction_permit" not in waiting(service)
     service.run_item("construction_permit")
-    service.run_phase("organise_joint_acceptance",
-                      ["joint_acceptance", "completion_filing", "power_connection"])
+    service.run_phase(None, ["power_connection", "joint_acceptance", "completion_filing"])
     case = service.case()
     results = {r["code"]: r["outcome"] for r in case.data["item_results"]}
     assert set(results) == set(case.data["selected_items"])
@@ -95,15 +98,15 @@ def test_construction_permit_waits_for_its_drawing_review_inside_phase_three(ser
     _through_phase_one_without_eia(service)
     service.run_item("eia_report_form")
     service.run_phase("confirm_planning_conditions", PHASE_2)
-    service.complete("joint_drawing_review", by="housing_construction")
-    assert waiting(service) == {"construction_permit": ["drawing_review"]}
+    assert waiting(service) == {"construction_permit": ["drawing_review"], **POWER_WAITS}
     assert {t.item_code for t in service.ready("prepare_materials")} == {"drawing_review"}
     service.complete("prepare_materials", "drawing_review")
+    service.complete("joint_drawing_review", "drawing_review")
     service.complete("check_materials", "drawing_review")
     service.complete("track_approval", "drawing_review")
     assert not service.ready("prepare_materials", "construction_permit")
     service.complete("handover_results", "drawing_review")
-    assert waiting(service) == {}
+    assert waiting(service) == POWER_WAITS
     assert service.ready("prepare_materials", "construction_permit")
     assert service.engine.verify_case(service.case_id).ok
 
@@ -116,10 +119,10 @@ def test_prerequisites_completed_in_either_order(service, order):
     service.complete("confirm_project_code", by="drc")
     first, second = order
     service.run_item(first)
-    assert waiting(service) == {"land_planning_permit": [second]}
+    assert waiting(service) == {"land_planning_permit": [second], **POWER_WAITS}
     assert not service.ready("prepare_materials", "land_planning_permit")
     service.run_item(second)
-    assert waiting(service) == {}
+    assert waiting(service) == POWER_WAITS
     service.run_item("land_planning_permit")
     service.run_item("eia_report_form")
     assert service.ready("confirm_planning_conditions")
@@ -172,7 +175,7 @@ def test_administrator_changes_prerequisites_without_touching_bpmn(sqlite_url, c
     service = Service(engine, clock)
     intake(service, KEY_PROJECT)
     service.complete("confirm_project_code", by="drc")
-    assert waiting(service) == {}
+    assert waiting(service) == POWER_WAITS
     assert service.ready("prepare_materials", "land_planning_permit")
     engine.db.dispose()
 
