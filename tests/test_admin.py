@@ -203,11 +203,11 @@ def test_publish_diff_and_migrate_through_the_pages(app):
     assert 'data-element="confirm_drawings" data-kind="added"' in diff
     # element names first, the id beside them; an unnamed flow by the elements it joins
     assert "终点: &#39;并联办理审批事项&#39; → &#39;确认审查意见&#39;" in diff
-    changed = re.search(r'data-element="flow_joint_drawing_review_to_items" '
+    changed = re.search(r'data-element="flow_confirm_planning_conditions_to_items" '
                         r'data-kind="changed">(.*?)</li>', diff, re.S).group(1)
-    assert re.search(r'<strong>修改</strong>\s*<span class="change-title">组织施工图联合审查'
+    assert re.search(r'<strong>修改</strong>\s*<span class="change-title">核实规划设计条件'
                      r' → 确认审查意见</span>\s*<span class="muted">顺序流 · 标识 '
-                     r'<code class="identifier">flow_joint_drawing_review_to_items</code>',
+                     r'<code class="identifier">flow_confirm_planning_conditions_to_items</code>',
                      changed), changed
     assert '<span class="change-title">确认审查意见</span>' in diff
     published = client.post(f"/admin/versions/{draft.id}/publish",
@@ -303,7 +303,7 @@ def test_deploying_a_miwg_diagram_stores_it_or_names_each_element_and_reason(app
         assert "<strong>" in item, item  # every refusal names its element
 
 
-def save_preview(client, csrf, xml: bytes, file="phase_3.bpmn"):
+def save_preview(client, csrf, xml: bytes, file="phase_2.bpmn"):
     return client.post("/admin/processes/save", data=json.dumps(
         {"file": file, "xml": xml.decode(), "comment": "", "forms": {}, "preview": True}),
         headers={"Content-Type": "application/json", "X-CSRFToken": csrf})
@@ -333,7 +333,7 @@ def test_saving_a_called_process_first_lists_the_callers_that_get_versions(app):
 
     # an invalid file is refused by the preview too, with its problems translated
     bad = save_preview(client, token(client), with_condition(
-        (PACK / "phase_3.bpmn").read_bytes(), "flow_has_items_to_joint_drawing_review",
+        (PACK / "phase_2.bpmn").read_bytes(), "flow_has_items_to_confirm_planning_conditions",
         "__import__('os')"))
     assert bad.status_code == 422
     [problem] = bad.get_json()["problems"]
@@ -343,8 +343,8 @@ def test_saving_a_called_process_first_lists_the_callers_that_get_versions(app):
 
 def test_the_modelers_validation_messages_follow_the_language(app):
     client = logged_in(app, "admin")
-    xml = (PACK / "phase_3.bpmn").read_bytes().replace(
-        b'name="formJsonSchemaFilename" value="joint_drawing_review.schema.json"',
+    xml = (PACK / "phase_2.bpmn").read_bytes().replace(
+        b'name="formJsonSchemaFilename" value="planning_conditions.schema.json"',
         b'name="formJsonSchemaFilename" value="nowhere.schema.json"')
     zh = save_json(client, token(client), xml).get_json()["problems"]
     assert [p["message"] for p in zh] == ["表单文件 forms/nowhere.schema.json 不存在或无效。"]
