@@ -52,8 +52,7 @@ def test_a_call_activity_opens_the_called_instance_of_this_case_with_its_own_sta
         served, browser):  # noqa: F811
     ws, base = served
     case_id = ws.start()
-    ws.to_phase_one(case_id)
-    ws.complete(case_id, "prepare_materials")  # one item of the case moves on to handling
+    ws.to_phase_one(case_id)  # the filing prepares its materials; the land permit waits for it
     page = browser.new_context(viewport={"width": 1280, "height": 900},
                                locale="zh-CN").new_page()
     problems: list[str] = []
