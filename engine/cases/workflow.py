@@ -142,6 +142,23 @@ def states_by_element(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]
     return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
             states.items()}
 
+REACHED = (TaskState.COMPLETED, TaskState.READY, TaskState.STARTED, TaskState.WAITING)
+
+
+def reached_elements(workflow: BpmnWorkflow) -> set[tuple[str, str]]:
+    """(process id, BPMN element id) of every element completed, under way or waiting: the
+    elements `states_by_element` names, in one pass over the tasks without the tree walk."""
+    found: set[tuple[str, str]] = set()
+    for flow in (workflow, *workflow.subprocesses.values()):
+        process_id = flow.spec.name
+        for task in flow.tasks.values():
+            if task.state in REACHED:
+                bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+                if bpmn_id is not None:
+                    found.add((process_id, bpmn_id))
+    return found
+
+
 class DataReplay:
     """Follows the case-level data through a re-execution, as the commands stored it."""
 
