@@ -190,17 +190,18 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
             select(CaseElement.process_id, CaseElement.bpmn_id, func.count())
             .where(CaseElement.process_version_id == version_id)
             .group_by(CaseElement.process_id, CaseElement.bpmn_id))}
-        of_version = Case.id == HumanTask.case_id, Case.process_version_id == version_id
-        open_tasks = {(p, t): n for p, t, n in s.execute(
-            select(HumanTask.process_id, HumanTask.spec_name, func.count())
-            .join(Case, and_(*of_version)).where(HumanTask.state == "ready")
-            .group_by(HumanTask.process_id, HumanTask.spec_name))}
         durations: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for pid, spec, hours in s.execute(
+        open_tasks: dict[tuple[str, str], int] = defaultdict(int)
+        for pid, spec, hours in s.execute(  # one pass: open tasks have no hours
                 select(HumanTask.process_id, HumanTask.spec_name, _hours(engine))
-                .join(Case, and_(*of_version))
-                .where(HumanTask.state == "completed", HumanTask.completed_at.is_not(None))):
-            durations[(pid, spec)].append(float(hours))
+                .join(Case, and_(Case.id == HumanTask.case_id,
+                                 Case.process_version_id == version_id))
+                .where(or_(HumanTask.state == "ready", and_(
+                    HumanTask.state == "completed", HumanTask.completed_at.is_not(None))))):
+            if hours is None:
+                open_tasks[(pid, spec)] += 1
+            else:
+                durations[(pid, spec)].append(float(hours))
     diagrams = engine.case_diagrams(first) if first is not None else _version_diagrams(
         engine, sources, process_id)
     elements: dict[str, dict[str, ElementHeat]] = defaultdict(dict)
