@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from engine.actors import Actor
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
+from engine.cases.elements import sync_elements
 from engine.cases.views import (
     _T,
     MIGRATION_EVENTS,
@@ -31,7 +32,6 @@ from engine.cases.views import (
     parse_due,
     task_view,
 )
-from engine.cases.elements import sync_elements
 from engine.cases.waits import sync_interactions
 from engine.cases.workflow import (
     ReplayFailed,
