@@ -30,8 +30,11 @@ STAGE_NAMES = {"intake": "受理与告知", "preparation": "材料准备", "hand
                "safeguard": "保障措施"}
 
 
+_RANK = {level: n for n, level in enumerate(LEVELS)}
+
+
 def _worse(a: str, b: str) -> str:
-    return a if LEVELS.index(a) >= LEVELS.index(b) else b
+    return a if _RANK[a] >= _RANK[b] else b
 
 
 def due_level(ref: ReferenceData, created_at: datetime, due_at: datetime | None,
@@ -330,22 +333,18 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
                 ) -> list[ItemTime]:
     """Working days from an item's first task to its hand-over, per item code (grouped by
     the database: one row per finished item)."""
-    ended = (select(HumanTask.case_id, HumanTask.item_code,
-                    func.max(HumanTask.completed_at).label("ended"))
-             .where(HumanTask.item_code.is_not(None), HumanTask.state == "completed",
-                    HumanTask.completed_at.is_not(None),
-                    HumanTask.spec_name.in_(ITEM_DONE_TASKS))
-             .group_by(HumanTask.case_id, HumanTask.item_code).subquery())
+    ended = func.max(case((and_(HumanTask.state == "completed",
+                                HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
+                           HumanTask.completed_at)))
     ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
         if department is not None else literal(1)
-    spans = s.execute(
+    # One pass over the item tasks in the order of their index, one row per finished item.
+    spans = sorted(s.execute(
         select(HumanTask.case_id, HumanTask.item_code, func.min(HumanTask.created_at),
-               ended.c.ended, func.max(HumanTask.item_name), ours)
-        .join(ended, and_(ended.c.case_id == HumanTask.case_id,
-                          ended.c.item_code == HumanTask.item_code))
-        .where(HumanTask.state != "cancelled")
-        .group_by(HumanTask.case_id, HumanTask.item_code, ended.c.ended)
-        .order_by(HumanTask.case_id, HumanTask.item_code)).all()
+               ended, func.max(HumanTask.item_name), ours)
+        .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
+        .group_by(HumanTask.item_code, HumanTask.case_id)
+        .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
     if department is not None:
         facts.load(r[0] for r in spans if not r[5])
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
