@@ -65,8 +65,8 @@ def element_rows(engine: Engine, case_id: int) -> set[tuple[str, str]]:
 
 
 def test_rows_equal_a_rebuild_for_looping_running_and_terminated_cases(make_pack_engine,
-                                                                        sqlite_url, clock):
-    engine = make_pack_engine(sqlite_url)
+                                                                        db_url, clock):
+    engine = make_pack_engine(db_url)
     looped = rejected_twice_then_accepted(engine, clock).case_id  # a rejection loop, twice
     running = Service(engine, clock)
     running.start(small_project())
@@ -87,8 +87,8 @@ def test_rows_equal_a_rebuild_for_looping_running_and_terminated_cases(make_pack
 
 
 def test_cases_from_before_the_table_are_indexed_once_by_the_heatmap(make_pack_engine,
-                                                                     sqlite_url, clock):
-    engine = make_pack_engine(sqlite_url)
+                                                                     db_url, clock):
+    engine = make_pack_engine(db_url)
     done = rejected_twice_then_accepted(engine, clock).case_id
     running = Service(engine, clock)
     running.start(small_project())
