@@ -97,3 +97,37 @@ def test_the_figures_equal_the_former_computation(tmp_path, seed):
     assert all(seen.values()), seen  # every figure was exercised
     engine.db.dispose()
 
+
+
+def test_the_calendar_table_answers_like_counting_day_by_day():
+    """Working days from the calendar's table of counts equal counting day by day, across
+    holidays and make-up days and outside the table's years."""
+    from datetime import date
+
+    from agency.reference import WorkingCalendar
+
+    holidays = frozenset(date(2026, 10, 1) + timedelta(days=n) for n in range(7))
+    calendar = WorkingCalendar(holidays, frozenset({date(2026, 9, 27), date(2026, 10, 10)}))
+
+    def add(start: date, days: int) -> date:
+        current = start
+        while days > 0:
+            current += timedelta(days=1)
+            days -= calendar.is_working_day(current)
+        return current
+
+    def between(start: date, end: date) -> int:
+        if end < start:
+            return -between(end, start)
+        return sum(calendar.is_working_day(start + timedelta(days=n))
+                   for n in range(1, (end - start).days + 1))
+
+    rng = random.Random(3)
+    starts = [date(2026, 9, 20) + timedelta(days=n) for n in range(30)]
+    starts += [date(1999, 12, 20), date(2059, 12, 20), date(2070, 1, 1)]
+    for start in starts:
+        for days in (-1, 0, 1, 2, 5, 9, 30, rng.randint(0, 400)):
+            assert calendar.add_working_days(start, days) == add(start, days), (start, days)
+        for span in (-40, -1, 0, 1, 6, 13, 45, rng.randint(-500, 500)):
+            end = start + timedelta(days=span)
+            assert calendar.working_days_between(start, end) == between(start, end), (start, end)
