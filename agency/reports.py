@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, String, and_, cast, func, or_, select
 
 from engine.cases import Engine
 from engine.errors import NotFound
@@ -190,18 +190,20 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
             select(CaseElement.process_id, CaseElement.bpmn_id, func.count())
             .where(CaseElement.process_version_id == version_id)
             .group_by(CaseElement.process_id, CaseElement.bpmn_id))}
-        durations: dict[tuple[str, str], list[float]] = defaultdict(list)
-        open_tasks: dict[tuple[str, str], int] = defaultdict(int)
-        for pid, spec, hours in s.execute(  # one pass: open tasks have no hours
-                select(HumanTask.process_id, HumanTask.spec_name, _hours(engine))
-                .join(Case, and_(Case.id == HumanTask.case_id,
-                                 Case.process_version_id == version_id))
-                .where(or_(HumanTask.state == "ready", and_(
-                    HumanTask.state == "completed", HumanTask.completed_at.is_not(None))))):
-            if hours is None:
-                open_tasks[(pid, spec)] += 1
-            else:
-                durations[(pid, spec)].append(float(hours))
+        of_version = and_(Case.id == HumanTask.case_id, Case.process_version_id == version_id)
+        open_tasks = {(p, t): n for p, t, n in s.execute(
+            select(HumanTask.process_id, HumanTask.spec_name, func.count())
+            .join(Case, of_version).where(HumanTask.state == "ready")
+            .group_by(HumanTask.process_id, HumanTask.spec_name))}
+        # Each user task's durations as one list (the median needs them all), not one row
+        # per finished task.
+        durations = {(p, t): [float(h) for h in str(joined).split(",")] for p, t, joined in
+                     s.execute(select(HumanTask.process_id, HumanTask.spec_name,
+                                      _joined(engine, _hours(engine)))
+                               .join(Case, of_version)
+                               .where(HumanTask.state == "completed",
+                                      HumanTask.completed_at.is_not(None))
+                               .group_by(HumanTask.process_id, HumanTask.spec_name))}
     diagrams = engine.case_diagrams(first) if first is not None else _version_diagrams(
         engine, sources, process_id)
     elements: dict[str, dict[str, ElementHeat]] = defaultdict(dict)
@@ -212,6 +214,13 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
             median_hours=round(statistics.median(hours), 2) if hours else None,
             max_hours=round(max(hours), 2) if hours else None)
     return Heatmap(process_id, number, name, cases, diagrams, dict(elements))
+
+
+def _joined(engine: Engine, value: Any) -> Any:
+    """The values of a group as one comma-separated text."""
+    if engine.db.postgres:
+        return func.string_agg(cast(value, String), ",")
+    return func.group_concat(value, ",")
 
 
 def _hours(engine: Engine) -> Any:
