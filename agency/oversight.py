@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from agency.reference import ReferenceData, reference_of, warning_limits
@@ -30,30 +30,40 @@ STAGE_NAMES = {"intake": "受理与告知", "preparation": "材料准备", "hand
                "safeguard": "保障措施"}
 
 
+_RANK = {level: n for n, level in enumerate(LEVELS)}
+
+
 def _worse(a: str, b: str) -> str:
-    return a if LEVELS.index(a) >= LEVELS.index(b) else b
+    return a if _RANK[a] >= _RANK[b] else b
 
 
 def due_level(ref: ReferenceData, created_at: datetime, due_at: datetime | None,
-              now: datetime) -> str:
+              now: datetime, memo: dict[tuple[date, date], str] | None = None) -> str:
     """The level of one task by its own limit, the one rule for inboxes, the dashboard and the
     warnings sent: red after the due date, yellow in its last stretch (the configured share of
     the working days from the task's start to its due date), never yellow on its first day.
-    Red is the inbox's "overdue" count too: the due moment has passed."""
+    Red is the inbox's "overdue" count too: the due moment has passed. `memo` keeps the
+    calendar's answers per (start, due) day for a caller leveling many tasks at one moment."""
     if due_at is None:
         return "none"
     if now > due_at:
         return "red"
     today = now.astimezone(SERVICE_TZ).date()
     start = created_at.astimezone(SERVICE_TZ).date()
-    due = due_at.astimezone(SERVICE_TZ).date()
     if today <= start:  # a brand-new task is not 临期 the day it appears
         return "none"
+    due = due_at.astimezone(SERVICE_TZ).date()
+    if memo is not None and (start, due) in memo:
+        return memo[(start, due)]
     days = ref.calendar.working_days_between(start, due)
     if days <= 0:
-        return "yellow" if today >= due else "none"
-    _, yellow, _ = warning_limits(ref.calendar, ref.settings, start, days)
-    return "yellow" if today >= min(yellow, due) else "none"
+        level = "yellow" if today >= due else "none"
+    else:
+        _, yellow, _ = warning_limits(ref.calendar, ref.settings, start, days)
+        level = "yellow" if today >= min(yellow, due) else "none"
+    if memo is not None:
+        memo[(start, due)] = level
+    return level
 
 
 class _OpenTask(Protocol):
@@ -85,11 +95,12 @@ def levels_in(s: Session, ref: ReferenceData, tasks: Iterable[_OpenTask], now: d
     tasks = list(tasks)
     raised = _raised_warnings(s, {t.case_id for t in tasks})
     levels: dict[str, str] = {}
+    memo: dict[tuple[date, date], str] = {}
     for task in tasks:
         if task.state != "ready":
             levels[task.id] = "none"
             continue
-        level = due_level(ref, task.created_at, task.due_at, now)
+        level = due_level(ref, task.created_at, task.due_at, now, memo)
         level = _worse(level, WARNING_TASKS.get(task.spec_name, "none"))
         if task.item_code:
             level = _worse(level, raised.get((task.case_id, task.item_code), "none"))
@@ -107,8 +118,10 @@ def _raised_warnings(s: Session, case_ids: set[int]) -> dict[tuple[int, str], st
     if not case_ids:
         return {}
     found: dict[tuple[int, str], str] = {}
+    # Many cases (the dashboard's): every raised warning, not an IN list of thousands.
+    of_cases = (HumanTask.case_id.in_(case_ids),) if len(case_ids) <= 500 else ()
     rows = s.execute(select(HumanTask.case_id, HumanTask.item_code, HumanTask.spec_name)
-                     .where(HumanTask.case_id.in_(case_ids),
+                     .where(*of_cases,
                             HumanTask.spec_name.in_(tuple(WARNING_TASKS)),
                             HumanTask.state != "cancelled",
                             HumanTask.item_code.is_not(None)))
@@ -172,119 +185,187 @@ class Figures:
 
 def figures(engine: Engine, department: str | None = None) -> Figures:
     """Open cases by phase and stage, overdue items by department, handling times per item,
-    cases closed this month; for one department's items when `department` is given."""
-    from engine.cases.views import task_view
+    cases closed this month; for one department's items when `department` is given.
 
+    Aggregates and narrow column reads: the open tasks of running cases (their levels
+    computed with the calendar's answers kept per start and due day), finished items grouped
+    by the database, and case data only for the cases a figure names.
+    """
     now = engine.clock()
     ref = reference_of(engine)
     today = now.astimezone(SERVICE_TZ).date()
     with engine.db.reading() as s:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
-        cases = {c.id: c for c in s.scalars(select(Case))}
-        rows = list(s.scalars(select(HumanTask).where(HumanTask.state != "cancelled")))
-    items_of = {cid: {i.get("code"): i for i in (c.data.get("items") or [])
-                      if isinstance(i, dict)} for cid, c in cases.items()}
+        ready = s.execute(
+            select(HumanTask.id, HumanTask.case_id, HumanTask.state, HumanTask.spec_name,
+                   HumanTask.item_code, HumanTask.item_name, HumanTask.title,
+                   HumanTask.department, HumanTask.phase, HumanTask.stage,
+                   HumanTask.created_at, HumanTask.due_at)
+            .join(Case, Case.id == HumanTask.case_id)
+            .where(HumanTask.state == "ready", Case.status == "running")).all()
+        levels = levels_in(s, ref, ready, now)
+        facts = _CaseFacts(s)
+        if department is not None:
+            facts.load({r.case_id for r in ready})
 
-    def item_department(row: HumanTask) -> str | None:
-        item = items_of.get(row.case_id, {}).get(row.item_code)
-        return str(item["department"]) if item and item.get("department") else row.department
+        def item_department(case_id: int, item_code: str | None, own: str | None
+                            ) -> str | None:
+            item = facts.items(case_id).get(item_code)
+            return str(item["department"]) if item and item.get("department") else own
 
-    def mine(row: HumanTask) -> bool:
-        return department is None or item_department(row) == department \
-            or row.department == department
+        def mine(row: Any) -> bool:
+            return department is None or row.department == department or \
+                item_department(row.case_id, row.item_code, row.department) == department
 
-    ready = [r for r in rows if r.state == "ready" and cases[r.case_id].status == "running"]
-    levels = warning_levels(engine, [task_view(r) for r in ready])
-
-    by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
-    open_cases: set[int] = set()
-    for row in ready:
-        if not mine(row):
-            continue
-        open_cases.add(row.case_id)
-        phase = PHASE_NAMES.get(row.phase or "", "全流程" if not row.phase else row.phase)
-        stage = STAGE_NAMES.get(row.stage or "", row.stage or "其他")
-        by_phase_stage[(phase, stage)].add(row.case_id)
-
-    # An open item's level is the worst of its ready tasks'.
-    item_level: dict[tuple[int, str], str] = {}
-    item_row: dict[tuple[int, str], HumanTask] = {}
-    for row in ready:  # a task outside any item (a follow-up action) counts on its own
-        if mine(row) and (row.item_code or row.due_at is not None):
-            key = (row.case_id, row.item_code or f"task:{row.id}")
-            item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
-            item_row.setdefault(key, row)
-    overdue: dict[str, dict[str, Any]] = {}
-    for key, level in sorted(item_level.items()):
-        if level == "none":
-            continue
-        row = item_row[key]
-        code = item_department(row) or ""
-        entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
-                                          "red": 0, "items": []})
-        entry[level] += 1
-        entry["items"].append({"case_id": key[0], "case_title": cases[key[0]].title,
-                               "item": row.item_name or row.title, "level": level})
-
-    item_times = _item_times(ref, rows, cases, mine)
-    month = (today.year, today.month)
-    closed = [{"id": c.id, "title": c.title, "status": c.status,
-               "ended": c.ended_at.astimezone(SERVICE_TZ).strftime("%Y-%m-%d")}
-              for c in sorted(cases.values(), key=lambda c: c.id)
-              if c.ended_at is not None and c.status in ("completed", "terminated")
-              and (c.ended_at.astimezone(SERVICE_TZ).year,
-                   c.ended_at.astimezone(SERVICE_TZ).month) == month
-              and (department is None or any(mine(r) for r in rows if r.case_id == c.id))]
+        by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
+        open_cases: set[int] = set()
+        # An open item's level is the worst of its ready tasks'.
+        item_level: dict[tuple[int, str], str] = {}
+        item_row: dict[tuple[int, str], Any] = {}
+        for row in ready:
+            if department is not None and not mine(row):
+                continue
+            open_cases.add(row.case_id)
+            phase = PHASE_NAMES.get(row.phase or "", "全流程" if not row.phase else row.phase)
+            stage = STAGE_NAMES.get(row.stage or "", row.stage or "其他")
+            by_phase_stage[(phase, stage)].add(row.case_id)
+            if row.item_code or row.due_at is not None:  # a task outside any item counts alone
+                key = (row.case_id, row.item_code or f"task:{row.id}")
+                item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
+                item_row.setdefault(key, row)
+        late = {key: level for key, level in item_level.items() if level != "none"}
+        facts.load({case_id for case_id, _ in late})
+        overdue: dict[str, dict[str, Any]] = {}
+        for key, level in sorted(late.items()):
+            row = item_row[key]
+            code = item_department(row.case_id, row.item_code, row.department) or ""
+            entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
+                                              "red": 0, "items": []})
+            entry[level] += 1
+            entry["items"].append({"case_id": key[0], "case_title": facts.title(key[0]),
+                                   "item": row.item_name or row.title, "level": level})
+        item_times = _item_times(s, ref, facts, department)
+        closed = _closed_this_month(s, today, facts, department, mine)
+        broken = _broken_commitments(s, facts, mine)
     return Figures(today, department, len(open_cases),
                    {k: len(v) for k, v in sorted(by_phase_stage.items())},
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
-                   item_times, closed, _broken_commitments(rows, cases, mine))
+                   item_times, closed, broken)
 
 
-def _broken_commitments(rows: list[HumanTask], cases: dict[int, Case],
-                        mine: Any) -> list[dict[str, Any]]:
+class _CaseFacts:
+    """Titles and approval items (from the case data) of the cases a figure names, read in
+    batches on demand."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.known: dict[int, tuple[str, dict[Any, dict[str, Any]]]] = {}
+
+    def load(self, case_ids: Iterable[int]) -> None:
+        wanted = sorted(set(case_ids) - self.known.keys())
+        for start in range(0, len(wanted), 500):
+            for case_id, title, items in self.s.execute(
+                    select(Case.id, Case.title, Case.data["items"])
+                    .where(Case.id.in_(wanted[start:start + 500]))):
+                self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
+                                               if isinstance(i, dict)})
+
+    def _get(self, case_id: int) -> tuple[str, dict[Any, dict[str, Any]]]:
+        if case_id not in self.known:
+            self.load((case_id,))
+        return self.known[case_id]
+
+    def title(self, case_id: int) -> str:
+        return self._get(case_id)[0]
+
+    def items(self, case_id: int) -> dict[Any, dict[str, Any]]:
+        return self._get(case_id)[1]
+
+    def item_results(self, case_id: int) -> list[Any]:
+        results = self.s.scalar(select(Case.data["item_results"]).where(Case.id == case_id))
+        return list(results or [])
+
+
+def _closed_this_month(s: Session, today: date, facts: _CaseFacts, department: str | None,
+                       mine: Any) -> list[dict[str, Any]]:
+    """Cases completed or terminated in the current (local) month."""
+    first = datetime.combine(today.replace(day=1), time(0), tzinfo=SERVICE_TZ)
+    after = datetime.combine((today.replace(day=1) + timedelta(days=32)).replace(day=1),
+                             time(0), tzinfo=SERVICE_TZ)
+    cases = s.execute(select(Case.id, Case.title, Case.status, Case.ended_at).where(
+        Case.status.in_(("completed", "terminated")), Case.ended_at >= first,
+        Case.ended_at < after).order_by(Case.id)).all()
+    if department is not None and cases:
+        facts.load(c.id for c in cases)
+        involved = {r.case_id for r in s.execute(
+            select(HumanTask.case_id, HumanTask.item_code, HumanTask.department).where(
+                HumanTask.case_id.in_([c.id for c in cases]), HumanTask.state != "cancelled"))
+            if mine(r)}
+        cases = [c for c in cases if c.id in involved]
+    return [{"id": c.id, "title": c.title, "status": c.status,
+             "ended": c.ended_at.astimezone(SERVICE_TZ).strftime("%Y-%m-%d")} for c in cases]
+
+
+def _broken_commitments(s: Session, facts: _CaseFacts, mine: Any) -> list[dict[str, Any]]:
     """Verifications that found a commitment not kept, with what the department decided."""
+    rows = list(s.scalars(select(HumanTask).where(
+        HumanTask.spec_name.in_(("verify_commitment", "commitment_decision")),
+        HumanTask.state == "completed")))
     decided = {(r.case_id, r.item_code): (r.result or {}).get("commitment_action")
-               for r in rows if r.spec_name == "commitment_decision" and r.state == "completed"}
-    results = {(cid, str(r.get("code"))): r for cid, c in cases.items()
-               for r in (c.data.get("item_results") or []) if isinstance(r, dict)}
+               for r in rows if r.spec_name == "commitment_decision"}
     found = []
     for row in sorted(rows, key=lambda r: (r.case_id, r.item_code or "")):
-        if (row.spec_name != "verify_commitment" or row.state != "completed"
+        if (row.spec_name != "verify_commitment"
                 or (row.result or {}).get("commitment_kept") is not False or not mine(row)):
             continue
-        result = results.get((row.case_id, str(row.item_code)), {})
-        found.append({"case_id": row.case_id, "case_title": cases[row.case_id].title,
+        results = {str(r.get("code")): r for r in facts.item_results(row.case_id)
+                   if isinstance(r, dict)}
+        result = results.get(str(row.item_code), {})
+        found.append({"case_id": row.case_id, "case_title": facts.title(row.case_id),
                       "item": row.item_name or row.item_code,
                       "decision": decided.get((row.case_id, row.item_code)) or "pending",
                       "result": result.get("commitment") or ""})
     return found
 
 
-def _item_times(ref: ReferenceData, rows: list[HumanTask], cases: dict[int, Case],
-                mine: Any) -> list[ItemTime]:
-    """Working days from an item's first task to its hand-over, per item code."""
-    spans: dict[tuple[int, str], list[HumanTask]] = defaultdict(list)
-    for row in rows:
-        if row.item_code:
-            spans[(row.case_id, row.item_code)].append(row)
-    per_item: dict[str, list[tuple[int, str]]] = defaultdict(list)
+def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: str | None
+                ) -> list[ItemTime]:
+    """Working days from an item's first task to its hand-over, per item code (grouped by
+    the database: one row per finished item)."""
+    ended = func.max(case((and_(HumanTask.state == "completed",
+                                HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
+                           HumanTask.completed_at)))
+    ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
+        if department is not None else literal(1)
+    # One pass over the item tasks in the order of their index, one row per finished item.
+    spans = sorted(s.execute(
+        select(HumanTask.case_id, HumanTask.item_code, func.min(HumanTask.created_at),
+               ended, func.max(HumanTask.item_name), ours)
+        .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
+        .group_by(HumanTask.item_code, HumanTask.case_id)
+        .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
+    if department is not None:
+        facts.load(r[0] for r in spans if not r[5])
+    per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
     names: dict[str, str] = {}
-    for (case_id, code), item_rows in spans.items():
-        done = [r for r in item_rows if r.spec_name in ITEM_DONE_TASKS
-                and r.state == "completed" and r.completed_at is not None]
-        if not done or not any(mine(r) for r in item_rows):
-            continue
-        start = min(r.created_at for r in item_rows).astimezone(SERVICE_TZ).date()
-        end = max(r.completed_at for r in done if r.completed_at is not None)
-        days = ref.calendar.working_days_between(start, end.astimezone(SERVICE_TZ).date())
-        per_item[code].append((days, f"#{case_id} {cases[case_id].title}"))
-        names[code] = item_rows[0].item_name or code
+    memo: dict[tuple[date, date], int] = {}
+    for case_id, code, first, end, name, own in spans:
+        if department is not None and not own:
+            item = facts.items(case_id).get(code)
+            if not (item and item.get("department") and str(item["department"]) == department):
+                continue
+        key = (first.astimezone(SERVICE_TZ).date(), end.astimezone(SERVICE_TZ).date())
+        if key not in memo:
+            memo[key] = ref.calendar.working_days_between(*key)
+        per_item[code].append((memo[key], case_id))
+        names[code] = name or code
+    slowest_of = {code: max(spans_of, key=lambda d: d[0]) for code, spans_of in per_item.items()}
+    facts.load(case_id for _, case_id in slowest_of.values())
     result = []
     for code, spans_of in sorted(per_item.items(), key=lambda kv: names[kv[0]]):
-        slowest = max(spans_of, key=lambda s: s[0])
+        days, case_id = slowest_of[code]
         result.append(ItemTime(code, names[code], len(spans_of),
                                round(sum(d for d, _ in spans_of) / len(spans_of), 1),
-                               slowest[0], slowest[1]))
+                               days, f"#{case_id} {facts.title(case_id)}"))
     return result

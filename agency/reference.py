@@ -4,10 +4,12 @@ functions diagrams may call with it."""
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,13 @@ class WorkingCalendar:
 
     def add_working_days(self, start: date, days: int) -> date:
         """The date `days` working days after `start` (start itself not counted)."""
+        counts = self._counts
+        k = (start - TABLE_FROM).days
+        if days > 0 and 0 <= k < len(counts):
+            # The first day whose count reaches the start's count plus `days` (a working day).
+            found = bisect_left(counts, counts[k] + days, lo=k)
+            if found < len(counts):
+                return TABLE_FROM + timedelta(days=found)
         current = start
         remaining = days
         while remaining > 0:
@@ -51,8 +60,27 @@ class WorkingCalendar:
         """Working days after `start` up to and including `end` (negative if end is earlier)."""
         if end < start:
             return -self.working_days_between(end, start)
+        counts = self._counts
+        a, b = (start - TABLE_FROM).days, (end - TABLE_FROM).days
+        if 0 <= a and b < len(counts):
+            return counts[b] - counts[a]
         return sum(1 for n in range(1, (end - start).days + 1)
                    if self.is_working_day(start + timedelta(days=n)))
+
+    @cached_property
+    def _counts(self) -> list[int]:
+        """Working days after TABLE_FROM up to each day of the table (built once, on first
+        use): the two questions above become a subtraction and a binary search."""
+        counts, n = [0], 0
+        for k in range(1, TABLE_DAYS):
+            n += self.is_working_day(TABLE_FROM + timedelta(days=k))
+            counts.append(n)
+        return counts
+
+
+# The days the calendar answers from its table (others are counted one by one).
+TABLE_FROM = date(2000, 1, 1)
+TABLE_DAYS = (date(2060, 1, 1) - TABLE_FROM).days
 
 
 DEFAULT_YELLOW_FRACTION = Fraction(1, 5)

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, String, and_, cast, func, or_, select
 
 from engine.cases import Engine
 from engine.errors import NotFound
 from engine.runtime.clock import SERVICE_TZ
-from engine.store.models import Case, Event, HumanTask, ProcessVersion
+from engine.store.models import Case, CaseElement, Event, HumanTask, ProcessVersion
 
 
 @dataclass(frozen=True)
@@ -170,35 +170,42 @@ def process_versions(engine: Engine) -> list[tuple[str, int, str, str, int]]:
 def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
     """Per element of a version's diagrams: cases that reached it, median hours in its tasks.
 
-    Counts come from each case's workflow (elements completed, under way or waiting);
-    durations from the task index (created to completed).
+    Counts come from the elements each case reached (rows every command keeps, migration
+    0018; cases from before it are indexed here once); durations from the task index
+    (created to completed). Both are aggregates: nothing is rebuilt per case.
     """
     with engine.db.reading() as s:
         version = s.scalar(select(ProcessVersion).where(
             ProcessVersion.process_id == process_id, ProcessVersion.number == number))
         if version is None:
             raise NotFound(f"process {process_id!r} has no version {number}")
-        case_ids = list(s.scalars(select(Case.id).where(
-            Case.process_version_id == version.id).order_by(Case.id)))
-        durations: dict[tuple[str, str], list[float]] = defaultdict(list)
-        open_tasks: dict[tuple[str, str], int] = defaultdict(int)
-        for pid, spec, state, created, completed in s.execute(
-                select(HumanTask.process_id, HumanTask.spec_name, HumanTask.state,
-                       HumanTask.created_at, HumanTask.completed_at)
-                .join(Case, Case.id == HumanTask.case_id)
-                .where(Case.process_version_id == version.id)):
-            if state == "completed" and completed is not None:
-                durations[(pid, spec)].append((completed - created).total_seconds() / 3600)
-            elif state == "ready":
-                open_tasks[(pid, spec)] += 1
-        name = version.name
-    diagrams = engine.case_diagrams(case_ids[0]) if case_ids else _version_diagrams(
-        engine, version.sources, process_id)
-    reached: dict[tuple[str, str], int] = defaultdict(int)
-    for case_id in case_ids:
-        for pid, by_state in engine.element_states(case_id).items():
-            for bpmn_id in {i for ids in by_state.values() for i in ids}:
-                reached[(pid, bpmn_id)] += 1
+        version_id, name, sources = version.id, version.name, version.sources
+        first = s.scalar(select(func.min(Case.id)).where(Case.process_version_id == version_id))
+    if first is not None:
+        engine.index_elements(version_id)
+    with engine.db.reading() as s:
+        cases = s.scalar(select(func.count()).select_from(Case).where(
+            Case.process_version_id == version_id)) or 0
+        reached = {(p, b): n for p, b, n in s.execute(
+            select(CaseElement.process_id, CaseElement.bpmn_id, func.count())
+            .where(CaseElement.process_version_id == version_id)
+            .group_by(CaseElement.process_id, CaseElement.bpmn_id))}
+        of_version = and_(Case.id == HumanTask.case_id, Case.process_version_id == version_id)
+        open_tasks = {(p, t): n for p, t, n in s.execute(
+            select(HumanTask.process_id, HumanTask.spec_name, func.count())
+            .join(Case, of_version).where(HumanTask.state == "ready")
+            .group_by(HumanTask.process_id, HumanTask.spec_name))}
+        # Each user task's durations as one list (the median needs them all), not one row
+        # per finished task.
+        durations = {(p, t): [float(h) for h in str(joined).split(",")] for p, t, joined in
+                     s.execute(select(HumanTask.process_id, HumanTask.spec_name,
+                                      _joined(engine, _hours(engine)))
+                               .join(Case, of_version)
+                               .where(HumanTask.state == "completed",
+                                      HumanTask.completed_at.is_not(None))
+                               .group_by(HumanTask.process_id, HumanTask.spec_name))}
+    diagrams = engine.case_diagrams(first) if first is not None else _version_diagrams(
+        engine, sources, process_id)
     elements: dict[str, dict[str, ElementHeat]] = defaultdict(dict)
     for key in set(reached) | set(durations) | set(open_tasks):
         hours = durations.get(key, [])
@@ -206,7 +213,21 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
             cases=reached.get(key, 0), tasks_done=len(hours), tasks_open=open_tasks.get(key, 0),
             median_hours=round(statistics.median(hours), 2) if hours else None,
             max_hours=round(max(hours), 2) if hours else None)
-    return Heatmap(process_id, number, name, len(case_ids), diagrams, dict(elements))
+    return Heatmap(process_id, number, name, cases, diagrams, dict(elements))
+
+
+def _joined(engine: Engine, value: Any) -> Any:
+    """The values of a group as one comma-separated text."""
+    if engine.db.postgres:
+        return func.string_agg(cast(value, String), ",")
+    return func.group_concat(value, ",")
+
+
+def _hours(engine: Engine) -> Any:
+    """Hours from a task's creation to its completion, computed by the database."""
+    if engine.db.postgres:
+        return func.extract("epoch", HumanTask.completed_at - HumanTask.created_at) / 3600.0
+    return (func.julianday(HumanTask.completed_at) - func.julianday(HumanTask.created_at)) * 24.0
 
 
 def _version_diagrams(engine: Engine, sources: dict[str, Any], process_id: str

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
               f"recomputed) {sealing['verify_ms']:.0f} ms")
         print(f"over the same cases: audit search {pages['audit_search']:.1f} ms (by department"
               f" {pages['audit_search_department']:.1f} ms), dashboard {pages['dashboard']:.1f} "
-              "ms (median of 3)")
+              f"ms, heatmap of the version {pages['heatmap']:.1f} ms (median of 3)")
     figures = {
         "human_tasks": tasks,
         "raw_per_s": round(raw["per_s"], 1),
@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit_search_ms_10k_cases": round(pages["audit_search"], 2),
         "audit_search_department_ms_10k_cases": round(pages["audit_search_department"], 2),
         "dashboard_ms_10k_cases": round(pages["dashboard"], 2),
+        "heatmap_ms_10k_cases": round(pages["heatmap"], 2),
         "start_ms_plain": round(starts["plain"], 2),
         "start_ms_parallel": round(starts["parallel"], 2),
         "message_per_s": round(correlated["per_s"], 1),

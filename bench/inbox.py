@@ -1,8 +1,10 @@
 """The inbox with 10,000 open cases: the queries one inbox page makes, timed on SQLite;
-then the auditors' case search and the office's dashboard over the same cases.
+then the auditors' case search, a process heatmap and the office's dashboard over the
+same cases.
 
 The task index is filled directly (cases of the real pack, each with three ready tasks
-and ten finished ones) so that only the inbox queries are measured.
+and ten finished ones, and the 40 to 120 elements each reached) so that only the pages'
+queries are measured.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from sqlalchemy import func, insert, select
 
 from agency import bootstrap, oversight, service_engine
 from agency.reference import ReferenceData
-from agency.reports import CaseQuery, search_cases
+from agency.reports import CaseQuery, process_heatmap, search_cases
 from engine.cases import Engine
 from engine.config import Config
-from engine.store.models import Case, HumanTask, ProcessVersion
+from engine.store.models import Case, CaseElement, HumanTask, ProcessVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 1, 1, 0, tzinfo=UTC)
@@ -59,9 +61,27 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
                     "phase": str(item["phase"]), "stage": "handling",
                     "assignee": "agent_x" if rng.random() < 0.1 else None,
                     "due_at": NOW + timedelta(hours=rng.randint(-240, 480)),
-                    "created_at": NOW - timedelta(hours=rng.randint(1, 2000))})
+                    "created_at": (created := NOW - timedelta(hours=rng.randint(100, 2000))),
+                    **({"completed_at": created + timedelta(hours=rng.randint(1, 99)),
+                        "completed_by": "agent_y"} if state == "completed" else {})})
         for start in range(0, len(rows), 5000):
             s.execute(insert(HumanTask), rows[start:start + 5000])
+    fill_elements(engine, version_id, ids, rng)
+
+
+def fill_elements(engine: Engine, version_id: int, ids: range, rng: random.Random) -> None:
+    """The elements each case reached (the heatmap's rows): a random share, 40 to 120, of
+    the 181 elements of case_flow and the processes it calls, as each command writes them."""
+    specs = engine._version_of(version_id).specs
+    elements = sorted({(spec.name, task.bpmn_id) for spec in (specs.process_spec,
+                                                              *specs.subprocess_specs.values())
+                       for task in spec.task_specs.values() if getattr(task, "bpmn_id", None)})
+    rows = [{"case_id": n, "process_id": pid, "bpmn_id": bpmn_id,
+             "process_version_id": version_id}
+            for n in ids for pid, bpmn_id in rng.sample(elements, rng.randint(40, 120))]
+    with engine.db.transaction() as s:
+        for start in range(0, len(rows), 10000):
+            s.execute(insert(CaseElement), rows[start:start + 10000])
 
 
 def inbox_page(engine: Engine, department: str, username: str, **filters: Any) -> None:
@@ -90,7 +110,8 @@ def measure(directory: Path, cases: int = 10_000, repeat: int = 30) -> dict[str,
     for name, page in (("audit_search", lambda: search_cases(engine, CaseQuery())),
                        ("audit_search_department", lambda: search_cases(
                            engine, CaseQuery(department="approval_bureau"))),
-                       ("dashboard", lambda: oversight.figures(engine))):
+                       ("dashboard", lambda: oversight.figures(engine)),
+                       ("heatmap", lambda: process_heatmap(engine, "case_flow", 1))):
         timings[name] = []
         for _ in range(3):
             began = time.perf_counter()

@@ -36,7 +36,9 @@ BUDGET = {
         "list": 3,  # BEGIN, dated tasks, undated tasks (a page that is not full needs no count)
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
         "claim": 6,  # BEGIN, task, case, case chain head, event, task
-        "complete": 8,  # BEGIN, task, case, completed task, open tasks, new tasks, case, event
+        # BEGIN, task, case, completed task, new tasks, elements reached (the heatmap's rows),
+        # case, event; the case's other open tasks are read only when it had any.
+        "complete": 8,
     },
     "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 8},  # no BEGIN; task re-read
 }

@@ -183,7 +183,8 @@ class Commands(Queries):
                                     self.config.max_instances)
             with recorded.record() as calls:
                 apply_event(workflow, "case_started", {"data": initial}, case.id)
-            live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={})
+            live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={},
+                            elements=set(), elements_version=row.id, open_tasks=set())
             open_rows = self._after_change(s, case, live, version, now, None)
         self._record(s, case, live, NewEvent("case_started", actor.username, now, {
             "process_id": row.process_id, "process_version_id": row.id,

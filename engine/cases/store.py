@@ -13,12 +13,13 @@ from typing import Any, overload
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from engine.actors import Actor
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
+from engine.cases.elements import sync_elements
 from engine.cases.views import (
     _T,
     MIGRATION_EVENTS,
@@ -70,6 +71,7 @@ from engine.store.db import Database
 from engine.store.files import FileStore
 from engine.store.models import (
     Case,
+    CaseElement,
     CaseSnapshot,
     Department,
     Event,
@@ -254,8 +256,12 @@ class CaseStore:
         workflow = live.workflow
         scan = scan_tasks(workflow)
         ready = {str(t.id): t for t in scan.ready_manual}
-        open_rows = {row.id: row for row in s.scalars(select(HumanTask).where(
-            HumanTask.case_id == case.id, HumanTask.state == "ready"))}
+        # The case's other open rows, read only when this process does not know there are
+        # none (a sequential step: the task just done was the case's only open one).
+        others = None if live.open_tasks is None else live.open_tasks - {done_task}
+        open_rows = {} if others is not None and not others else {
+            row.id: row for row in s.scalars(select(HumanTask).where(
+                HumanTask.case_id == case.id, HumanTask.state == "ready"))}
         still_open: list[HumanTask] = []
         for task_id, row in open_rows.items():
             if task_id not in ready and task_id != done_task:
@@ -271,7 +277,9 @@ class CaseStore:
                 if live.departments is not None and row.department:
                     live.departments.add(row.department)
                 self._announce(s, case, version, task, row, now)
+        live.open_tasks = {row.id for row in still_open}
         self._sync_timers(s, case, live)
+        sync_elements(s, case, live)
         sync_interactions(self.functions, s, case, version, workflow, now)
         case.data = case_data_after(case.data, workflow, scan, done_task)
         if scan.completed and case.status == "running":
@@ -421,7 +429,8 @@ class CaseStore:
             with clock.pinned(event.at), task_ids(live.ids):
                 self._apply(live.workflow, event.type, event.data, case.id)
         live.state_version, live.event_seq = case.state_version, case.event_seq
-        live.departments = live.timers = None  # the other process may have changed them
+        # the other process may have changed them
+        live.departments = live.timers = live.elements = live.open_tasks = None
         return live
 
     def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
@@ -468,6 +477,22 @@ class CaseStore:
             self._cache.move_to_end(case_id)
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
+
+    def index_elements(self, version_id: int) -> int:
+        """Write the element rows of a version's cases that have none (cases started before
+        migration 0018: the lazy backfill), each case in its own transaction; how many."""
+        with self.db.reading() as s:
+            missing = list(s.scalars(select(Case.id).where(
+                Case.process_version_id == version_id,
+                ~exists().where(CaseElement.case_id == Case.id)).order_by(Case.id)))
+        for case_id in missing:
+            with self._unit() as s:
+                case = self._lock_case(s, case_id)
+                live = self._live(s, case, self._version(s, case.process_version_id))
+                live.elements = None  # read what is stored: a command may have written them
+                sync_elements(s, case, live)
+                self._pending.append((case_id, live))
+        return len(missing)
 
     def _forget(self, case_id: int) -> None:
         with self._lock:

@@ -125,6 +125,11 @@ class LiveCase:
     departments: set[str] | None = None
     # The case's stored timers (task id -> due) as this process last wrote them.
     timers: dict[str, datetime] | None = None
+    # The case's stored element rows (process id, BPMN id) and their version, as last written.
+    elements: set[tuple[str, str]] | None = None
+    elements_version: int | None = None
+    # Ids of the case's open (ready) task rows after the last command this process ran.
+    open_tasks: set[str] | None = None
 
 @dataclass(frozen=True)
 class VersionSpecs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,15 +32,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        from datetime import UTC
-
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        from datetime import UTC
-
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -163,6 +159,22 @@ class CaseSnapshot(Base):
     state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class CaseElement(Base):
+    """A BPMN element a case has reached (completed, under way or waiting), kept by every
+    command in its transaction so a version's heatmap is a GROUP BY (migration 0018)."""
+
+    __tablename__ = "case_element"
+    __table_args__ = (Index("ix_case_element_version", "process_version_id", "process_id",
+                            "bpmn_id"),)
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bpmn_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The case's version (copied, so the heatmap reads this table alone).
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"))
+
+
 class HumanTask(Base):
     """The index of human tasks: what inboxes list, without deserializing any workflow."""
 
@@ -178,6 +190,8 @@ class HumanTask(Base):
               "due_at"),
         Index("ix_human_task_completed_by", "completed_by", "case_id"),
         Index("ix_human_task_item_code", "item_code", "case_id"),
+        # "Cases where a department held a task" read from the index alone (audit search).
+        Index("ix_human_task_department_case", "department", "case_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
