@@ -17,7 +17,7 @@ from engine.store.models import Case, CaseElement, HumanTask, ProcessVersion
 from tests.audit_cases import rejected_twice_then_accepted
 from tests.conftest import PACK
 from tests.service import OFFICE, Service, small_project
-from tests.test_library import ADMIN, phase_3_data, review, with_confirmation_task
+from tests.test_library import ADMIN, phase_2_data, review, with_confirmation_task
 
 
 def rebuilt(engine: Engine, case_id: int) -> set[tuple[str, str]]:
@@ -114,11 +114,11 @@ def test_cases_from_before_the_table_are_indexed_once_by_the_heatmap(make_pack_e
 
 def test_a_migrated_case_counts_on_its_new_version(make_pack_engine, sqlite_url):
     engine = make_pack_engine(sqlite_url)
-    waiting = engine.start_case("phase_3", phase_3_data(engine), SYSTEM)
+    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
     library = Library(engine)
-    library.save("phase_3.bpmn", with_confirmation_task((PACK / "phase_3.bpmn").read_bytes()),
+    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
                  ADMIN, "")
-    target = library.process("phase_3").versions[0]
+    target = library.process("phase_2").versions[0]
     library.publish(target.id, ADMIN)
     engine.migrate_case(waiting.id, target.id, ADMIN)
     review(engine, waiting.id)
@@ -127,6 +127,6 @@ def test_a_migrated_case_counts_on_its_new_version(make_pack_engine, sqlite_url)
                                  .where(CaseElement.case_id == waiting.id)))
     assert versions == {target.id}
     assert element_rows(engine, waiting.id) == rebuilt(engine, waiting.id)
-    assert ("phase_3", "confirm_drawings") in element_rows(engine, waiting.id)
-    assert table_heatmap(engine, "phase_3", 2) == rebuilt_heatmap(engine, "phase_3", 2)
-    assert table_heatmap(engine, "phase_3", 1) == {}
+    assert ("phase_2", "confirm_drawings") in element_rows(engine, waiting.id)
+    assert table_heatmap(engine, "phase_2", 2) == rebuilt_heatmap(engine, "phase_2", 2)
+    assert table_heatmap(engine, "phase_2", 1) == {}
