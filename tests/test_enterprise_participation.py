@@ -167,8 +167,8 @@ def test_the_unit_signs_and_uploads_the_commitment_letter_then_the_department_re
     assert events == [("attachment_added", f"enterprise:{case_id}"),
                       ("task_completed", f"enterprise:{case_id}")]
     service.complete("record_commitment", "eia_report_form", letter_no="CN-2026-003",
-                     letter_signed_date="2026-03-05", promised_conditions="三个月内建成污水处理设施",
-                     verify_by="2026-06-02")
+                     letter_signed_date="2026-03-05", verify_by="2026-06-02",
+                     promised_conditions="三个月内建成污水处理设施")
     assert service.ready("track_approval", "eia_report_form")
     assert service.engine.verify_case(case_id).ok
 
