@@ -223,11 +223,14 @@ def test_in_a_browser_the_enterprise_supplies_a_material_and_rates_the_service(
             service.complete("track_approval", "eia_report_book")
             service.complete("handover_results", "eia_report_book")
             page.goto(base)
-            rate = page.locator('form[data-spec="rate_service"]')
-            rate.locator("select[name=service_rating]").select_option("5")
-            rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
-            rate.locator("button[value=complete]").click()
-            page.wait_for_selector("#your-tasks")
+            # One rating per item handed over (the filing, the EIA), and the service's.
+            assert page.locator('form[data-spec="rate_item"]').count() == 2
+            for spec, score in (("rate_item", "4"), ("rate_item", "5"), ("rate_service", "5")):
+                rate = page.locator(f'form[data-spec="{spec}"]').first
+                rate.locator("select[name=service_rating]").select_option(score)
+                rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
+                rate.locator("button[value=complete]").click()
+                page.wait_for_selector("#your-tasks")
             assert page.locator("form.enterprise-task").count() == 0
             chromium.close()
     finally:
