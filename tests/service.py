@@ -73,6 +73,7 @@ def small_project(**changes: Any) -> dict[str, Any]:
 # What an agent submits at each task when a scenario does not say otherwise.
 DEFAULT_DATA: dict[str, dict[str, Any]] = {
     "rate_service": {"service_rating": 5, "rating_comment": "代办及时"},
+    "rate_item": {"service_rating": 5, "rating_comment": "本事项办得快"},
     "select_items": {"consulted_departments": ["natural_resources", "housing_construction"],
                      "item_list_note": "会商确认"},
     "review_material_list": {"materials_confirmed": True},

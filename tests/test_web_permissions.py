@@ -257,7 +257,7 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 302, "office": 302,
          "admin": 403, "auditor": 403}),
     # Policy consultations and follow-ups: the case's department agents only (webapp/records.py).
-    ("/records/cases/<int:case_id>/<any(consultations, follow_ups):kind>", "POST"): (
+    ("/records/cases/<int:case_id>/<kind>", "POST"): (
         lambda ws, t: (f"/records/cases/{t.case_id}/consultations",
                        {"question": "能否申请技改补助？", "answer": "投产后可申报"}), False,
         {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 403, "office": 403,

@@ -74,12 +74,14 @@ def _labeller(engine: Any) -> Any:
     return fields
 
 
-@bp.route("/cases/<int:case_id>/<any(consultations, follow_ups):kind>", methods=["POST"])
+@bp.route("/cases/<int:case_id>/<kind>", methods=["POST"])
 @requires(*NOTE_ROLES)
 def note(case_id: int, kind: str) -> Any:
     """An agent records a policy consultation or an after-service follow-up on a case."""
     from webapp import agent
 
+    if kind not in NOTE_FIELDS:
+        abort(404)
     values = {f.name: request.form.get(f.name, "") for f in NOTE_FIELDS[kind]}
     try:
         record_note(get_engine(), case_id, kind, values, g.user.actor)
