@@ -12,7 +12,7 @@ from datetime import date
 
 import pytest
 
-from agency import service_engine
+from agency import documents, service_engine
 from agency.enterprise import EnterpriseLinks
 from agency.records import Query, case_notes, record_note, search
 from engine import accounts
@@ -71,9 +71,15 @@ def test_the_unit_acknowledges_the_one_time_notice_on_its_page(app, service):
     [ack] = service.ready("acknowledge_notice")
     assert ack.department == "project_unit" and ack.due_at is None
     token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
+    notice = documents.generate(service.engine, case_id, "one_time_notice", "", BUREAU)
     visitor = app.test_client()
     page = visitor.get(f"/p/{token}").get_data(as_text=True)
     assert "确认收到一次性告知" in page and "一次性告知：申报材料清单" in page
+    # The notice itself is at hand in the task, as a PDF the unit can open.
+    form = re.search(r'data-spec="acknowledge_notice".*?</form>', page, re.S).group(0)
+    link = f"/p/{token}/documents/{notice.id}.pdf"
+    assert link in form and notice.title in form
+    assert visitor.get(link).data.startswith(b"%PDF")
     task_id, csrf, version = form_of(page, "acknowledge_notice")
     # Not ticked: told on the page, nothing stored.
     refused = visitor.post(f"/p/{token}/tasks/{task_id}", data={
