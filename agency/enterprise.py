@@ -93,6 +93,8 @@ class Progress:
     materials: list[dict[str, Any]] = field(default_factory=list)
     # Documents addressed to the project unit: (id, title, issued at).
     documents: list[tuple[int, str, datetime]] = field(default_factory=list)
+    # The one-time notices among them, shown with the task that asks to acknowledge one.
+    notices: list[tuple[int, str, datetime]] = field(default_factory=list)
 
 
 # The documents the service sends the project unit (the others are internal).
@@ -193,12 +195,14 @@ class EnterpriseLinks:
                                    .order_by(HumanTask.created_at, HumanTask.id)))
             departments = {code: name for code, name in s.execute(
                 select(Department.code, Department.name))}
-            documents = [(row.id, row.title, row.created_at) for row in s.execute(
-                select(Document.id, Document.title, Document.created_at).where(
+            documents = [(row.id, row.title, row.created_at, row.kind) for row in s.execute(
+                select(Document.id, Document.title, Document.created_at, Document.kind).where(
                     Document.case_id == case.id, Document.kind.in_(ADDRESSED_KINDS))
                 .order_by(Document.id))]
         view = _progress(case, tasks, departments)
-        view.documents.extend(documents)
+        view.documents.extend((id_, title, at) for id_, title, at, _kind in documents)
+        view.notices.extend((id_, title, at) for id_, title, at, kind in documents
+                            if kind == "one_time_notice")
         return view
 
     # The project unit's own tasks (its lane, 项目单位), done on its page -----------------

@@ -150,6 +150,8 @@ class ReferenceData:
     policies: list[dict[str, Any]] = field(default_factory=list)
     calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
     settings: ServiceSettings = field(default_factory=lambda: ServiceSettings())
+    # Return visits during handling, construction and production (data/return_visits.json).
+    return_visits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: Path) -> ReferenceData:
@@ -182,7 +184,39 @@ class ReferenceData:
             frozenset(date.fromisoformat(d) for d in raw_calendar.get("workdays", [])))
         settings = ServiceSettings.from_dict(_read(directory / "settings.json", {}),
                                              directory / "settings.json")
-        return cls(departments, items, materials, policies, calendar, settings)
+        return_visits = _return_visits(_read(directory / "return_visits.json", {}),
+                                       departments, items)
+        return cls(departments, items, materials, policies, calendar, settings, return_visits)
+
+
+def _return_visits(raw: Any, departments: dict[str, dict[str, Any]],
+                   items: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configured milestone visits, checked: each waits for one known item or stage."""
+    visits = raw.get("visits", []) if isinstance(raw, dict) else None
+    if not isinstance(visits, list):
+        raise ReferenceDataError("return_visits.json must hold an object with a list 'visits'")
+    checked = []
+    for visit in visits:
+        code = visit.get("code") if isinstance(visit, dict) else None
+        if not code or not visit.get("name"):
+            raise ReferenceDataError("return_visits.json: every visit needs a code and a name")
+        item, stage = visit.get("after_item", ""), visit.get("after_stage", "")
+        if bool(item) == bool(stage) or (item and item not in items) or (
+                stage and stage not in ("construction", "production")):
+            raise ReferenceDataError(f"return_visits.json: visit {code} must wait for one known "
+                                     "after_item or an after_stage (construction, production)")
+        department = visit.get("department", "")
+        if department != "responsible_unit" and department not in departments:
+            raise ReferenceDataError(f"return_visits.json: visit {code} names unknown "
+                                     f"department {department!r}")
+        days = visit.get("delay_working_days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 250:
+            raise ReferenceDataError(f"return_visits.json: visit {code}: delay_working_days "
+                                     "must be a whole number from 0 to 250")
+        checked.append({"code": code, "name": visit["name"], "after_item": item,
+                        "after_stage": stage, "delay_working_days": days,
+                        "department": department})
+    return checked
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -308,7 +342,12 @@ def script_functions(ref: ReferenceData, now: Callable[[], datetime]
         """The DRC's yearly key-project list is due by 31 March of the current year."""
         return f"{now().astimezone(SERVICE_TZ).year}-03-31"
 
+    def return_visit_plan() -> list[dict[str, Any]]:
+        """The visits during handling, construction and production (data/return_visits.json)."""
+        return [dict(visit) for visit in ref.return_visits]
+
     return {"eligible_policies": eligible_policies, "today": today, "now": now_iso,
+            "return_visit_plan": return_visit_plan,
             "next_quarter_start": next_quarter_start, "next_march_first": next_march_first,
             "key_list_due": key_list_due,
             "working_days_after": working_days_after, "warning_dates": warning_dates,

@@ -18,6 +18,7 @@ def rejected_twice_then_accepted(engine: Engine, clock: MovableClock) -> Service
     service.complete("review_material_list")
     service.complete("one_time_notice")
     service.complete("dispatch")
+    service.complete("acknowledge_notice")
     service.complete("confirm_project_code")
     for reasons in REJECTION_REASONS:
         service.complete("prepare_materials", "project_filing")

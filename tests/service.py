@@ -73,12 +73,18 @@ def small_project(**changes: Any) -> dict[str, Any]:
 # What an agent submits at each task when a scenario does not say otherwise.
 DEFAULT_DATA: dict[str, dict[str, Any]] = {
     "rate_service": {"service_rating": 5, "rating_comment": "代办及时"},
+    "rate_item": {"service_rating": 5, "rating_comment": "本事项办得快"},
     "select_items": {"consulted_departments": ["natural_resources", "housing_construction"],
                      "item_list_note": "会商确认"},
     "review_material_list": {"materials_confirmed": True},
     "one_time_notice": {"notice_method": "phone", "notice_contact": "张伟",
                         "notice_date": "2026-03-03", "notice_note": "企业已知悉全部事项和材料"},
     "dispatch": {"dispatch_no": "PQ-2026-001", "dispatch_date": "2026-03-03"},
+    "acknowledge_notice": {"notice_received": True, "acknowledged_by": "张伟"},
+    "confirm_notice_received": {"contact_method": "phone", "contact_date": "2026-03-09",
+                                "notice_confirmed": True, "follow_up_note": "企业已知悉"},
+    "sign_commitment": {"commitment_accepted": True, "signatory": "张伟",
+                        "letter_signed_date": "2026-03-05"},
     "notify_policies": {"policy_notice_method": "visit", "policy_notice_date": "2026-03-04"},
     "redeem_policy": {"redemption_status": "redeemed", "redeemed_amount_wan": 120,
                       "redeemed_date": "2026-04-20"},

@@ -57,12 +57,12 @@ def test_an_auditor_steps_back_to_a_rejection_verifies_and_sees_tampering(
     page.fill("input[name=project]", "冷链")
     page.click("text=检索")
     page.click("#results a")
-    assert page.locator("#step-value").inner_text() == "19"  # a finished case opens at its end
+    assert page.locator("#step-value").inner_text() == "20"  # a finished case opens at its end
     wait_until(page, "window.auditDiagramsReady === true")
     assert page.locator("#diagram .djs-element.state-completed").count() > 5
 
     # Back, one step at a time, to the moment the item was refused the second time.
-    for expected in range(18, second - 1, -1):
+    for expected in range(19, second - 1, -1):
         page.click("#step-prev")
         assert page.locator("#step-value").inner_text() == str(expected)
     assert page.url.endswith(f"step={second}#step")
@@ -85,7 +85,7 @@ def test_an_auditor_steps_back_to_a_rejection_verifies_and_sees_tampering(
     assert REJECTION_REASONS[0][1] in page.locator("#step-event").inner_text()
 
     page.click("#verify-button")
-    assert "核验通过：19 个事件" in page.locator("#verify-result").inner_text()
+    assert "核验通过：20 个事件" in page.locator("#verify-result").inner_text()
 
     with page.expect_download() as download:
         page.click("text=PDF")

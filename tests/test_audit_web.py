@@ -76,7 +76,7 @@ def test_the_timeline_shows_who_when_what_and_the_data_diff(audit_app):
     case_id = audit_app.config["CASE_ID"]
     page = client_as(audit_app, "auditor").get(f"/audit/cases/{case_id}").get_data(as_text=True)
     timeline = page.split('id="timeline"')[1]
-    assert timeline.count("<li id=\"event-") == 19
+    assert timeline.count("<li id=\"event-") == 20
     assert "agent_drc" in timeline and "核对、检查、接收材料并受理" in timeline
     assert "申请表未加盖公章" in timeline and "申请表法定代表人签字缺失" in timeline
     # The dispatch step shows the case data it added, as a diff.
@@ -108,7 +108,7 @@ def test_verify_passes_then_names_the_tampered_event(audit_app):
     case_id = audit_app.config["CASE_ID"]
     client = client_as(audit_app, "auditor")
     page = client.get(f"/audit/cases/{case_id}?verify=1").get_data(as_text=True)
-    assert "核验通过：19 个事件" in page
+    assert "核验通过：20 个事件" in page
     seq = rejection_seqs(engine, case_id)[1]
     _tamper(engine, "UPDATE event SET data = :d WHERE case_id = :c AND seq = :s",
             c=case_id, s=seq, d='{"task_id": "x", "data": {"decision": "accept"}}')

@@ -79,10 +79,11 @@ def test_the_link_shows_only_that_project_with_what_waits_on_the_enterprise(app,
     # The one-time notice's merged materials.
     assert "一次性告知：申报材料清单" in text and "营业执照（统一社会信用代码证）" in text
     assert "退出" not in text
-    # The one form on the page is the unit's own task: supply the missing material.
+    # The forms on the page are the unit's own tasks: supply the missing material, and rate
+    # the item already handed over (the filing).
     html = response.get_data(as_text=True)
-    assert html.count('class="card enterprise-task"') == 1 and 'data-spec="supply_material"' \
-        in html
+    assert html.count('class="card enterprise-task"') == 2 and 'data-spec="supply_material"' \
+        in html and 'data-spec="rate_item"' in html
 
 
 def same_page(one, other) -> bool:

@@ -17,7 +17,7 @@ from engine.errors import NotFound
 from tests.conftest import ROOT
 from tests.service import Service
 from tests.test_enterprise import deficiency_case
-from tests.webhelpers import csrf_of, make_app
+from tests.webhelpers import csrf_of, logged_in, make_app
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 OFFICE = Actor("office", "office", "leading_group_office")
@@ -111,40 +111,72 @@ def test_only_that_cases_own_tasks_only_through_a_live_token(app, service):
     assert service.ready("supply_material")
 
 
-def test_the_unit_rates_the_service_when_the_results_are_handed_over(app, service, clock):
+def test_the_unit_rates_each_item_when_handed_over_and_the_service_at_the_end(app, service,
+                                                                             clock):
     case_id = deficiency_case(service)
     token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
     links = EnterpriseLinks(service.engine)
-    [supply] = links.tasks(token)
+    # The filing was handed over already: the unit may rate it, beside the supply it owes.
+    tasks = {(d.task.spec_name, d.task.item_code): d for d in links.tasks(token)}
+    assert set(tasks) == {("rate_item", "project_filing"), ("supply_material", "eia_report_book")}
+    rate = tasks[("rate_item", "project_filing")]
+    assert rate.task.department == "project_unit"
+    visitor = app.test_client()
+    page = visitor.get(f"/p/{token}").get_data(as_text=True)
+    form = re.search(r'data-spec="rate_item".*?</form>', page, re.S).group(0)
+    assert "评价本事项代办服务" in page and "企业投资项目备案" in form and "5分 非常满意" in form
+    refused = visitor.post(f"/p/{token}/tasks/{rate.task.id}", data={
+        "csrf_token": csrf_of(form), "version": rate.task.version, "service_rating": "9"})
+    assert refused.status_code == 422 and ("rate_item", "project_filing") in {
+        (d.task.spec_name, d.task.item_code) for d in links.tasks(token)}
+    visitor.post(f"/p/{token}/tasks/{rate.task.id}", data={
+        "csrf_token": csrf_of(form), "version": rate.task.version, "service_rating": "4",
+        "rating_comment": "备案当天就办好了"})
+    supply = tasks[("supply_material", "eia_report_book")]
     links.complete(token, supply.task.id, {"supplied_materials": ["project_code_proof"],
                                             "supplied_date": "2026-03-03"}, None)
     service.complete("track_approval", "eia_report_book")
     service.complete("handover_results", "eia_report_book")
-    [rate] = links.tasks(token)
-    assert rate.task.spec_name == "rate_service" and rate.task.department == "project_unit"
-    visitor = app.test_client()
-    page = visitor.get(f"/p/{token}").get_data(as_text=True)
-    assert 'data-spec="rate_service"' in page and "5分 非常满意" in page
-    form = re.search(r'data-spec="rate_service".*?</form>', page, re.S).group(0)
-    visitor.post(f"/p/{token}/tasks/{rate.task.id}", data={
-        "csrf_token": csrf_of(form), "version": rate.task.version, "service_rating": "4",
-        "rating_comment": "补正材料在网上就办了，省了一趟"})
+    assert {(d.task.spec_name, d.task.item_code) for d in links.tasks(token)} == {
+        ("rate_item", "eia_report_book"), ("rate_service", None)}
+    for detail in links.tasks(token):
+        score = 5 if detail.task.item_code else 4
+        links.complete(token, detail.task.id, {"service_rating": score,
+                                               "rating_comment": "网上补正，省了一趟"}, None)
     assert links.tasks(token) == []
+    actors = {e.actor for e in service.engine.case_events(case_id) if e.type == "task_completed"
+              and e.data.get("task_spec") in ("rate_item", "rate_service")}
+    assert actors == {f"enterprise:{case_id}"}
     from agency import team
 
-    [rating] = [r for r in team.ratings(service.engine) if r.comment]
-    assert (rating.case_id, rating.score) == (case_id, 4) and "省了一趟" in rating.comment
-    # Unrated in 30 days, the rating is withdrawn with the visit's timer: nothing waits on it.
+    mine = sorted((r.item_code or "", r.score) for r in team.ratings(service.engine)
+                  if r.case_id == case_id and r.comment)
+    assert mine == [("", 4), ("eia_report_book", 5), ("project_filing", 4)]
+    # The item ratings feed the satisfaction per item and per department on the dashboard.
+    figures = team.satisfaction(service.engine)
+    assert ("project_filing", "企业投资项目备案", 1, 4.0) in figures.by_item
+    assert ("eia_report_book", "环境影响报告书审批", 1, 5.0) in figures.by_item
+    assert {row[0]: row[3] for row in figures.by_department}["drc"] == 4.0
+    office = logged_in(app, "office")
+    assert "企业投资项目备案" in office.get("/dashboard").get_data(as_text=True)
+    assert service.engine.verify_case(case_id).ok
+    # Unrated, an item's rating lapses after 5 working days and the service's after 30 days:
+    # nothing waits on them.
     other = Service(service.engine, clock)
     deficiency_case(other)
     other.complete("supply_material", "eia_report_book", by="project_unit",
                    supplied_materials=["project_code_proof"], supplied_date="2026-03-03")
     for spec in ("track_approval", "handover_results"):
         other.complete(spec, "eia_report_book")
+    assert sorted(t.spec_name for t in other.ready()) == ["rate_item", "rate_item",
+                                                         "rate_service"]
+    clock.advance(days=8)
+    service.engine.fire_due_timers()
     assert [t.spec_name for t in other.ready()] == ["rate_service"]
-    clock.advance(days=31)
+    clock.advance(days=23)
     service.engine.fire_due_timers()
     assert [t.spec_name for t in other.ready()] == ["record_visit"]
+    assert service.engine.verify_case(other.case_id).ok
 
 
 @pytest.mark.browser
@@ -191,11 +223,14 @@ def test_in_a_browser_the_enterprise_supplies_a_material_and_rates_the_service(
             service.complete("track_approval", "eia_report_book")
             service.complete("handover_results", "eia_report_book")
             page.goto(base)
-            rate = page.locator('form[data-spec="rate_service"]')
-            rate.locator("select[name=service_rating]").select_option("5")
-            rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
-            rate.locator("button[value=complete]").click()
-            page.wait_for_selector("#your-tasks")
+            # One rating per item handed over (the filing, the EIA), and the service's.
+            assert page.locator('form[data-spec="rate_item"]').count() == 2
+            for spec, score in (("rate_item", "4"), ("rate_item", "5"), ("rate_service", "5")):
+                rate = page.locator(f'form[data-spec="{spec}"]').first
+                rate.locator("select[name=service_rating]").select_option(score)
+                rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
+                rate.locator("button[value=complete]").click()
+                page.wait_for_selector("#your-tasks")
             assert page.locator("form.enterprise-task").count() == 0
             chromium.close()
     finally:

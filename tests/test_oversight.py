@@ -62,6 +62,7 @@ def intake(service: Service, project: dict) -> list[str]:
     service.complete("review_material_list")
     service.complete("one_time_notice")
     service.complete("dispatch")
+    service.complete("acknowledge_notice")
     return selected
 
 

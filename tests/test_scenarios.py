@@ -33,6 +33,8 @@ def intake(service: Service, project: dict) -> list[str]:
     service.complete("review_material_list", by="housing_construction")
     service.complete("one_time_notice", by="approval_bureau")
     service.complete("dispatch", by="approval_bureau")
+    if service.ready("acknowledge_notice"):  # pack versions that ask the unit to confirm
+        service.complete("acknowledge_notice", by="project_unit")
     return selected
 
 
@@ -82,7 +84,12 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     service.complete("handover_results", "eia_report_form", by="approval_bureau")
     for code in ("project_filing", "land_prereview_site", "land_planning_permit"):
         service.run_item(code)
-    assert [t.spec_name for t in service.ready()] == ["confirm_planning_conditions"]
+    # Each item handed over: the project unit may rate it on its page, beside the work.
+    assert {(t.spec_name, t.department, t.item_code) for t in service.ready()} == {
+        ("confirm_planning_conditions", "natural_resources", None)} | {
+        ("rate_item", "project_unit", code) for code in PHASE_1}
+    service.complete("rate_item", "eia_report_form", by="project_unit", service_rating=4,
+                     rating_comment="环评很快")
     service.run_phase("confirm_planning_conditions", PHASE_2)
     # The construction permit waits for the drawing review's pass; the joint drawing review
     # is recorded on the drawing review's materials, once they are prepared.
@@ -106,12 +113,21 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
     service.complete("handover_results", "power_connection")
     service.run_phase(None, PHASE_4[:2])
 
-    # All items handed over; the return visit waits for its timer, the project unit may rate.
+    # All items handed over; the return visit waits for its timer, the project unit may rate
+    # the service and the items it has not rated yet (those lapse after 5 working days).
+    assert {t.spec_name for t in service.ready()} == {"rate_service", "rate_item"}
+    clock.advance(days=9)
+    service.engine.fire_due_timers()
+    # Meanwhile the visit planned 5 working days after the construction permit came up.
+    assert {(t.spec_name, t.department) for t in service.ready()} == {
+        ("rate_service", "project_unit"), ("record_milestone_visit", "approval_bureau")}
+    service.complete("record_milestone_visit", by="approval_bureau", visit_date="2026-11-02",
+                     visit_method="phone", project_stage="not_started", satisfaction="satisfied")
     assert [t.spec_name for t in service.ready()] == ["rate_service"]
     results = {r["code"]: r for r in service.case().data["item_results"]}
     assert set(results) == set(selected)
     assert {r["outcome"] for r in results.values()} == {"approved"}
-    clock.advance(days=29)
+    clock.advance(days=20)
     assert service.engine.fire_due_timers() == 0
     clock.advance(days=2)
     assert service.engine.fire_due_timers() == 1
@@ -242,7 +258,9 @@ def test_enterprise_asks_to_stop_in_phase_two(service):
     # The planning permit needed the design scheme review: it ends without being handled.
     assert not service.ready("prepare_materials", "construction_planning_permit")
     # Phases 3 and 4 never start; the Bureau records the termination and the case ends.
-    assert [t.spec_name for t in service.ready()] == ["termination_record"]
+    # (Beside it the project unit may still rate the phase-1 items handed over to it.)
+    assert [t.spec_name for t in service.ready() if t.department != "project_unit"] == [
+        "termination_record"]
     service.complete("termination_record", by="approval_bureau")
     case = service.case()
     assert (case.status, case.end_reason) == ("terminated", "unit_request")

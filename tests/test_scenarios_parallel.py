@@ -112,6 +112,8 @@ def _approve_by_commitment(service: Service) -> None:
     service.complete("prepare_materials", "eia_report_form")
     service.complete("check_materials", "eia_report_form", by="ecology_env",
                      decision="commitment")
+    # The enterprise signs the letter on its page; the department then records it.
+    service.complete("sign_commitment", "eia_report_form", by="project_unit")
     service.complete("record_commitment", "eia_report_form", by="ecology_env",
                      letter_no="CN-2026-003", letter_signed_date="2026-03-02",
                      promised_conditions="三个月内完成污水处理设施建设并投入运行",

@@ -256,6 +256,12 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: (f"/cases/{t.case_id}/comments", {"text": "请尽快补充材料"}), False,
         {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 302, "office": 302,
          "admin": 403, "auditor": 403}),
+    # Policy consultations and follow-ups: the case's department agents only (webapp/records.py).
+    ("/records/cases/<int:case_id>/<kind>", "POST"): (
+        lambda ws, t: (f"/records/cases/{t.case_id}/consultations",
+                       {"question": "能否申请技改补助？", "answer": "投产后可申报"}), False,
+        {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 403, "office": 403,
+         "admin": 403, "auditor": 403}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

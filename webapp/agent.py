@@ -19,6 +19,8 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from agency import records
+from agency.enterprise import PROJECT_UNIT
 from agency.reference import ReferenceData
 from engine.cases import CaseView, TaskDetail, TaskView
 from engine.cases.views import COMMENT_ROLES
@@ -319,7 +321,13 @@ def case(case_id: int) -> Any:
                            instances=engine.case_instances(case_id),
                            comments=engine.list_comments(case_id),
                            may_comment=g.user.role in COMMENT_ROLES,
-                           department_name=department_name)
+                           department_name=department_name,
+                           unit_tasks=[t for t in tasks if t.department == PROJECT_UNIT],
+                           notes=records.case_notes(engine, case_id),
+                           note_kinds={k: records.KINDS[k] for k in records.NOTE_FIELDS},
+                           note_fields=records.NOTE_FIELDS,
+                           may_note=g.user.role in records.NOTE_ROLES,
+                           note_form=g.get("note_form"))
 
 
 @bp.route("/cases/<int:case_id>/comments", methods=["POST"])

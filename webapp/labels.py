@@ -107,6 +107,8 @@ def person(username: Any) -> str:
         return ""
     if username == "system":
         return str(_l("the system"))
+    if str(username).startswith("enterprise:"):  # the project unit, acting on its own page
+        return str(_l("the project unit"))
     return _names("person").get(str(username), str(username))
 
 

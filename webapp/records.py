@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, abort, g, render_template, request
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from agency.records import KINDS, Query, search
-from engine.errors import N_
+from agency.records import KINDS, NOTE_FIELDS, NOTE_ROLES, Query, record_note, search
+from engine.errors import N_, InvalidData
 from webapp import get_engine
 from webapp.auth import requires
+from webapp.i18n import engine_message
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 # The form that describes a kind's context (the meeting's convening data).
@@ -63,12 +64,35 @@ def _labeller(engine: Any) -> Any:
                ) -> list[tuple[str, str]]:
         key = (process_id, form or "")
         if key not in cache:
-            cache[key] = (engine.process_form(process_id, form) if form else None) or {}
+            cache[key] = (engine.process_form(process_id, form) if form else None) or {
+                "properties": {f.name: {"title": _(f.title)} for fields in NOTE_FIELDS.values()
+                               for f in fields}}
         props = cache[key].get("properties", {})
         return [(props.get(name, {}).get("title", name), _text(props.get(name, {}), value, names))
                 for name, value in data.items() if value not in (None, "", [])]
 
     return fields
+
+
+@bp.route("/cases/<int:case_id>/<kind>", methods=["POST"])
+@requires(*NOTE_ROLES)
+def note(case_id: int, kind: str) -> Any:
+    """An agent records a policy consultation or an after-service follow-up on a case."""
+    from webapp import agent
+
+    if kind not in NOTE_FIELDS:
+        abort(404)
+    values = {f.name: request.form.get(f.name, "") for f in NOTE_FIELDS[kind]}
+    try:
+        record_note(get_engine(), case_id, kind, values, g.user.actor)
+    except InvalidData as exc:
+        titles = {f.name: _(f.title) for f in NOTE_FIELDS[kind]}
+        g.note_form = {"kind": kind, "entered": values, "message": engine_message(exc.message),
+                       "errors": {e.field: f"{titles.get(e.field, e.field)}："
+                                  f"{engine_message(e.message)}" for e in exc.errors}}
+        return agent.case(case_id), 422
+    flash(_("已记录：%(title)s", title=_(KINDS[kind].title)))
+    return redirect(url_for("agent.case", case_id=case_id) + "#notes")
 
 
 def _text(prop: dict[str, Any], value: Any, departments: dict[str, str]) -> str:
