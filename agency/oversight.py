@@ -230,7 +230,7 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
             stage = STAGE_NAMES.get(row.stage or "", row.stage or "其他")
             by_phase_stage[(phase, stage)].add(row.case_id)
             if row.department == "project_unit":
-                continue  # the enterprise's own tasks (rate an item...) lapse; no item waits on them
+                continue  # the enterprise's own tasks (a rating) lapse; no item waits on them
             if row.item_code or row.due_at is not None:  # a task outside any item counts alone
                 key = (row.case_id, row.item_code or f"task:{row.id}")
                 item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
