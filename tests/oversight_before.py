@@ -212,6 +212,8 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     item_level: dict[tuple[int, str], str] = {}
     item_row: dict[tuple[int, str], HumanTask] = {}
     for row in ready:  # a task outside any item (a follow-up action) counts on its own
+        if row.department == "project_unit":
+            continue  # the one rule changed since: the enterprise's own tasks lapse
         if mine(row) and (row.item_code or row.due_at is not None):
             key = (row.case_id, row.item_code or f"task:{row.id}")
             item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
