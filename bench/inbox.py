@@ -67,6 +67,7 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
         for start in range(0, len(rows), 5000):
             s.execute(insert(HumanTask), rows[start:start + 5000])
     fill_elements(engine, version_id, ids, rng)
+    bootstrap.store_warn_moments(engine)  # as `zerorun setup` does for rows written before
 
 
 def fill_elements(engine: Engine, version_id: int, ids: range, rng: random.Random) -> None:
