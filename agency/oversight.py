@@ -18,6 +18,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -473,6 +474,15 @@ def _broken_commitments(s: Session, facts: _CaseFacts, mine: Any) -> list[dict[s
     return found
 
 
+def _local_day(s: Session, moment: Any) -> Any:
+    """The service's local day (UTC+8, no daylight saving) of a stored moment, as the
+    database's YYYY-MM-DD text: no datetime is built in Python per row."""
+    if s.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", moment) + text("interval '8 hours'"),
+                            "YYYY-MM-DD")
+    return func.date(moment, "+8 hours")
+
+
 def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: str | None
                 ) -> list[ItemTime]:
     """Working days from an item's first task to its hand-over, per item code (grouped by
@@ -484,8 +494,9 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
         if department is not None else literal(1)
     # One pass over the item tasks in the order of their index, one row per finished item.
     spans = sorted(s.execute(
-        select(HumanTask.case_id, HumanTask.item_code, func.min(HumanTask.created_at),
-               ended, func.max(HumanTask.item_name), ours)
+        select(HumanTask.case_id, HumanTask.item_code,
+               _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
+               func.max(HumanTask.item_name), ours)
         .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
         .group_by(HumanTask.item_code, HumanTask.case_id)
         .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
@@ -493,15 +504,16 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
         facts.load(r[0] for r in spans if not r[5])
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
     names: dict[str, str] = {}
-    memo: dict[tuple[date, date], int] = {}
+    memo: dict[tuple[str, str], int] = {}
     for case_id, code, first, end, name, own in spans:
         if department is not None and not own:
             item = facts.items(case_id).get(code)
             if not (item and item.get("department") and str(item["department"]) == department):
                 continue
-        key = (first.astimezone(SERVICE_TZ).date(), end.astimezone(SERVICE_TZ).date())
+        key = (str(first), str(end))
         if key not in memo:
-            memo[key] = ref.calendar.working_days_between(*key)
+            memo[key] = ref.calendar.working_days_between(date.fromisoformat(key[0]),
+                                                          date.fromisoformat(key[1]))
         per_item[code].append((memo[key], case_id))
         names[code] = name or code
     slowest_of = {code: max(spans_of, key=lambda d: d[0]) for code, spans_of in per_item.items()}
