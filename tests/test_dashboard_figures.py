@@ -78,8 +78,8 @@ def fill(engine, cases: int, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_the_figures_equal_the_former_computation(tmp_path, seed):
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+def test_the_figures_equal_the_former_computation(tmp_path, seed, db_url):
+    url = db_url
     config = Config.from_env(database_url=url, instance_dir=tmp_path,
                              processes_dir=ROOT / "processes", data_dir=ROOT / "data")
     engine = service_engine(config, clock_source=lambda: NOW)
@@ -101,14 +101,14 @@ def test_the_figures_equal_the_former_computation(tmp_path, seed):
     engine.db.dispose()
 
 
-def test_the_figures_follow_a_calendar_change(tmp_path):
+def test_the_figures_follow_a_calendar_change(tmp_path, db_url):
     """The office declares holidays: the open tasks' stored warn moments are recomputed with
     the change, and the figures still equal the former computation (which reads the calendar
     in force) for the whole service and each department."""
     from agency import calendar
     from tests.service import OFFICE
 
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    url = db_url
     config = Config.from_env(database_url=url, instance_dir=tmp_path,
                              processes_dir=ROOT / "processes", data_dir=ROOT / "data")
     engine = service_engine(config, clock_source=lambda: NOW)
