@@ -214,6 +214,12 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     now = engine.clock()
     ref = reference_of(engine)
     today = now.astimezone(SERVICE_TZ).date()
+    if not engine.extensions.get("warn_moments_checked"):
+        # Once per process: open tasks indexed before the moments were kept (a database
+        # migrated or restored without `zerorun setup`) get theirs, as the heatmap's rows.
+        with engine.db.transaction() as s:
+            store_warn_moments(s, ref.calendar, ref.settings, missing_only=True)
+        engine.extensions["warn_moments_checked"] = True
     with engine.db.reading() as s:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         facts = _CaseFacts(s)
@@ -306,10 +312,11 @@ def _open_figures(s: Session, now: datetime) -> tuple[
              .subquery())
     first = aliased(HumanTask)
     late = {}
-    for row in s.execute(select(items.c.case_id, items.c.key, items.c.own, items.c.spec,
-                                items.c.raised, first.department, first.item_code,
-                                first.item_name, first.title)
-                         .join(first, first.id == items.c.first)):
+    # Core rows (no ORM row processing): one per late item.
+    for row in s.connection().execute(select(
+            items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
+            first.department, first.item_code, first.item_name, first.title)
+            .join(first, first.id == items.c.first)):
         late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
     return open_cases, by_phase_stage, late
 
@@ -368,13 +375,15 @@ def set_warn_moment(ref: ReferenceData, row: HumanTask) -> None:
     row.warn_at = warn_moment(ref.calendar, ref.settings, row.created_at, row.due_at)
 
 
-def store_warn_moments(s: Session, calendar: WorkingCalendar, settings: ServiceSettings) -> int:
+def store_warn_moments(s: Session, calendar: WorkingCalendar, settings: ServiceSettings, *,
+                       missing_only: bool = False) -> int:
     """Recompute the warn moment of every open task with a limit by `calendar` (after the
     calendar changed, in the same transaction; at setup for tasks indexed before the moments
-    were kept); return how many changed."""
+    were kept), or only of those without one; return how many changed."""
     rows = s.execute(select(HumanTask.id, HumanTask.created_at, HumanTask.due_at,
                             HumanTask.warn_at)
-                     .where(HumanTask.state == "ready", HumanTask.due_at.is_not(None))).all()
+                     .where(HumanTask.state == "ready", HumanTask.due_at.is_not(None),
+                            *((HumanTask.warn_at.is_(None),) if missing_only else ()))).all()
     memo: dict[tuple[date, date], datetime | None] = {}
     changed = []
     for task_id, created_at, due_at, stored in rows:
@@ -404,7 +413,7 @@ class _CaseFacts:
     def load(self, case_ids: Iterable[int]) -> None:
         wanted = sorted(set(case_ids) - self.known.keys())
         for start in range(0, len(wanted), 500):
-            for case_id, title, items in self.s.execute(
+            for case_id, title, items in self.s.connection().execute(
                     select(Case.id, Case.title, Case.data["items"])
                     .where(Case.id.in_(wanted[start:start + 500]))):
                 self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
@@ -493,7 +502,7 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
     ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
         if department is not None else literal(1)
     # One pass over the item tasks in the order of their index, one row per finished item.
-    spans = sorted(s.execute(
+    spans = sorted(s.connection().execute(
         select(HumanTask.case_id, HumanTask.item_code,
                _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
                func.max(HumanTask.item_name), ours)

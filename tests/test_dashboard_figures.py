@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from agency import bootstrap, oversight, service_engine
 from agency.reference import ReferenceData
@@ -25,7 +25,7 @@ SPECS = ["prepare_materials", "check_materials", "track_approval", "handover_res
          "verify_commitment", "commitment_decision", "record_visit"]
 
 
-def fill(engine, cases: int, seed: int) -> None:
+def fill(engine, cases: int, seed: int, moments: bool = True) -> None:
     """Cases of every status with tasks of every state, items, warnings, commitments."""
     rng = random.Random(seed)
     items = list(ReferenceData.load(ROOT / "data").items.values())
@@ -74,7 +74,8 @@ def fill(engine, cases: int, seed: int) -> None:
         s.execute(insert(HumanTask), task_rows)
     # Rows written directly have no warn moments yet: as for tasks indexed before the
     # moments were kept, `zerorun setup` computes them.
-    assert bootstrap.store_warn_moments(engine) > 0
+    if moments:
+        assert bootstrap.store_warn_moments(engine) > 0
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -98,6 +99,27 @@ def test_the_figures_equal_the_former_computation(tmp_path, seed, db_url):
         seen["closed"] += len(new.closed_this_month)
         seen["broken"] += len(new.broken_commitments)
     assert all(seen.values()), seen  # every figure was exercised
+    engine.db.dispose()
+
+
+def test_tasks_without_moments_get_them_on_the_first_dashboard(tmp_path):
+    """A database migrated (or restored) without `zerorun setup`: its open tasks have no warn
+    moments; the first dashboard of a process stores them, and shows the same figures."""
+    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    config = Config.from_env(database_url=url, instance_dir=tmp_path,
+                             processes_dir=ROOT / "processes", data_dir=ROOT / "data")
+    engine = service_engine(config, clock_source=lambda: NOW)
+    bootstrap.setup(engine, demo=False, calendar=False)
+    fill(engine, 40, 4, moments=False)
+    missing = (HumanTask.state == "ready", HumanTask.due_at.is_not(None),
+               HumanTask.warn_at.is_(None))
+    with engine.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) > 20
+    figures = oversight.figures(engine)
+    assert asdict(figures) == asdict(oversight_before.figures(engine))
+    assert figures.overdue_yellow > 0
+    with engine.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) == 0
     engine.db.dispose()
 
 
