@@ -113,9 +113,16 @@ class Database:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for queries only."""
+        """A session for queries only.
+
+        On PostgreSQL a read that went well ends with COMMIT, not ROLLBACK: psycopg drops
+        every prepared statement of the connection on a rollback (and sends DEALLOCATE ALL
+        with the next statement), so each read would cost a round trip and the prepared
+        statements of the commands that follow on that connection."""
         with self.read_sessions() as session:
             yield session
+            if self.postgres and session.in_transaction():
+                session.commit()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
