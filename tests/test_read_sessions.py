@@ -32,3 +32,23 @@ def test_reads_keep_the_prepared_statements():
                 assert s.execute(select(Department.code)).all() == []
         finally:
             db.dispose()
+
+
+@pytest.mark.postgres
+def test_objects_changed_in_a_read_are_not_written():
+    from tests.conftest import _postgres_database
+
+    for url in _postgres_database():
+        db = Database(url)
+        try:
+            with db.transaction() as s:
+                s.execute(text("CREATE TABLE department (code varchar(64) PRIMARY KEY, "
+                               "name varchar(200), name_en varchar(200), leader varchar(100),"
+                               " agent varchar(100), position integer)"))
+                s.execute(text("INSERT INTO department VALUES ('a', 'A', '', '', '', 0)"))
+            with db.reading() as s:
+                s.get(Department, "a").name = "changed for display"
+            with db.reading() as s:
+                assert s.get(Department, "a").name == "A"
+        finally:
+            db.dispose()

@@ -121,7 +121,10 @@ class Database:
         statements of the commands that follow on that connection."""
         with self.read_sessions() as session:
             yield session
-            if self.postgres and session.in_transaction():
+            # Objects changed in a reading session (e.g. for display) are never written:
+            # such a session still ends with a rollback.
+            if self.postgres and session.in_transaction() and not (
+                    session.new or session.dirty or session.deleted):
                 session.commit()
 
     def dispose(self) -> None:
