@@ -224,7 +224,7 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         facts = _CaseFacts(s)
         if department is None:
-            open_cases, by_phase_stage, late = _open_figures(s, now)
+            open_cases, by_phase_stage, late = _open_figures(s, now, facts)
         else:
             open_cases, by_phase_stage, late = _open_figures_of(s, now, facts, department)
         facts.load({case_id for case_id, _ in late})
@@ -277,7 +277,7 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
     return own, spec, (open_tasks, func.coalesce(raised.c.rank, 0))
 
 
-def _open_figures(s: Session, now: datetime) -> tuple[
+def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
         int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
     """The whole service's open cases, cases per phase and stage, and late items (the level
     and first task of each), counted by the database."""
@@ -315,9 +315,12 @@ def _open_figures(s: Session, now: datetime) -> tuple[
     # Core rows (no ORM row processing): one per late item.
     for row in s.connection().execute(select(
             items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
-            first.department, first.item_code, first.item_name, first.title)
-            .join(first, first.id == items.c.first)):
+            first.department, first.item_code, first.item_name, first.title,
+            Case.title.label("case_title"), Case.data["items"].label("case_items"))
+            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)):
         late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
+        if row.case_id not in facts.known:  # the late items' cases, read with them
+            facts.keep(row.case_id, row.case_title, row.case_items)
     return open_cases, by_phase_stage, late
 
 
@@ -416,8 +419,11 @@ class _CaseFacts:
             for case_id, title, items in self.s.connection().execute(
                     select(Case.id, Case.title, Case.data["items"])
                     .where(Case.id.in_(wanted[start:start + 500]))):
-                self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
-                                               if isinstance(i, dict)})
+                self.keep(case_id, title, items)
+
+    def keep(self, case_id: int, title: str, items: Any) -> None:
+        self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
+                                       if isinstance(i, dict)})
 
     def _get(self, case_id: int) -> tuple[str, dict[Any, dict[str, Any]]]:
         if case_id not in self.known:
