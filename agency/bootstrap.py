@@ -108,7 +108,19 @@ def setup(engine: Engine, *, demo: bool = True, calendar: bool = True) -> SetupR
         report.logins = [DemoLogin(u, r, d, n) for u, r, d, n in demo_accounts(engine)]
     if calendar:
         report.calendar_case = start_service_calendar(engine)
+    store_warn_moments(engine)
     return report
+
+
+def store_warn_moments(engine: Engine) -> int:
+    """Put every open task's warn moment in line with the calendar in force (tasks indexed
+    before the moments were kept, a published calendar changed since); return how many."""
+    from agency import calendar, oversight
+    from agency.reference import reference_of
+
+    in_force = calendar.refresh(engine)
+    with engine.db.transaction() as s:
+        return oversight.store_warn_moments(s, in_force, reference_of(engine).settings)
 
 
 def start_service_calendar(engine: Engine) -> int | None:

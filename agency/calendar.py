@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from agency import oversight
 from agency.models import CalendarDay
 from agency.reference import WorkingCalendar, reference_of
 from engine.actors import Actor
@@ -141,4 +142,8 @@ def declare(engine: Engine, day: date, kind: str, note: str, actor: Actor) -> Wo
         row.kind, row.note, row.changed_by, row.changed_at = kind, note, actor.username, now
         audit.append_ops(s, audit.NewEvent("calendar_changed", actor.username, now, {
             "day": day.isoformat(), "before": before, "after": kind, "note": note}))
+        s.flush()
+        # The open tasks' warn moments by the changed calendar, with the change.
+        changed = combine(published, list(s.scalars(select(CalendarDay))))
+        oversight.store_warn_moments(s, changed, reference_of(engine).settings)
     return refresh(engine)

@@ -5,13 +5,31 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import and_, case, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
-from agency.reference import ReferenceData, reference_of, warning_limits
+from agency.reference import (
+    ReferenceData,
+    ServiceSettings,
+    WorkingCalendar,
+    reference_of,
+    warning_limits,
+)
 from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import Case, Department, HumanTask
 
@@ -187,73 +205,212 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     """Open cases by phase and stage, overdue items by department, handling times per item,
     cases closed this month; for one department's items when `department` is given.
 
-    Aggregates and narrow column reads: the open tasks of running cases (their levels
-    computed with the calendar's answers kept per start and due day), finished items grouped
-    by the database, and case data only for the cases a figure names.
+    Levels are SQL: each open task's stored moments (`due_at`, `warn_at`) compared with now,
+    and the warnings raised for its item, grouped per item by the database. The whole
+    service's figures are GROUP BY counts; a department's read the open tasks' narrow
+    columns (whether an item is the department's is in the case data). Case data is read
+    only for the cases a figure names.
     """
     now = engine.clock()
     ref = reference_of(engine)
     today = now.astimezone(SERVICE_TZ).date()
+    if not engine.extensions.get("warn_moments_checked"):
+        # Once per process: open tasks indexed before the moments were kept (a database
+        # migrated or restored without `zerorun setup`) get theirs, as the heatmap's rows.
+        with engine.db.transaction() as s:
+            store_warn_moments(s, ref.calendar, ref.settings, missing_only=True)
+        engine.extensions["warn_moments_checked"] = True
     with engine.db.reading() as s:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
-        ready = s.execute(
-            select(HumanTask.id, HumanTask.case_id, HumanTask.state, HumanTask.spec_name,
-                   HumanTask.item_code, HumanTask.item_name, HumanTask.title,
-                   HumanTask.department, HumanTask.phase, HumanTask.stage,
-                   HumanTask.created_at, HumanTask.due_at)
-            .join(Case, Case.id == HumanTask.case_id)
-            .where(HumanTask.state == "ready", Case.status == "running")).all()
-        levels = levels_in(s, ref, ready, now)
         facts = _CaseFacts(s)
-        if department is not None:
-            facts.load({r.case_id for r in ready})
-
-        def item_department(case_id: int, item_code: str | None, own: str | None
-                            ) -> str | None:
-            item = facts.items(case_id).get(item_code)
-            return str(item["department"]) if item and item.get("department") else own
-
-        def mine(row: Any) -> bool:
-            return department is None or row.department == department or \
-                item_department(row.case_id, row.item_code, row.department) == department
-
-        by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
-        open_cases: set[int] = set()
-        # An open item's level is the worst of its ready tasks'.
-        item_level: dict[tuple[int, str], str] = {}
-        item_row: dict[tuple[int, str], Any] = {}
-        for row in ready:
-            if department is not None and not mine(row):
-                continue
-            open_cases.add(row.case_id)
-            phase = PHASE_NAMES.get(row.phase or "", "全流程" if not row.phase else row.phase)
-            stage = STAGE_NAMES.get(row.stage or "", row.stage or "其他")
-            by_phase_stage[(phase, stage)].add(row.case_id)
-            if row.department == "project_unit":
-                continue  # the enterprise's own tasks (a rating) lapse; no item waits on them
-            if row.item_code or row.due_at is not None:  # a task outside any item counts alone
-                key = (row.case_id, row.item_code or f"task:{row.id}")
-                item_level[key] = _worse(item_level.get(key, "none"), levels[row.id])
-                item_row.setdefault(key, row)
-        late = {key: level for key, level in item_level.items() if level != "none"}
+        if department is None:
+            open_cases, by_phase_stage, late = _open_figures(s, now, facts)
+        else:
+            open_cases, by_phase_stage, late = _open_figures_of(s, now, facts, department)
         facts.load({case_id for case_id, _ in late})
         overdue: dict[str, dict[str, Any]] = {}
-        for key, level in sorted(late.items()):
-            row = item_row[key]
-            code = item_department(row.case_id, row.item_code, row.department) or ""
+        for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
+            code = facts.item_department(row.case_id, row.item_code, row.department) or ""
             entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
                                               "red": 0, "items": []})
             entry[level] += 1
             entry["items"].append({"case_id": key[0], "case_title": facts.title(key[0]),
                                    "item": row.item_name or row.title, "level": level})
+
+        def mine(row: Any) -> bool:
+            return department is None or row.department == department or \
+                facts.item_department(row.case_id, row.item_code, row.department) == department
+
         item_times = _item_times(s, ref, facts, department)
         closed = _closed_this_month(s, today, facts, department, mine)
         broken = _broken_commitments(s, facts, mine)
-    return Figures(today, department, len(open_cases),
-                   {k: len(v) for k, v in sorted(by_phase_stage.items())},
+    return Figures(today, department, open_cases, by_phase_stage,
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
                    item_times, closed, broken)
+
+
+def _phase_stage(phase: str | None, stage: str | None) -> tuple[str, str]:
+    return (PHASE_NAMES.get(phase or "", "全流程" if not phase else phase),
+            STAGE_NAMES.get(stage or "", stage or "其他"))
+
+
+def _ranks(now: datetime) -> tuple[Any, Any, Any]:
+    """SQL ranks (0 none, 1 yellow, 2 red) of an open task: by its own limit, by being a
+    warning task, by the warnings raised for its item; and the open tasks they apply to."""
+    own = case((HumanTask.due_at < now, 2), (HumanTask.warn_at <= now, 1), else_=0)
+    spec = case(*((HumanTask.spec_name == name, _RANK[level])
+                  for name, level in WARNING_TASKS.items()), else_=0)
+    warning = aliased(HumanTask)
+    raised = (select(warning.case_id, warning.item_code,
+                     func.max(case(*((warning.spec_name == name, _RANK[level])
+                                     for name, level in WARNING_TASKS.items()), else_=0))
+                     .label("rank"))
+              .where(warning.spec_name.in_(tuple(WARNING_TASKS)), warning.state != "cancelled",
+                     warning.item_code.is_not(None))
+              .group_by(warning.case_id, warning.item_code).subquery())
+    open_tasks = (select().select_from(HumanTask)
+                  .join(Case, Case.id == HumanTask.case_id)
+                  .outerjoin(raised, and_(raised.c.case_id == HumanTask.case_id,
+                                          raised.c.item_code == HumanTask.item_code))
+                  .where(HumanTask.state == "ready", Case.status == "running"))
+    return own, spec, (open_tasks, func.coalesce(raised.c.rank, 0))
+
+
+# The project unit's own tasks (acknowledge, sign, rate) lapse on their own timers: no item
+# waits on them, so they never make an item late.
+PROJECT_UNIT = "project_unit"
+
+
+def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
+        int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
+    """The whole service's open cases, cases per phase and stage, and late items (the level
+    and first task of each), counted by the database."""
+    ready = (select().select_from(HumanTask).join(Case, Case.id == HumanTask.case_id)
+             .where(HumanTask.state == "ready", Case.status == "running"))
+    open_cases = s.scalar(ready.add_columns(func.count(distinct(HumanTask.case_id)))) or 0
+    groups = s.execute(ready.add_columns(HumanTask.phase, HumanTask.stage,
+                                         func.count(distinct(HumanTask.case_id)))
+                       .group_by(HumanTask.phase, HumanTask.stage)).all()
+    raw: dict[tuple[str, str], list[tuple[str | None, str | None, int]]] = defaultdict(list)
+    for phase, stage, count in groups:
+        raw[_phase_stage(phase, stage)].append((phase, stage, count))
+    by_phase_stage = {}
+    for label, parts in sorted(raw.items()):
+        if len(parts) == 1:
+            by_phase_stage[label] = parts[0][2]
+        else:  # raw values showing under one label: count their cases once
+            by_phase_stage[label] = s.scalar(ready.add_columns(
+                func.count(distinct(HumanTask.case_id))).where(or_(*(
+                    and_(HumanTask.phase.is_(phase) if phase is None else HumanTask.phase == phase,
+                         HumanTask.stage.is_(stage) if stage is None else HumanTask.stage == stage)
+                    for phase, stage, _ in parts)))) or 0
+    own, spec, (open_tasks, raised) = _ranks(now)
+    key = func.coalesce(HumanTask.item_code, literal("task:") + HumanTask.id)
+    items = (open_tasks.add_columns(HumanTask.case_id.label("case_id"), key.label("key"),
+                                    func.max(own).label("own"), func.max(spec).label("spec"),
+                                    func.max(raised).label("raised"),
+                                    func.min(HumanTask.id).label("first"))
+             .where(or_(HumanTask.item_code.is_not(None), HumanTask.due_at.is_not(None)),
+                    HumanTask.department.is_distinct_from(PROJECT_UNIT))
+             .group_by(HumanTask.case_id, key)
+             .having(or_(func.max(own) > 0, func.max(spec) > 0, func.max(raised) > 0))
+             .subquery())
+    first = aliased(HumanTask)
+    late = {}
+    # Core rows (no ORM row processing): one per late item.
+    for row in s.connection().execute(select(
+            items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
+            first.department, first.item_code, first.item_name, first.title,
+            Case.title.label("case_title"), Case.data["items"].label("case_items"))
+            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)):
+        late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
+        if row.case_id not in facts.known:  # the late items' cases, read with them
+            facts.keep(row.case_id, row.case_title, row.case_items)
+    return open_cases, by_phase_stage, late
+
+
+def _open_figures_of(s: Session, now: datetime, facts: _CaseFacts, department: str) -> tuple[
+        int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
+    """One department's open cases, cases per phase and stage, and late items: the open
+    tasks' narrow columns with their ranks computed by the database."""
+    own, spec, (open_tasks, raised) = _ranks(now)
+    rows = s.execute(open_tasks.add_columns(
+        HumanTask.id, HumanTask.case_id, HumanTask.item_code, HumanTask.department,
+        HumanTask.phase, HumanTask.stage, HumanTask.item_name, HumanTask.title,
+        HumanTask.due_at.is_not(None).label("has_due"), own.label("own"),
+        spec.label("spec"), raised.label("raised")).order_by(HumanTask.id)).all()
+    facts.load({r.case_id for r in rows if r.department != department})
+    by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
+    open_cases: set[int] = set()
+    # An open item's level is the worst of its ready tasks'.
+    item_rank: dict[tuple[int, str], int] = {}
+    item_row: dict[tuple[int, str], Any] = {}
+    for row in rows:
+        if row.department != department and facts.item_department(
+                row.case_id, row.item_code, row.department) != department:
+            continue
+        open_cases.add(row.case_id)
+        by_phase_stage[_phase_stage(row.phase, row.stage)].add(row.case_id)
+        if row.department == PROJECT_UNIT:
+            continue  # the enterprise's own tasks (a rating) lapse; no item waits on them
+        if row.item_code or row.has_due:  # a task outside any item counts alone
+            key = (row.case_id, row.item_code or f"task:{row.id}")
+            item_rank[key] = max(item_rank.get(key, 0), row.own, row.spec, row.raised)
+            item_row.setdefault(key, row)
+    return (len(open_cases), {k: len(v) for k, v in sorted(by_phase_stage.items())},
+            {key: (LEVELS[rank], item_row[key]) for key, rank in item_rank.items() if rank})
+
+
+def warn_moment(calendar: WorkingCalendar, settings: ServiceSettings, created_at: datetime,
+                due_at: datetime | None) -> datetime | None:
+    """When a task created at `created_at` and due at `due_at` turns yellow by `due_level`'s
+    rule (the start of its first yellow day; never its first day): stored with the task
+    (`HumanTask.warn_at`) so that pages compare moments in SQL. Red is `due_at` itself."""
+    if due_at is None:
+        return None
+    start = created_at.astimezone(SERVICE_TZ).date()
+    due = due_at.astimezone(SERVICE_TZ).date()
+    days = calendar.working_days_between(start, due)
+    if days <= 0:
+        day = due
+    else:
+        _, yellow, _ = warning_limits(calendar, settings, start, days)
+        day = min(yellow, due)
+    day = max(day, start + timedelta(days=1))
+    return datetime.combine(day, time(0), tzinfo=SERVICE_TZ).astimezone(UTC)
+
+
+def set_warn_moment(ref: ReferenceData, row: HumanTask) -> None:
+    """The engine's `task_indexed` hook: a new task's warn moment, by the calendar in force."""
+    row.warn_at = warn_moment(ref.calendar, ref.settings, row.created_at, row.due_at)
+
+
+def store_warn_moments(s: Session, calendar: WorkingCalendar, settings: ServiceSettings, *,
+                       missing_only: bool = False) -> int:
+    """Recompute the warn moment of every open task with a limit by `calendar` (after the
+    calendar changed, in the same transaction; at setup for tasks indexed before the moments
+    were kept), or only of those without one; return how many changed."""
+    rows = s.execute(select(HumanTask.id, HumanTask.created_at, HumanTask.due_at,
+                            HumanTask.warn_at)
+                     .where(HumanTask.state == "ready", HumanTask.due_at.is_not(None),
+                            *((HumanTask.warn_at.is_(None),) if missing_only else ()))).all()
+    memo: dict[tuple[date, date], datetime | None] = {}
+    changed = []
+    for task_id, created_at, due_at, stored in rows:
+        if due_at is None:
+            continue
+        days = (created_at.astimezone(SERVICE_TZ).date(), due_at.astimezone(SERVICE_TZ).date())
+        if days not in memo:  # the moment depends on the start and due days only
+            memo[days] = warn_moment(calendar, settings, created_at, due_at)
+        if memo[days] != stored:
+            changed.append({"b_id": task_id, "b_warn_at": memo[days]})
+    table = cast(Table, HumanTask.__table__)
+    for start in range(0, len(changed), 5000):
+        s.connection().execute(update(table).where(table.c.id == bindparam("b_id"))
+                               .values(warn_at=bindparam("b_warn_at")),
+                               changed[start:start + 5000])
+    return len(changed)
 
 
 class _CaseFacts:
@@ -267,11 +424,14 @@ class _CaseFacts:
     def load(self, case_ids: Iterable[int]) -> None:
         wanted = sorted(set(case_ids) - self.known.keys())
         for start in range(0, len(wanted), 500):
-            for case_id, title, items in self.s.execute(
+            for case_id, title, items in self.s.connection().execute(
                     select(Case.id, Case.title, Case.data["items"])
                     .where(Case.id.in_(wanted[start:start + 500]))):
-                self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
-                                               if isinstance(i, dict)})
+                self.keep(case_id, title, items)
+
+    def keep(self, case_id: int, title: str, items: Any) -> None:
+        self.known[case_id] = (title, {i.get("code"): i for i in (items or [])
+                                       if isinstance(i, dict)})
 
     def _get(self, case_id: int) -> tuple[str, dict[Any, dict[str, Any]]]:
         if case_id not in self.known:
@@ -283,6 +443,12 @@ class _CaseFacts:
 
     def items(self, case_id: int) -> dict[Any, dict[str, Any]]:
         return self._get(case_id)[1]
+
+    def item_department(self, case_id: int, item_code: str | None, own: str | None
+                        ) -> str | None:
+        """The department the case data gives an item, else the task's own."""
+        item = self.items(case_id).get(item_code)
+        return str(item["department"]) if item and item.get("department") else own
 
     def item_results(self, case_id: int) -> list[Any]:
         results = self.s.scalar(select(Case.data["item_results"]).where(Case.id == case_id))
@@ -331,6 +497,15 @@ def _broken_commitments(s: Session, facts: _CaseFacts, mine: Any) -> list[dict[s
     return found
 
 
+def _local_day(s: Session, moment: Any) -> Any:
+    """The service's local day (UTC+8, no daylight saving) of a stored moment, as the
+    database's YYYY-MM-DD text: no datetime is built in Python per row."""
+    if s.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", moment) + text("interval '8 hours'"),
+                            "YYYY-MM-DD")
+    return func.date(moment, "+8 hours")
+
+
 def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: str | None
                 ) -> list[ItemTime]:
     """Working days from an item's first task to its hand-over, per item code (grouped by
@@ -341,9 +516,10 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
     ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
         if department is not None else literal(1)
     # One pass over the item tasks in the order of their index, one row per finished item.
-    spans = sorted(s.execute(
-        select(HumanTask.case_id, HumanTask.item_code, func.min(HumanTask.created_at),
-               ended, func.max(HumanTask.item_name), ours)
+    spans = sorted(s.connection().execute(
+        select(HumanTask.case_id, HumanTask.item_code,
+               _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
+               func.max(HumanTask.item_name), ours)
         .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
         .group_by(HumanTask.item_code, HumanTask.case_id)
         .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
@@ -351,15 +527,16 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
         facts.load(r[0] for r in spans if not r[5])
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
     names: dict[str, str] = {}
-    memo: dict[tuple[date, date], int] = {}
+    memo: dict[tuple[str, str], int] = {}
     for case_id, code, first, end, name, own in spans:
         if department is not None and not own:
             item = facts.items(case_id).get(code)
             if not (item and item.get("department") and str(item["department"]) == department):
                 continue
-        key = (first.astimezone(SERVICE_TZ).date(), end.astimezone(SERVICE_TZ).date())
+        key = (str(first), str(end))
         if key not in memo:
-            memo[key] = ref.calendar.working_days_between(*key)
+            memo[key] = ref.calendar.working_days_between(date.fromisoformat(key[0]),
+                                                          date.fromisoformat(key[1]))
         per_item[code].append((memo[key], case_id))
         names[code] = name or code
     slowest_of = {code: max(spans_of, key=lambda d: d[0]) for code, spans_of in per_item.items()}

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from agency import bootstrap, oversight, service_engine
-from agency.reference import ReferenceData
+from agency.reference import ReferenceData, reference_of
 from agency.reports import CaseQuery, process_heatmap, search_cases
 from engine.cases import Engine
 from engine.config import Config
@@ -33,6 +33,7 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
     """Insert `cases` running cases of case_flow with their task index rows."""
     rng = random.Random(seed)
     items = list(ReferenceData.load(ROOT / "data").items.values())
+    ref = reference_of(engine)
     with engine.db.transaction() as s:
         version_id = s.scalar(select(ProcessVersion.id).where(
             ProcessVersion.process_id == "case_flow"))
@@ -60,8 +61,10 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
                     "item_code": item["code"], "item_name": item["name"],
                     "phase": str(item["phase"]), "stage": "handling",
                     "assignee": "agent_x" if rng.random() < 0.1 else None,
-                    "due_at": NOW + timedelta(hours=rng.randint(-240, 480)),
+                    "due_at": (due := NOW + timedelta(hours=rng.randint(-240, 480))),
                     "created_at": (created := NOW - timedelta(hours=rng.randint(100, 2000))),
+                    # as the service's task_indexed hook sets it on every indexed task
+                    "warn_at": oversight.warn_moment(ref.calendar, ref.settings, created, due),
                     **({"completed_at": created + timedelta(hours=rng.randint(1, 99)),
                         "completed_by": "agent_y"} if state == "completed" else {})})
         for start in range(0, len(rows), 5000):

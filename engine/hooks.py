@@ -32,6 +32,9 @@ class TaskRaised:
 
 
 TaskRaisedHook = Callable[["Session", TaskRaised], None]
+# A new task index row before it is written (in the command's transaction, no statement of
+# its own): a service may fill what it derives from the row, e.g. its `warn_at` moment.
+TaskIndexedHook = Callable[["HumanTask"], None]
 # Called with a new audit seal's document (the JSON auditors keep), in the sealing transaction.
 SealMadeHook = Callable[["Session", dict[str, Any]], None]
 
@@ -90,6 +93,7 @@ class Hooks:
     """Callables the engine invokes at fixed points of a command."""
 
     task_raised: list[TaskRaisedHook] = field(default_factory=list)
+    task_indexed: list[TaskIndexedHook] = field(default_factory=list)
     seal_made: list[SealMadeHook] = field(default_factory=list)
     # Instrumentation (metrics, logs): called outside the command's transaction.
     command_done: list[CommandDoneHook] = field(default_factory=list)

@@ -1,6 +1,7 @@
 """The dashboard figures as computed before they were restructured (every task row loaded
 and each level computed alone): the reference the restructured `oversight.figures` must
-equal (tests/test_dashboard_figures.py). Kept verbatim; not used by the product."""
+equal (tests/test_dashboard_figures.py). Kept verbatim but for the order of the tasks read
+(by id); not used by the product."""
 
 from __future__ import annotations
 
@@ -183,7 +184,11 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
     with engine.db.reading() as s:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         cases = {c.id: c for c in s.scalars(select(Case))}
-        rows = list(s.scalars(select(HumanTask).where(HumanTask.state != "cancelled")))
+        # The one change: the tasks in id order. The item's first task (whose department and
+        # title an overdue item shows) was the first in the table's physical order, which
+        # PostgreSQL changes with any UPDATE (e.g. of the tasks' warn moments).
+        rows = list(s.scalars(select(HumanTask).where(HumanTask.state != "cancelled")
+                              .order_by(HumanTask.id)))
     items_of = {cid: {i.get("code"): i for i in (c.data.get("items") or [])
                       if isinstance(i, dict)} for cid, c in cases.items()}
 

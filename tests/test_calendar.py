@@ -27,6 +27,28 @@ def app(service, sqlite_url, tmp_path):
     return make_app(service.engine, sqlite_url, tmp_path)
 
 
+def warn_moments(engine) -> dict[str, datetime | None]:
+    from sqlalchemy import select
+
+    from engine.store.models import HumanTask
+    with engine.db.reading() as s:
+        return dict(s.execute(select(HumanTask.id, HumanTask.warn_at).where(
+            HumanTask.state == "ready", HumanTask.due_at.is_not(None))).all())
+
+
+def expected_moments(engine, in_force: WorkingCalendar) -> dict[str, datetime | None]:
+    from sqlalchemy import select
+
+    from agency.oversight import warn_moment
+    from agency.reference import reference_of
+    from engine.store.models import HumanTask
+    with engine.db.reading() as s:
+        return {t.id: warn_moment(in_force, reference_of(engine).settings, t.created_at,
+                                  t.due_at)
+                for t in s.scalars(select(HumanTask).where(HumanTask.state == "ready",
+                                                           HumanTask.due_at.is_not(None)))}
+
+
 def test_the_office_declares_a_holiday_and_new_limits_count_it(service, app, clock):
     engine = service.engine
     before = engine.functions["working_days_after"]("2026-03-02", 5)
@@ -36,6 +58,9 @@ def test_the_office_declares_a_holiday_and_new_limits_count_it(service, app, clo
     service.complete("prepare_materials", "eia_report_form")
     service.complete("check_materials", "eia_report_form")
     old_due = service.task("track_approval").due_at
+    # Each open task keeps the moment it turns yellow, by the calendar in force.
+    assert warn_moments(engine) == expected_moments(engine, ReferenceData.load(ROOT / "data")
+                                                    .calendar) != {}
 
     office = logged_in(app, "office")
     page = office.get("/calendar?year=2026").get_data(as_text=True)
@@ -51,6 +76,8 @@ def test_the_office_declares_a_holiday_and_new_limits_count_it(service, app, clo
         expected.add_working_days(date(2026, 3, 2), 5).isoformat() != before
     # ... the old case keeps what it computed, and still verifies.
     assert service.task("track_approval").due_at == old_due
+    # ... its warn moments follow the declared holiday (recomputed with the change).
+    assert warn_moments(engine) == expected_moments(engine, expected)
     assert engine.verify_case(service.case_id).ok
     # The change is an audited operation in the hash-chained operations log.
     from agency.reports import ops_log

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from agency import bootstrap, oversight, service_engine
 from agency.reference import ReferenceData
@@ -25,7 +25,7 @@ SPECS = ["prepare_materials", "check_materials", "track_approval", "handover_res
          "verify_commitment", "commitment_decision", "record_visit"]
 
 
-def fill(engine, cases: int, seed: int) -> None:
+def fill(engine, cases: int, seed: int, moments: bool = True) -> None:
     """Cases of every status with tasks of every state, items, warnings, commitments."""
     rng = random.Random(seed)
     items = list(ReferenceData.load(ROOT / "data").items.values())
@@ -72,11 +72,15 @@ def fill(engine, cases: int, seed: int) -> None:
                     "completed_at": (created + timedelta(hours=rng.randint(1, 400))
                                      if state == "completed" else None)})
         s.execute(insert(HumanTask), task_rows)
+    # Rows written directly have no warn moments yet: as for tasks indexed before the
+    # moments were kept, `zerorun setup` computes them.
+    if moments:
+        assert bootstrap.store_warn_moments(engine) > 0
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_the_figures_equal_the_former_computation(tmp_path, seed):
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+def test_the_figures_equal_the_former_computation(tmp_path, seed, db_url):
+    url = db_url
     config = Config.from_env(database_url=url, instance_dir=tmp_path,
                              processes_dir=ROOT / "processes", data_dir=ROOT / "data")
     engine = service_engine(config, clock_source=lambda: NOW)
@@ -97,6 +101,98 @@ def test_the_figures_equal_the_former_computation(tmp_path, seed):
     assert all(seen.values()), seen  # every figure was exercised
     engine.db.dispose()
 
+
+def test_tasks_without_moments_get_them_on_the_first_dashboard(tmp_path):
+    """A database migrated (or restored) without `zerorun setup`: its open tasks have no warn
+    moments; the first dashboard of a process stores them, and shows the same figures."""
+    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    config = Config.from_env(database_url=url, instance_dir=tmp_path,
+                             processes_dir=ROOT / "processes", data_dir=ROOT / "data")
+    engine = service_engine(config, clock_source=lambda: NOW)
+    bootstrap.setup(engine, demo=False, calendar=False)
+    fill(engine, 40, 4, moments=False)
+    missing = (HumanTask.state == "ready", HumanTask.due_at.is_not(None),
+               HumanTask.warn_at.is_(None))
+    with engine.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) > 20
+    figures = oversight.figures(engine)
+    assert asdict(figures) == asdict(oversight_before.figures(engine))
+    assert figures.overdue_yellow > 0
+    with engine.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) == 0
+    engine.db.dispose()
+
+
+def test_the_figures_follow_a_calendar_change(tmp_path, db_url):
+    """The office declares holidays: the open tasks' stored warn moments are recomputed with
+    the change, and the figures still equal the former computation (which reads the calendar
+    in force) for the whole service and each department."""
+    from agency import calendar
+    from tests.service import OFFICE
+
+    url = db_url
+    config = Config.from_env(database_url=url, instance_dir=tmp_path,
+                             processes_dir=ROOT / "processes", data_dir=ROOT / "data")
+    engine = service_engine(config, clock_source=lambda: NOW)
+    bootstrap.setup(engine, demo=False, calendar=False)
+    fill(engine, 60, 3)
+
+    def moments():
+        with engine.db.reading() as s:
+            return dict(s.execute(select(HumanTask.id, HumanTask.warn_at).where(
+                HumanTask.state == "ready", HumanTask.due_at.is_not(None))).all())
+
+    with engine.db.reading() as s:
+        departments = [None, *s.scalars(select(Department.code))]
+    stored = moments()
+    first = asdict(oversight.figures(engine))
+    today = NOW.astimezone(oversight.SERVICE_TZ).date()
+    for back in range(1, 22):  # the working days of the last three weeks become holidays
+        day = today - timedelta(days=back)
+        if day.weekday() < 5:
+            calendar.declare(engine, day, "holiday", "", OFFICE)
+    changed = moments()
+    assert sum(stored[k] != changed[k] for k in stored) > len(stored) // 4
+    assert asdict(oversight.figures(engine)) != first  # some items changed level
+    for department in departments:
+        new = oversight.figures(engine, department)
+        assert asdict(new) == asdict(oversight_before.figures(engine, department)), department
+    # Undone: the moments are those of the published calendar again.
+    for back in range(1, 22):
+        day = today - timedelta(days=back)
+        if day.weekday() < 5:
+            calendar.declare(engine, day, "normal", "", OFFICE)
+    assert moments() == stored
+    assert asdict(oversight.figures(engine)) == first
+    engine.db.dispose()
+
+
+def test_the_stored_moments_give_the_levels_of_the_rule():
+    """A task is red after due_at and yellow from warn_at: the levels `due_level` gives at
+    every moment (any start, limit and time of day; holidays and make-up days)."""
+    from datetime import date
+
+    from agency.reference import ServiceSettings, WorkingCalendar
+
+    holidays = frozenset(date(2026, 10, 1) + timedelta(days=n) for n in range(7))
+    calendar = WorkingCalendar(holidays, frozenset({date(2026, 9, 27), date(2026, 10, 10)}))
+    ref = ReferenceData({}, calendar=calendar, settings=ServiceSettings())
+    rng = random.Random(5)
+    base = datetime(2026, 9, 15, tzinfo=UTC)
+    levels = {"none": 0, "yellow": 0, "red": 0}
+    for _ in range(3000):
+        created = base + timedelta(minutes=rng.randint(0, 40 * 24 * 60))
+        due = (created + timedelta(minutes=rng.randint(-600, 30 * 24 * 60))
+               if rng.random() < 0.9 else None)
+        warn = oversight.warn_moment(calendar, ref.settings, created, due)
+        for _ in range(5):
+            now = created + timedelta(minutes=rng.randint(0, 40 * 24 * 60))
+            expected = oversight.due_level(ref, created, due, now)
+            got = ("red" if due is not None and now > due else
+                   "yellow" if warn is not None and now >= warn else "none")
+            assert got == expected, (created, due, now, warn)
+            levels[got] += 1
+    assert all(n > 500 for n in levels.values()), levels
 
 
 def test_the_calendar_table_answers_like_counting_day_by_day():

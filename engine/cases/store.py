@@ -272,6 +272,8 @@ class CaseStore:
         for task_id, task in ready.items():
             if task_id not in open_rows:
                 row = self._index_row(case, version, task, now)
+                for indexed in self.hooks.task_indexed:
+                    indexed(row)
                 s.add(row)
                 still_open.append(row)
                 if live.departments is not None and row.department:

@@ -113,9 +113,19 @@ class Database:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for queries only."""
+        """A session for queries only.
+
+        On PostgreSQL a read that went well ends with COMMIT, not ROLLBACK: psycopg drops
+        every prepared statement of the connection on a rollback (and sends DEALLOCATE ALL
+        with the next statement), so each read would cost a round trip and the prepared
+        statements of the commands that follow on that connection."""
         with self.read_sessions() as session:
             yield session
+            # Objects changed in a reading session (e.g. for display) are never written:
+            # such a session still ends with a rollback.
+            if self.postgres and session.in_transaction() and not (
+                    session.new or session.dirty or session.deleted):
+                session.commit()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

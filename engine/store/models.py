@@ -192,6 +192,11 @@ class HumanTask(Base):
         Index("ix_human_task_item_code", "item_code", "case_id"),
         # "Cases where a department held a task" read from the index alone (audit search).
         Index("ix_human_task_department_case", "department", "case_id"),
+        # The warning tasks raised per case and item (the dashboard's levels), and the
+        # finished items' spans per item and case (its handling times), from the index alone.
+        Index("ix_human_task_spec_state", "spec_name", "state", "case_id", "item_code"),
+        Index("ix_human_task_item_spans", "item_code", "case_id", "state", "spec_name",
+              "created_at", "completed_at", "item_name", "department"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -209,6 +214,10 @@ class HumanTask(Base):
     phase: Mapped[str | None] = mapped_column(String(20), nullable=True)
     stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
     due_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # When the service's rule says the task nears its limit (set by the `task_indexed` hook,
+    # kept in line by the service when its calendar changes); null: no warning before due_at.
+    # Lets pages count levels in SQL (migration 0021_warn_moments).
+    warn_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # A task of a green-channel item (绿色通道): handled with priority, shorter limits.
     green_channel: Mapped[bool] = mapped_column(default=False, server_default=false())
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
