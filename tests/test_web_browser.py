@@ -61,9 +61,23 @@ def log_in(page, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def with_demo_names(ws: Workspace) -> None:
+    """The workspace's accounts named as `make run` names its demo accounts."""
+    from sqlalchemy import select
+
+    from agency.bootstrap import demo_accounts
+    from engine.store.models import User
+
+    names = {username: display for username, _, _, display in demo_accounts(ws.engine)}
+    with ws.engine.db.transaction() as s:
+        for user in s.scalars(select(User)):
+            user.display_name = names.get(user.username, user.display_name)
+
+
 def test_an_agent_fixes_a_wrong_value_completes_and_the_next_department_takes_over(
         served, browser):
     ws, base = served
+    with_demo_names(ws)  # the screenshots in the README show people as the demo shows them
     case_id = ws.start()
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
