@@ -227,10 +227,12 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
             open_cases, by_phase_stage, late = _open_figures(s, now, facts)
         else:
             open_cases, by_phase_stage, late = _open_figures_of(s, now, facts, department)
-        facts.load({case_id for case_id, _ in late})
         overdue: dict[str, dict[str, Any]] = {}
         for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
-            code = facts.item_department(row.case_id, row.item_code, row.department) or ""
+            if department is None:  # the item's department came with the row
+                code = row.item_department or row.department or ""
+            else:
+                code = facts.item_department(row.case_id, row.item_code, row.department) or ""
             entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
                                               "red": 0, "items": []})
             entry[level] += 1
@@ -282,6 +284,23 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
 PROJECT_UNIT = "project_unit"
 
 
+def _item_department_in_data(s: Session, item_code: Any) -> Any:
+    """The `department` of the entry of the case's `items` (case data) whose `code` is
+    `item_code`, as a correlated scalar subquery (NULL when there is none)."""
+    if s.get_bind().dialect.name == "postgresql":
+        listed = case((func.json_typeof(Case.data["items"]) == "array", Case.data["items"]),
+                      else_=text("'[]'::json"))
+        entry = func.json_array_elements(listed).table_valued("value").alias("entry")
+        value = entry.c.value
+        return (select(value.op("->>")("department")).where(value.op("->>")("code") == item_code)
+                .limit(1).scalar_subquery())
+    entry = func.json_each(Case.data, "$.items").table_valued("value", "type").alias("entry")
+    listed = case((entry.c.type == "object", entry.c.value))  # NULL for any other entry
+    return (select(func.json_extract(listed, "$.department"))
+            .where(func.json_extract(listed, "$.code") == item_code)
+            .limit(1).scalar_subquery())
+
+
 def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
         int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
     """The whole service's open cases, cases per phase and stage, and late items (the level
@@ -318,15 +337,16 @@ def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
              .subquery())
     first = aliased(HumanTask)
     late = {}
-    # Core rows (no ORM row processing): one per late item.
+    # Core rows (no ORM row processing): one per late item, with the department the case
+    # data gives the item, picked out by the database (no case's items decoded here).
     for row in s.connection().execute(select(
             items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
             first.department, first.item_code, first.item_name, first.title,
-            Case.title.label("case_title"), Case.data["items"].label("case_items"))
+            Case.title.label("case_title"),
+            _item_department_in_data(s, first.item_code).label("item_department"))
             .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)):
         late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
-        if row.case_id not in facts.known:  # the late items' cases, read with them
-            facts.keep(row.case_id, row.case_title, row.case_items)
+        facts.titles[row.case_id] = row.case_title
     return open_cases, by_phase_stage, late
 
 
@@ -420,6 +440,7 @@ class _CaseFacts:
     def __init__(self, s: Session) -> None:
         self.s = s
         self.known: dict[int, tuple[str, dict[Any, dict[str, Any]]]] = {}
+        self.titles: dict[int, str] = {}  # titles read with other rows (items not read)
 
     def load(self, case_ids: Iterable[int]) -> None:
         wanted = sorted(set(case_ids) - self.known.keys())
@@ -439,6 +460,8 @@ class _CaseFacts:
         return self.known[case_id]
 
     def title(self, case_id: int) -> str:
+        if case_id in self.titles:
+            return self.titles[case_id]
         return self._get(case_id)[0]
 
     def items(self, case_id: int) -> dict[Any, dict[str, Any]]:

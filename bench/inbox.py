@@ -40,15 +40,21 @@ def fill(engine: Engine, cases: int, seed: int = 7) -> None:
         # after the cases set-up already started (the service calendar)
         first = (s.scalar(select(func.max(Case.id))) or 0) + 1
         ids = range(first, first + cases)
+        # Each case's data carries its project and its approval items, as a real case's
+        # does (the dashboard reads the items' departments from it).
+        chosen = {n: rng.sample(items, 4) for n in ids}
         s.execute(insert(Case), [{
             "id": n, "process_version_id": version_id, "process_id": "case_flow",
             "title": f"项目 {n}", "project_code": f"2026-640502-34-03-{n:06d}",
-            "status": "running", "data": {}, "started_by": "office",
+            "status": "running", "started_by": "office",
+            "data": {"project": {"name": f"项目 {n}", "enterprise": f"企业 {n}",
+                                 "code": f"2026-640502-34-03-{n:06d}"},
+                     "items": [dict(i) for i in chosen[n]], "item_results": []},
             "started_at": NOW - timedelta(days=60), "updated_at": NOW,
         } for n in ids])
         rows: list[dict[str, Any]] = []
         for n in ids:
-            item = rng.choice(items)
+            item = chosen[n][0]
             for k, (spec, department, state) in enumerate(
                     [("prepare_materials", "approval_bureau", "ready"),
                      ("check_materials", item["department"], "ready"),

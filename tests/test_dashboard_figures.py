@@ -44,6 +44,8 @@ def fill(engine, cases: int, seed: int, moments: bool = True) -> None:
                                   else {})} for i in chosen],
                     "item_results": [{"code": i["code"], "commitment": rng.choice(
                         ["", "补交材料"])} for i in chosen]}
+            if rng.random() < 0.08:  # case data of an odd shape is read as having no items
+                data["items"] = rng.choice([{"code": "odd"}, [*data["items"], "x", 3], None])
             s.execute(insert(Case), [{
                 "id": n, "process_version_id": version_id, "process_id": "case_flow",
                 "title": f"项目 {n}", "status": status, "data": data, "started_by": "office",
