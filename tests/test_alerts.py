@@ -8,14 +8,13 @@ import pytest
 
 from agency import alerts, notify, oversight
 from agency.reference import ReferenceData
-from engine import accounts
 from engine.actors import Actor
 from engine.cases.views import parse_due
 from engine.errors import InvalidData
 from tests.conftest import ROOT
 from tests.service import Service, small_project
 from tests.test_oversight import beijing, dashboard_counts, intake
-from tests.webhelpers import PASSWORD, logged_in
+from tests.webhelpers import create_accounts, logged_in
 from webapp import create_app
 
 REF = ReferenceData.load(ROOT / "data")
@@ -32,10 +31,7 @@ USERS = [("office", "office", "leading_group_office"),
 @pytest.fixture
 def service(make_pack_engine, sqlite_url, clock) -> Service:
     service = Service(make_pack_engine(sqlite_url), clock)
-    with service.engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 now=clock())
+    create_accounts(service.engine, USERS)
     return service
 
 

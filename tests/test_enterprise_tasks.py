@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import threading
-from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from agency.enterprise import EnterpriseLinks
 from engine.actors import Actor
@@ -17,11 +13,17 @@ from engine.errors import NotFound
 from tests.conftest import ROOT
 from tests.service import Service
 from tests.test_enterprise import deficiency_case
-from tests.webhelpers import csrf_of, logged_in, make_app
+from tests.webhelpers import (
+    csrf_of,
+    launch_chromium,
+    logged_in,
+    make_app,
+    need_chromium,
+    serving,
+)
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 OFFICE = Actor("office", "office", "leading_group_office")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
@@ -182,60 +184,48 @@ def test_the_unit_rates_each_item_when_handed_over_and_the_service_at_the_end(ap
 @pytest.mark.browser
 def test_in_a_browser_the_enterprise_supplies_a_material_and_rates_the_service(
         service, app, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {CHROMIUM} is missing", pytrace=False)
-        pytest.skip(f"{CHROMIUM} is not installed")
+    need_chromium()
     from playwright import sync_api
 
     case_id = deficiency_case(service)
     token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     proof = tmp_path / "项目代码赋码页.pdf"
     proof.write_bytes(PDF)
     shots = ROOT / "docs" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
-                                                     "--disable-gpu"])
-            page = chromium.new_page(viewport={"width": 1100, "height": 900}, locale="zh-CN")
-            base = f"http://127.0.0.1:{server.server_port}/p/{token}"
-            page.goto(base)
-            form = page.locator('form[data-spec="supply_material"]')
-            assert "补正容缺材料" in form.inner_text()
-            form.locator("select[name=material]").select_option("project_code_proof")
-            form.locator("input[type=file]").set_input_files(str(proof))
-            page.screenshot(path=str(shots / "enterprise_task.png"), full_page=True)
-            form.locator("button[value=upload]").click()
-            page.wait_for_selector("text=项目代码赋码页.pdf")
-            form = page.locator('form[data-spec="supply_material"]')
-            form.locator('input[value="project_code_proof"]').check()
-            form.locator("input[name=supplied_date]").fill(
-                service.clock().date().isoformat())
-            form.locator("button[value=complete]").click()
-            page.wait_for_selector("text=目前没有需要贵单位提供的材料")
-            assert page.locator('form[data-spec="supply_material"]').count() == 0
-            # The department finishes; the unit rates the service on the same page.
-            service.complete("track_approval", "eia_report_book")
-            service.complete("handover_results", "eia_report_book")
-            page.goto(base)
-            # One rating per item handed over (the filing, the EIA), and the service's.
-            assert page.locator('form[data-spec="rate_item"]').count() == 2
-            for spec, score in (("rate_item", "4"), ("rate_item", "5"), ("rate_service", "5")):
-                rate = page.locator(f'form[data-spec="{spec}"]').first
-                rate.locator("select[name=service_rating]").select_option(score)
-                rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
-                rate.locator("button[value=complete]").click()
-                page.wait_for_selector("#your-tasks")
-            assert page.locator("form.enterprise-task").count() == 0
-            chromium.close()
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app) as root, sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        page = chromium.new_page(viewport={"width": 1100, "height": 900}, locale="zh-CN")
+        base = f"{root}/p/{token}"
+        page.goto(base)
+        form = page.locator('form[data-spec="supply_material"]')
+        assert "补正容缺材料" in form.inner_text()
+        form.locator("select[name=material]").select_option("project_code_proof")
+        form.locator("input[type=file]").set_input_files(str(proof))
+        page.screenshot(path=str(shots / "enterprise_task.png"), full_page=True)
+        form.locator("button[value=upload]").click()
+        page.wait_for_selector("text=项目代码赋码页.pdf")
+        form = page.locator('form[data-spec="supply_material"]')
+        form.locator('input[value="project_code_proof"]').check()
+        form.locator("input[name=supplied_date]").fill(
+            service.clock().date().isoformat())
+        form.locator("button[value=complete]").click()
+        page.wait_for_selector("text=目前没有需要贵单位提供的材料")
+        assert page.locator('form[data-spec="supply_material"]').count() == 0
+        # The department finishes; the unit rates the service on the same page.
+        service.complete("track_approval", "eia_report_book")
+        service.complete("handover_results", "eia_report_book")
+        page.goto(base)
+        # One rating per item handed over (the filing, the EIA), and the service's.
+        assert page.locator('form[data-spec="rate_item"]').count() == 2
+        for spec, score in (("rate_item", "4"), ("rate_item", "5"), ("rate_service", "5")):
+            rate = page.locator(f'form[data-spec="{spec}"]').first
+            rate.locator("select[name=service_rating]").select_option(score)
+            rate.locator("textarea[name=rating_comment]").fill("全程网上办理，零跑路")
+            rate.locator("button[value=complete]").click()
+            page.wait_for_selector("#your-tasks")
+        assert page.locator("form.enterprise-task").count() == 0
+        chromium.close()
     actors = {e.actor for e in service.engine.case_events(case_id)
               if e.type in ("attachment_added", "task_completed")
               and e.data.get("task_spec") in (None, "supply_material", "rate_service")}

@@ -15,7 +15,7 @@ from engine import accounts
 from engine.actors import Actor
 from engine.store.models import Case, Event, LoginThrottle, User
 from tests.service import KEY_PROJECT, OFFICE
-from tests.webhelpers import csrf_of, logged_in, text_of
+from tests.webhelpers import create_accounts, csrf_of, logged_in, text_of
 from webapp import create_app
 
 PASSWORD = "hardening-pass-1"
@@ -30,10 +30,7 @@ class Site:
     def __init__(self, make_pack_engine, url: str, tmp_path: Path) -> None:
         self.url = url
         self.engine = make_pack_engine(url)
-        with self.engine.db.transaction() as s:
-            for username, role, department in USERS:
-                accounts.create_user(s, username, PASSWORD, role, department=department,
-                                     now=self.engine.clock())
+        create_accounts(self.engine, USERS, password=PASSWORD)
         self.app = create_app({"TESTING": True, "ENGINE_INSTANCE": self.engine,
                                "ENGINE": {"database_url": url, "instance_dir": tmp_path}})
 

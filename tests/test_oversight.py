@@ -21,7 +21,7 @@ from engine.actors import Actor
 from engine.errors import Forbidden
 from tests.conftest import ROOT
 from tests.service import KEY_PROJECT, OFFICE, Service, small_project
-from tests.webhelpers import PASSWORD, csrf_of, logged_in
+from tests.webhelpers import PASSWORD, create_accounts, csrf_of, logged_in
 from webapp import create_app
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
@@ -35,10 +35,7 @@ USERS = [("office", "office", "leading_group_office"),
 
 
 def _app(engine, sqlite_url, tmp_path):
-    with engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 now=engine.clock())
+    create_accounts(engine, USERS)
     return create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
                        "ENGINE": {"database_url": sqlite_url, "instance_dir": tmp_path}})
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from werkzeug.serving import make_server
 
 from agency import notify, progress, team
-from engine import accounts
 from tests.conftest import ROOT
 from tests.service import OFFICE, Service
 from tests.test_oversight import eia_accepted
-from tests.webhelpers import PASSWORD, logged_in
+from tests.webhelpers import (
+    PASSWORD,
+    create_accounts,
+    launch_chromium,
+    logged_in,
+    need_chromium,
+    serving,
+)
 from webapp import create_app
 
 USERS = [("office", "office", "leading_group_office"),
@@ -26,16 +28,12 @@ USERS = [("office", "office", "leading_group_office"),
          ("leader_ecology_env", "leader", "ecology_env"),
          ("leader_drc", "leader", "drc"), ("agent_drc", "agent", "drc"),
          ("agent_water", "agent", "water"), ("auditor", "auditor", None)]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
 def service(make_pack_engine, sqlite_url, clock) -> Service:
     service = Service(make_pack_engine(sqlite_url), clock)
-    with service.engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 display_name=username, now=clock())
+    create_accounts(service.engine, USERS, named=True)
     return service
 
 
@@ -101,10 +99,7 @@ def test_reports_reach_the_office_and_the_digest_names_who_did_not_report(servic
 
 @pytest.mark.browser
 def test_screenshots_of_the_digest_and_the_assessment(service, app, clock):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {CHROMIUM} is missing", pytrace=False)
-        pytest.skip(f"{CHROMIUM} is not installed")
+    need_chromium()
     from playwright import sync_api
 
     eia_accepted(service)
@@ -118,31 +113,21 @@ def test_screenshots_of_the_digest_and_the_assessment(service, app, clock):
     team.record_training(service.engine, "代办业务集中培训", clock().date() - timedelta(days=1),
                          3, "容缺受理、告知承诺", ["agent_ecology_env", "agent_drc"],
                          ["agent_ecology_env"], OFFICE)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     shots = ROOT / "docs" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
-                                                     "--disable-gpu"])
-            page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-            base = f"http://127.0.0.1:{server.server_port}"
-            page.goto(f"{base}/login")
-            page.fill("input[name=username]", "office")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/")
-            page.goto(f"{base}/progress-reports")
-            assert page.locator("table.missing tbody tr").count() == 1
-            page.screenshot(path=str(shots / "progress_digest.png"), full_page=True)
-            page.goto(f"{base}/dashboard")
-            table = page.locator("table.assessment")
-            assert "agent_ecology_env" in table.inner_text()
-            table.locator("xpath=..").screenshot(path=str(shots / "assessment.png"))
-            chromium.close()
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app) as base, sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "office")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/")
+        page.goto(f"{base}/progress-reports")
+        assert page.locator("table.missing tbody tr").count() == 1
+        page.screenshot(path=str(shots / "progress_digest.png"), full_page=True)
+        page.goto(f"{base}/dashboard")
+        table = page.locator("table.assessment")
+        assert "agent_ecology_env" in table.inner_text()
+        table.locator("xpath=..").screenshot(path=str(shots / "assessment.png"))
+        chromium.close()

@@ -6,10 +6,9 @@ from datetime import date
 
 from agency import alerts, notify, oversight
 from agency.bootstrap import start_service_calendar
-from engine import accounts
 from engine.actors import Actor
 from tests.test_oversight import beijing
-from tests.webhelpers import PASSWORD
+from tests.webhelpers import create_accounts
 
 USERS = [("office", "office", "leading_group_office"), ("agent_drc", "agent", "drc"),
          ("leader_drc", "leader", "drc")]
@@ -18,10 +17,7 @@ USERS = [("office", "office", "leading_group_office"), ("agent_drc", "agent", "d
 def test_the_calendar_raises_the_quarterly_symposium_and_the_drc_list_red_after_march(
         make_pack_engine, sqlite_url, clock):
     engine = make_pack_engine(sqlite_url)
-    with engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 now=clock())
+    create_accounts(engine, USERS)
     clock.set(beijing(date(2026, 2, 20), 10))
     case_id = start_service_calendar(engine)
     assert case_id is not None and start_service_calendar(engine) is None  # once

@@ -11,12 +11,11 @@ import pdfplumber
 import pytest
 
 from agency import alerts, notify, publicity, team
-from engine import accounts
 from engine.actors import Actor
 from engine.errors import Forbidden, InvalidData
 from tests.service import OFFICE, Service, small_project
 from tests.test_oversight import intake
-from tests.webhelpers import PASSWORD, csrf_of, logged_in
+from tests.webhelpers import create_accounts, csrf_of, logged_in
 from webapp import create_app
 
 USERS = [("office", "office", "leading_group_office"),
@@ -31,10 +30,7 @@ BUREAU = Actor("agent_approval_bureau", "agent", "approval_bureau")
 @pytest.fixture
 def service(make_pack_engine, sqlite_url, clock) -> Service:
     service = Service(make_pack_engine(sqlite_url), clock)
-    with service.engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 display_name=username, now=clock())
+    create_accounts(service.engine, USERS, named=True)
     return service
 
 

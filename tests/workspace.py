@@ -11,7 +11,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from agency import bootstrap, service_engine
-from engine import accounts
 from engine.actors import Actor
 from engine.cases import Engine, TaskView
 from engine.config import Config
@@ -19,7 +18,7 @@ from engine.runtime.clock import MovableClock
 from tests import webhelpers
 from tests.conftest import ROOT
 from tests.service import DEFAULT_DATA, KEY_PROJECT, OFFICE, unused_code
-from tests.webhelpers import csrf_of
+from tests.webhelpers import create_accounts, csrf_of
 from webapp import create_app
 
 PASSWORD = "workspace-pass-1"
@@ -76,10 +75,7 @@ def make_workspace(tmp_path: Path, clock: MovableClock) -> Workspace:
                              data_dir=ROOT / "data", instance_dir=tmp_path)
     engine = service_engine(config, clock_source=clock)
     bootstrap.setup(engine, demo=False, calendar=False)  # no case but the tests' own
-    with engine.db.transaction() as s:
-        for username, role, department in USERS:
-            accounts.create_user(s, username, PASSWORD, role, department=department,
-                                 display_name=username, now=clock())
+    create_accounts(engine, USERS, named=True, password=PASSWORD)
     app = create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
                       "ENGINE": {"database_url": url, "instance_dir": tmp_path}})
     return Workspace(app, engine, clock)
