@@ -20,16 +20,19 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
     ParallelMultiInstanceTask,
     SequentialMultiInstanceTask,
 )
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.util.task import BpmnTaskFilter
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.spiff.serializer.task_spec import SpiffBpmnTaskConverter
 from SpiffWorkflow.spiff.specs.defaults import NoneTask
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 # Task ids ---------------------------------------------------------------------------
@@ -148,6 +151,17 @@ class CaseWorkflow(BpmnWorkflow):
     def get_tasks(self, first_task: Task | None = None, **kwargs: Any) -> list[Task]:
         if first_task is not None or not set(kwargs) <= _INDEXED_QUERIES:
             return super().get_tasks(first_task, **kwargs)
+        flows = (self, *self.subprocesses.values())
+        # The two queries SpiffWorkflow itself asks after every step (ready tasks, a join's
+        # instances), answered without the generic filter; same tasks, same order.
+        if len(kwargs) == 1 and "state" in kwargs:
+            state = kwargs["state"]
+            return [task for flow in flows for task in flow.tasks.values()
+                    if task._state & state]
+        if len(kwargs) == 1 and "spec_name" in kwargs:
+            name = kwargs["spec_name"]
+            return [task for flow in flows for task in flow.tasks.values()
+                    if task.task_spec.name == name]
         matches = BpmnTaskFilter(**kwargs).matches
         found = [task for task in self.tasks.values() if matches(task)]
         for sub in self.subprocesses.values():
@@ -159,6 +173,102 @@ class CaseWorkflow(BpmnWorkflow):
         for task in waiting:
             if task.state == TaskState.WAITING:  # an earlier update may have cancelled it
                 task.task_spec._update(task)
+
+
+def _ancestors(task: Task) -> set[int]:
+    """The tasks above `task` in its workflow's tree (object ids)."""
+    found: set[int] = set()
+    parent = task.parent
+    while parent is not None:
+        found.add(id(parent))
+        parent = parent.parent
+    return found
+
+
+def _below(task: Task, top: Task, above_top: set[int]) -> bool:
+    """`task.is_descendant_of(top)`, stopping where `task`'s line meets `top`'s: above that
+    point every task is an ancestor of `top`, never `top` itself."""
+    parent = task.parent
+    while parent is not None:
+        if parent is top:
+            return True
+        if id(parent) in above_top:
+            return False
+        parent = parent.parent
+    return False
+
+
+class _QuickJoin:
+    """A parallel gateway's join that answers SpiffWorkflow's ancestry questions from one
+    walk up the joining task's line instead of one full walk per instance of the gateway.
+
+    `ParallelGateway._check_threshold_unstructured` and `UnstructuredJoin._run_hook` call
+    `Task.is_descendant_of`, which climbs to the root of the task tree, for every task of
+    the gateway's spec: in a long case that is most of a completion's cost, and it grows
+    with each step. The methods below make the same decisions in the same order (same
+    tasks, same data merges), so the task tree, the task ids and every replay are
+    unchanged. Only the specs the engine runs get this class (see `load_specs`); the
+    library's own class is left as it is.
+    """
+
+    name: str
+    inputs: list[Any]
+
+    def _check_threshold_unstructured(self, my_task: Task) -> bool:
+        tasks = my_task.workflow.get_tasks(spec_name=self.name)
+        waiting_inputs = set(self.inputs)
+        above = _ancestors(my_task)
+
+        def remove_ancestor(task: Task) -> None:
+            while task is not None:
+                if task.task_spec in waiting_inputs:
+                    waiting_inputs.remove(task.task_spec)
+                    return
+                task = task.parent
+
+        for task in tasks:
+            if _below(task, my_task, above):
+                remove_ancestor(task)
+            elif id(task) in above:
+                continue
+            elif task.parent.state == TaskState.COMPLETED and \
+                    task.parent.task_spec in waiting_inputs:
+                waiting_inputs.remove(task.parent.task_spec)
+        return len(waiting_inputs) == 0
+
+    def _run_hook(self, my_task: Task) -> bool:
+        above = _ancestors(my_task)
+        other_tasks = [t for t in my_task.workflow.tasks.values()
+                       if t.task_spec == self and t.has_state(TaskState.FINISHED_MASK)
+                       and id(t) not in above]
+        for task in sorted(other_tasks, key=lambda t: t.last_state_change):
+            DeepMerge.merge(my_task.data, task.parent.data)
+            if task.has_state(TaskState.COMPLETED):
+                task._drop_children(force=True)
+        my_task._inherit_data()
+        return True
+
+
+_QUICK_CLASSES: dict[type, type] = {}
+
+
+def _quick_class(cls: type) -> type:
+    quick = _QUICK_CLASSES.get(cls)
+    if quick is None:
+        quick = _QUICK_CLASSES[cls] = type(cls.__name__, (_QuickJoin, cls), {})
+        # Serialized (e.g. compared by a migration's diff) as the library's class.
+        typename = SERIALIZER.registry.typenames.get(cls)
+        if typename is not None:
+            SERIALIZER.registry.typenames[quick] = typename
+    return quick
+
+
+def _quicken(spec: BpmnProcessSpec) -> None:
+    for task_spec in spec.task_specs.values():
+        cls = type(task_spec)
+        if issubclass(cls, ParallelGateway) and not issubclass(cls, (InclusiveGateway,
+                                                                    _QuickJoin)):
+            task_spec.__class__ = _quick_class(cls)
 
 
 _restoring: contextvars.ContextVar[ProcessSpecs | None] = contextvars.ContextVar(
@@ -225,10 +335,13 @@ def dump_specs(specs: ProcessSpecs) -> bytes:
 def load_specs(blob: bytes) -> ProcessSpecs:
     """Restore a version's specs from storage."""
     body = json.loads(zlib.decompress(blob))
-    return ProcessSpecs(
+    specs = ProcessSpecs(
         SERIALIZER.from_dict(body["process"]),
         {name: SERIALIZER.from_dict(dct) for name, dct in body["subprocesses"].items()},
     )
+    for spec in (specs.process_spec, *specs.subprocess_specs.values()):
+        _quicken(spec)
+    return specs
 
 
 def dump_state(workflow: BpmnWorkflow) -> bytes:
