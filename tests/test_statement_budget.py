@@ -36,11 +36,12 @@ BUDGET = {
         "list": 3,  # BEGIN, dated tasks, undated tasks (a page that is not full needs no count)
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
         "claim": 6,  # BEGIN, task, case, case chain head, event, task
-        # BEGIN, task, case, completed task, new tasks, elements reached (the heatmap's rows),
-        # case, event; the case's other open tasks are read only when it had any.
+        # BEGIN, case (found by its task), the task with the case's other open tasks,
+        # completed task, new tasks, elements reached (the heatmap's rows), case, event.
         "complete": 8,
     },
-    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 8},  # no BEGIN; task re-read
+    # No BEGIN; claim re-reads its task once the case is locked, complete reads it then only.
+    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 7},
 }
 # Pooled connections one call takes (each is a reset on return, at worst a ping).
 CHECKOUTS = 1

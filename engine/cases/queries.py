@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, true
 
 from engine.actors import STARTERS, Actor
 from engine.cases.verification import Verifying
@@ -49,6 +50,48 @@ from engine.store.models import (
 )
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """The statements of one shape of task list, its filter values left as parameters."""
+
+    by_age: Select[*tuple[Any, ...]]
+    dated: Select[*tuple[Any, ...]]
+    undated: Select[*tuple[Any, ...]]
+    dated_count: Select[*tuple[Any, ...]]
+
+
+_LISTINGS: dict[tuple[tuple[str, ...], bool, frozenset[str]], _Listing] = {}
+
+
+def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -> _Listing:
+    """The task-list statements for the filters given, built once per shape: SQLAlchemy
+    keys its compiled-statement cache on the statement, and keying one built anew for
+    every page cost more than running it."""
+    key = (states, green_only, given)
+    listing = _LISTINGS.get(key)
+    if listing is not None:
+        return listing
+    bound: dict[str, Any] = {name: bindparam(name) if name in given else None
+                             for name in ("department", "assignee", "case_id", "phase",
+                                          "item_code", "due_before", "open_to",
+                                          "process_id", "stage")}
+    query = task_filters(select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
+                         states=states, green_only=green_only, **bound)
+    limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
+    listing = _Listing(
+        by_age=query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset),
+        dated=query.where(HumanTask.due_at.is_not(None))
+        .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+        .limit(limit).offset(offset),
+        undated=query.where(HumanTask.due_at.is_(None))
+        .order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset),
+        dated_count=select(func.count()).select_from(
+            query.where(HumanTask.due_at.is_not(None)).subquery()))
+    if len(_LISTINGS) < 512:  # shapes are few; never grow without bound
+        _LISTINGS[key] = listing
+    return listing
+
+
 class Queries(Verifying):
     """Read-only questions about cases and tasks; never writes."""
 
@@ -76,31 +119,27 @@ class Queries(Verifying):
         """
         if order not in TASK_ORDERS:
             raise EngineError(f"unknown task order {order!r}")
-        query = task_filters(
-            select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
-            department=department, assignee=assignee, case_id=case_id, states=states,
-            phase=phase, item_code=item_code, due_before=due_before, open_to=open_to,
-            green_only=green_only, process_id=process_id, stage=stage)
+        given = {"department": department, "assignee": assignee, "case_id": case_id,
+                 "phase": phase, "item_code": item_code, "due_before": due_before,
+                 "open_to": open_to, "process_id": process_id, "stage": stage}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        listing = _listing(tuple(states), green_only, frozenset(params))
         with self.db.reading() as s:
             if order == "age":
-                rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
-                                      .limit(limit).offset(offset)))
+                rows = list(s.execute(listing.by_age,
+                                      {**params, "limit": limit, "offset": offset}))
                 return [task_view(row, title) for row, title in rows]
             # Soonest due first, tasks without a due date last. Two index-ordered queries
             # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
             # whole department's tasks would be sorted for every inbox page).
-            rows = list(s.execute(query.where(HumanTask.due_at.is_not(None))
-                                  .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id)
-                                  .limit(limit).offset(offset)))
+            rows = list(s.execute(listing.dated, {**params, "limit": limit, "offset": offset}))
             if len(rows) < limit:
                 skip = 0
                 if not rows and offset:  # the page starts inside the undated tasks
-                    dated = s.scalar(select(func.count()).select_from(
-                        query.where(HumanTask.due_at.is_not(None)).subquery())) or 0
+                    dated = s.scalar(listing.dated_count, params) or 0
                     skip = max(0, offset - dated)
-                rows += list(s.execute(query.where(HumanTask.due_at.is_(None))
-                                       .order_by(HumanTask.created_at, HumanTask.id)
-                                       .limit(limit - len(rows)).offset(skip)))
+                rows += list(s.execute(listing.undated, {**params, "limit": limit - len(rows),
+                                                         "offset": skip}))
             return [task_view(row, title) for row, title in rows]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,

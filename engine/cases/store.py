@@ -13,7 +13,7 @@ from typing import Any, overload
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
-from sqlalchemy import exists, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from engine.actors import Actor
@@ -79,6 +79,26 @@ from engine.store.models import (
     ProcessVersion,
     Timer,
 )
+
+
+def _locking(postgres: bool) -> tuple[Select[Any], Select[Any]]:
+    """A task's case, then the task with the case's open tasks (see `_lock_task_case`).
+
+    Built once: SQLAlchemy keys its compiled-statement cache on the statement, and a
+    statement built anew for each command costs more to key than to run on SQLite.
+    """
+    task_id = bindparam("task_id", type_=HumanTask.id.type)
+    owner = select(HumanTask.case_id).where(HumanTask.id == task_id).scalar_subquery()
+    query = select(Case).where(Case.id == owner)
+    tasks = select(HumanTask).where(HumanTask.case_id == owner, or_(
+        HumanTask.state == "ready", HumanTask.id == task_id))
+    if postgres:
+        query, tasks = query.with_for_update(), tasks.with_for_update()
+    return (query.execution_options(populate_existing=True),
+            tasks.execution_options(populate_existing=True))
+
+
+_LOCKING = {False: _locking(False), True: _locking(True)}
 
 
 class CaseStore:
@@ -156,9 +176,8 @@ class CaseStore:
                       event_type: str, submitted: dict[str, Any]) -> CaseView:
         now = self.clock()
         with self._unit() as s:
-            row = self._task_row(s, task_id)  # held: the session keeps rows weakly
-            case = self._lock_case(s, row.case_id)  # always the case first, then its tasks
-            row = self._task_row(s, task_id, lock=True)
+            case, rows = self._lock_task_case(s, task_id)
+            row = rows[task_id]
             self._check_task_actor(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
@@ -180,9 +199,10 @@ class CaseStore:
             row.version += 1
             row.draft = None
             row.result = submitted
+            others = {i: r for i, r in rows.items() if i != task_id and r.state == "ready"}
             view = self._change(s, case, actor, now, event_type,
                                 {"task_id": task_id, "task_spec": row.spec_name,
-                                 "data": submitted}, done_task=row.id)
+                                 "data": submitted}, done_task=row.id, open_rows=others)
         return replace(view, completed_task=task_view(row, case.title))
 
     def _case_command(self, case_id: int, actor: Actor, event_type: str,
@@ -196,15 +216,18 @@ class CaseStore:
         return view
 
     def _change(self, s: Session, case: Case, actor: Actor, now: datetime, event_type: str,
-                payload: dict[str, Any], done_task: str | None = None) -> CaseView:
-        """Apply one workflow-changing event to a locked case, then record it."""
+                payload: dict[str, Any], done_task: str | None = None,
+                open_rows: dict[str, HumanTask] | None = None) -> CaseView:
+        """Apply one workflow-changing event to a locked case, then record it (`open_rows`:
+        the case's other open task rows when the command already read them)."""
         version = self._version(s, case.process_version_id)
         live = self._live(s, case, version)
         try:
             with clock.pinned(now), task_ids(live.ids), expressions.time_budget():
                 with recorded.record() as calls, expressions.loop_scoping(True) as scoping:
                     apply_event(live.workflow, event_type, payload, case.id)
-                open_rows = self._after_change(s, case, live, version, now, done_task)
+                still_open = self._after_change(s, case, live, version, now, done_task,
+                                                open_rows)
             if calls:  # the reference data's answers, so a re-execution gets the same
                 payload = {**payload, "calls": calls}
             if scoping.dropped:  # a re-execution drops the same loop-local names
@@ -219,7 +242,7 @@ class CaseStore:
             self._forget(case.id)
             raise
         self._pending.append((case.id, live))
-        return self._answer(s, case, live, open_rows)
+        return self._answer(s, case, live, still_open)
 
     def _answer(self, s: Session, case: Case, live: LiveCase, open_rows: list[HumanTask]
                 ) -> CaseView:
@@ -250,18 +273,20 @@ class CaseStore:
             self._remember(case_id, live)
 
     def _after_change(self, s: Session, case: Case, live: LiveCase, version: VersionSpecs,
-                      now: datetime, done_task: str | None) -> list[HumanTask]:
+                      now: datetime, done_task: str | None,
+                      open_rows: dict[str, HumanTask] | None = None) -> list[HumanTask]:
         """Bring the task index, timers, status and data in line with the workflow; return
-        the case's open task rows."""
+        the case's open task rows (`open_rows`: the other open rows, if already read)."""
         workflow = live.workflow
         scan = scan_tasks(workflow)
         ready = {str(t.id): t for t in scan.ready_manual}
         # The case's other open rows, read only when this process does not know there are
         # none (a sequential step: the task just done was the case's only open one).
         others = None if live.open_tasks is None else live.open_tasks - {done_task}
-        open_rows = {} if others is not None and not others else {
-            row.id: row for row in s.scalars(select(HumanTask).where(
-                HumanTask.case_id == case.id, HumanTask.state == "ready"))}
+        if open_rows is None:
+            open_rows = {} if others is not None and not others else {
+                row.id: row for row in s.scalars(select(HumanTask).where(
+                    HumanTask.case_id == case.id, HumanTask.state == "ready"))}
         still_open: list[HumanTask] = []
         for task_id, row in open_rows.items():
             if task_id not in ready and task_id != done_task:
@@ -517,6 +542,23 @@ class CaseStore:
                 return None
             raise CaseNotFound(f"case {case_id} does not exist")
         return case
+
+    def _lock_task_case(self, s: Session, task_id: str
+                        ) -> tuple[Case, dict[str, HumanTask]]:
+        """Lock the case of a task (every command locks its case first, then its tasks),
+        then read the task with the case's open tasks: two statements.
+
+        The rows are held in the dict: the session keeps them only weakly.
+        """
+        query, tasks = _LOCKING[self.db.postgres]
+        case: Case | None = s.scalars(query, {"task_id": task_id}).first()
+        if case is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        found: list[HumanTask] = list(s.scalars(tasks, {"task_id": task_id}))
+        rows = {row.id: row for row in found}
+        if task_id not in rows:  # moved or deleted in between (cannot happen: same case)
+            raise TaskNotFound(f"task {task_id} does not exist")
+        return case, rows
 
     def _task_row(self, s: Session, task_id: str, lock: bool = False) -> HumanTask:
         # On SQLite a writer holds the database from its first statement (BEGIN IMMEDIATE):
