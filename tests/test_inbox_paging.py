@@ -39,8 +39,9 @@ def expected_order(engine) -> list[str]:
     return [r.id for r in dated + undated]
 
 
-def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, sqlite_url):
-    engine = make_pack_engine(sqlite_url)
+def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, db_url):
+    # Both databases: the first page is one statement joining the two bands (UNION ALL).
+    engine = make_pack_engine(db_url)
     fill(engine, dated=23, undated=9)
     expected = expected_order(engine)
     for size in (5, 7, 23, 40):

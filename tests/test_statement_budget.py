@@ -33,7 +33,7 @@ OFFICE = Actor("office", "office", "leading_group_office")
 # SQLite counts its BEGIN statements; PostgreSQL's transaction control is not a statement.
 BUDGET = {
     "sqlite": {
-        "list": 3,  # BEGIN, dated tasks, undated tasks (a page that is not full needs no count)
+        "list": 2,  # BEGIN, the first page (dated then undated tasks, one statement)
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
         "claim": 6,  # BEGIN, task, case, case chain head, event, task
         # BEGIN, case (found by its task), the task with the case's other open tasks,
@@ -41,7 +41,7 @@ BUDGET = {
         "complete": 8,
     },
     # No BEGIN; claim re-reads its task once the case is locked, complete reads it then only.
-    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 7},
+    "postgresql": {"list": 1, "read": 2, "claim": 6, "complete": 7},
 }
 # Pooled connections one call takes (each is a reset on return, at worst a ping).
 CHECKOUTS = 1
