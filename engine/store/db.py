@@ -98,8 +98,16 @@ class Database:
         self.url = url
         self.engine = make_db_engine(url, **kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = sessionmaker(
-            self.engine.execution_options(zerorun_read_only=True), expire_on_commit=False)
+        reads = self.engine.execution_options(zerorun_read_only=True)
+        if self.postgres:
+            # Reads run without a transaction: psycopg would send BEGIN and COMMIT as round
+            # trips of their own, three for a one-statement read. Under READ COMMITTED each
+            # statement of a transaction sees its own snapshot anyway, so the answers are the
+            # same. Nothing is flushed from a read session (see `reading`), so nothing is
+            # written outside a transaction.
+            reads = reads.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessions = sessionmaker(reads, expire_on_commit=False,
+                                          autoflush=not self.postgres)
 
     @property
     def postgres(self) -> bool:
