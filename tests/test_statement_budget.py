@@ -36,9 +36,9 @@ BUDGET = {
         "list": 2,  # BEGIN, the first page (dated then undated tasks, one statement)
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
         "claim": 6,  # BEGIN, task, case, case chain head, event, task
-        # BEGIN, case (found by its task), the task with the case's other open tasks,
+        # BEGIN, the task with the case's other open tasks and the case (one statement),
         # completed task, new tasks, elements reached (the heatmap's rows), case, event.
-        "complete": 8,
+        "complete": 7,
     },
     # No BEGIN; claim re-reads its task once the case is locked, complete reads it then only.
     "postgresql": {"list": 1, "read": 2, "claim": 6, "complete": 7},

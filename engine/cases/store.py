@@ -98,7 +98,19 @@ def _locking(postgres: bool) -> tuple[Select[Any], Select[Any]]:
             tasks.execution_options(populate_existing=True))
 
 
-_LOCKING = {False: _locking(False), True: _locking(True)}
+_LOCKING = {True: _locking(True)}
+
+
+def _tasks_with_case() -> Select[HumanTask, Case]:
+    """SQLite: a task's open siblings and itself, each with the case, in one statement."""
+    task_id = bindparam("task_id", type_=HumanTask.id.type)
+    owner = select(HumanTask.case_id).where(HumanTask.id == task_id).scalar_subquery()
+    return select(HumanTask, Case).join(Case, Case.id == HumanTask.case_id).where(
+        HumanTask.case_id == owner, or_(HumanTask.state == "ready", HumanTask.id == task_id)
+    ).execution_options(populate_existing=True)
+
+
+_TASKS_WITH_CASE = _tasks_with_case()
 
 
 class CaseStore:
@@ -546,11 +558,19 @@ class CaseStore:
     def _lock_task_case(self, s: Session, task_id: str
                         ) -> tuple[Case, dict[str, HumanTask]]:
         """Lock the case of a task (every command locks its case first, then its tasks),
-        then read the task with the case's open tasks: two statements.
+        then read the task with the case's open tasks: two statements on PostgreSQL, one
+        on SQLite (whose writer holds the whole database from BEGIN IMMEDIATE on).
 
         The rows are held in the dict: the session keeps them only weakly.
         """
-        query, tasks = _LOCKING[self.db.postgres]
+        if not self.db.postgres:
+            both: list[tuple[HumanTask, Case]] = [
+                (row, case) for row, case in s.execute(_TASKS_WITH_CASE, {"task_id": task_id})]
+            rows = {row.id: row for row, _ in both}
+            if task_id not in rows:
+                raise TaskNotFound(f"task {task_id} does not exist")
+            return both[0][1], rows
+        query, tasks = _LOCKING[True]
         case: Case | None = s.scalars(query, {"task_id": task_id}).first()
         if case is None:
             raise TaskNotFound(f"task {task_id} does not exist")
