@@ -170,7 +170,8 @@ class Figures:
     open_cases: int
     # (phase label, stage label) -> number of open cases with a ready task there.
     by_phase_stage: dict[tuple[str, str], int]
-    # department code -> {"name", "yellow", "red", "items": [...]}.
+    # department code -> {"name", "yellow", "red", "items": [...], "more"}: the first
+    # `LISTED` late items (by case), and how many more the counts include.
     overdue: dict[str, dict[str, Any]]
     item_times: list[ItemTime]
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
@@ -224,20 +225,14 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         facts = _CaseFacts(s)
         if department is None:
-            open_cases, by_phase_stage, late = _open_figures(s, now, facts)
+            open_cases, by_phase_stage, late = _open_figures(s, now)
         else:
-            open_cases, by_phase_stage, late = _open_figures_of(s, now, facts, department)
-        overdue: dict[str, dict[str, Any]] = {}
-        for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
-            if department is None:  # the item's department came with the row
-                code = row.item_department or row.department or ""
-            else:
-                code = facts.item_department(row.case_id, row.item_code, row.department) or ""
-            entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
-                                              "red": 0, "items": []})
-            entry[level] += 1
-            entry["items"].append({"case_id": key[0], "case_title": facts.title(key[0]),
-                                   "item": row.item_name or row.title, "level": level})
+            open_cases, by_phase_stage, mine_late = _open_figures_of(s, now, facts, department)
+            late = _late_of(facts, mine_late)
+        overdue: dict[str, dict[str, Any]] = {
+            code: {"name": names.get(code, code), "yellow": yellow, "red": red,
+                   "items": items, "more": yellow + red - len(items)}
+            for code, (yellow, red, items) in late.items()}
 
         def mine(row: Any) -> bool:
             return department is None or row.department == department or \
@@ -301,10 +296,17 @@ def _item_department_in_data(s: Session, item_code: Any) -> Any:
             .limit(1).scalar_subquery())
 
 
-def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
-        int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
-    """The whole service's open cases, cases per phase and stage, and late items (the level
-    and first task of each), counted by the database."""
+# Late items listed per department (by case); the others are only counted, so the page and
+# its report stay small however many items are late.
+LISTED = 20
+
+# Per department code: yellow count, red count, the first `LISTED` late items.
+Late = dict[str, tuple[int, int, list[dict[str, Any]]]]
+
+
+def _open_figures(s: Session, now: datetime) -> tuple[int, dict[tuple[str, str], int], Late]:
+    """The whole service's open cases, cases per phase and stage, and late items per
+    department, counted by the database; only the items a page lists are read."""
     ready = (select().select_from(HumanTask).join(Case, Case.id == HumanTask.case_id)
              .where(HumanTask.state == "ready", Case.status == "running"))
     open_cases = s.scalar(ready.add_columns(func.count(distinct(HumanTask.case_id)))) or 0
@@ -336,18 +338,48 @@ def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
              .having(or_(func.max(own) > 0, func.max(spec) > 0, func.max(raised) > 0))
              .subquery())
     first = aliased(HumanTask)
-    late = {}
-    # Core rows (no ORM row processing): one per late item, with the department the case
-    # data gives the item, picked out by the database (no case's items decoded here).
-    for row in s.connection().execute(select(
-            items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
-            first.department, first.item_code, first.item_name, first.title,
-            Case.title.label("case_title"),
-            _item_department_in_data(s, first.item_code).label("item_department"))
-            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)):
-        late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
-        facts.titles[row.case_id] = row.case_title
-    return open_cases, by_phase_stage, late
+    postgres = s.get_bind().dialect.name == "postgresql"
+    # The department the case data gives the item, else the task's own (as `item_department`).
+    code = func.coalesce(func.nullif(_item_department_in_data(s, first.item_code), ""),
+                         func.nullif(first.department, ""), literal(""))
+    rank = (func.greatest if postgres else func.max)(items.c.own, items.c.spec, items.c.raised)
+    late = (select(items.c.case_id, items.c.key, rank.label("rank"), code.label("code"),
+                   first.item_name, first.title, Case.title.label("case_title"))
+            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)
+            .subquery())
+    # Items in the order of (case, key) as Python orders them (code points, not a locale).
+    in_order = (late.c.case_id, late.c.key.collate("C") if postgres else late.c.key)
+    counted = select(
+        late, func.row_number().over(partition_by=late.c.code, order_by=in_order).label("n"),
+        func.sum(case((late.c.rank == 1, 1), else_=0)).over(partition_by=late.c.code)
+        .label("yellow"),
+        func.sum(case((late.c.rank == 2, 1), else_=0)).over(partition_by=late.c.code)
+        .label("red")).subquery()
+    found: Late = {}
+    # Core rows (no ORM row processing): the listed late items of each department with the
+    # department's counts, the department picked out of the case data by the database.
+    for row in s.connection().execute(select(counted).where(counted.c.n <= LISTED)
+                                      .order_by(counted.c.code, counted.c.n)):
+        entry = found.setdefault(str(row.code), (int(row.yellow), int(row.red), []))
+        entry[2].append({"case_id": row.case_id, "case_title": row.case_title,
+                         "item": row.item_name or row.title, "level": LEVELS[row.rank]})
+    return open_cases, by_phase_stage, found
+
+
+def _late_of(facts: _CaseFacts, late: dict[tuple[int, str], tuple[str, Any]]) -> Late:
+    """A department's late items (level and first task per item) per item department."""
+    found: Late = {}
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"yellow": 0, "red": 0})
+    listed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
+        code = facts.item_department(row.case_id, row.item_code, row.department) or ""
+        counts[code][level] += 1
+        if len(listed[code]) < LISTED:
+            listed[code].append({"case_id": key[0], "case_title": facts.title(key[0]),
+                                 "item": row.item_name or row.title, "level": level})
+    for code, n in counts.items():
+        found[code] = (n["yellow"], n["red"], listed[code])
+    return found
 
 
 def _open_figures_of(s: Session, now: datetime, facts: _CaseFacts, department: str) -> tuple[
