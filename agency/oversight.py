@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from agency.models import CaseItem, ItemSpan
 from agency.reference import (
     ReferenceData,
     ServiceSettings,
@@ -279,23 +280,6 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
 PROJECT_UNIT = "project_unit"
 
 
-def _item_department_in_data(s: Session, item_code: Any) -> Any:
-    """The `department` of the entry of the case's `items` (case data) whose `code` is
-    `item_code`, as a correlated scalar subquery (NULL when there is none)."""
-    if s.get_bind().dialect.name == "postgresql":
-        listed = case((func.json_typeof(Case.data["items"]) == "array", Case.data["items"]),
-                      else_=text("'[]'::json"))
-        entry = func.json_array_elements(listed).table_valued("value").alias("entry")
-        value = entry.c.value
-        return (select(value.op("->>")("department")).where(value.op("->>")("code") == item_code)
-                .limit(1).scalar_subquery())
-    entry = func.json_each(Case.data, "$.items").table_valued("value", "type").alias("entry")
-    listed = case((entry.c.type == "object", entry.c.value))  # NULL for any other entry
-    return (select(func.json_extract(listed, "$.department"))
-            .where(func.json_extract(listed, "$.code") == item_code)
-            .limit(1).scalar_subquery())
-
-
 # Late items listed per department (by case); the others are only counted, so the page and
 # its report stay small however many items are late.
 LISTED = 20
@@ -339,13 +323,16 @@ def _open_figures(s: Session, now: datetime) -> tuple[int, dict[tuple[str, str],
              .subquery())
     first = aliased(HumanTask)
     postgres = s.get_bind().dialect.name == "postgresql"
-    # The department the case data gives the item, else the task's own (as `item_department`).
-    code = func.coalesce(func.nullif(_item_department_in_data(s, first.item_code), ""),
-                         func.nullif(first.department, ""), literal(""))
+    # The department the case data gives the item (kept by the database with the data,
+    # migration 0023), else the task's own: as `_CaseFacts.item_department`.
+    code = func.coalesce(func.nullif(CaseItem.department, ""), func.nullif(first.department, ""),
+                         literal(""))
     rank = (func.greatest if postgres else func.max)(items.c.own, items.c.spec, items.c.raised)
     late = (select(items.c.case_id, items.c.key, rank.label("rank"), code.label("code"),
                    first.item_name, first.title, Case.title.label("case_title"))
             .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)
+            .outerjoin(CaseItem, and_(CaseItem.case_id == items.c.case_id,
+                                      CaseItem.item_code == first.item_code))
             .subquery())
     # Items in the order of (case, key) as Python orders them (code points, not a locale).
     in_order = (late.c.case_id, late.c.key.collate("C") if postgres else late.c.key)
@@ -565,19 +552,24 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
                 ) -> list[ItemTime]:
     """Working days from an item's first task to its hand-over, per item code (grouped by
     the database: one row per finished item)."""
-    ended = func.max(case((and_(HumanTask.state == "completed",
-                                HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
-                           HumanTask.completed_at)))
-    ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
-        if department is not None else literal(1)
-    # One pass over the item tasks in the order of their index, one row per finished item.
-    spans = sorted(s.connection().execute(
-        select(HumanTask.case_id, HumanTask.item_code,
-               _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
-               func.max(HumanTask.item_name), ours)
-        .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
-        .group_by(HumanTask.item_code, HumanTask.case_id)
-        .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
+    if department is None:  # the finished items the database keeps (migration 0023)
+        spans = sorted(s.connection().execute(select(
+            ItemSpan.case_id, ItemSpan.item_code, _local_day(s, ItemSpan.started_at),
+            _local_day(s, ItemSpan.ended_at), ItemSpan.item_name, literal(1))).all(),
+            key=lambda r: (r[0], r[1]))
+    else:  # whether a department held a task of the item: from the tasks
+        ended = func.max(case((and_(HumanTask.state == "completed",
+                                    HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
+                               HumanTask.completed_at)))
+        ours = func.max(case((HumanTask.department == department, 1), else_=0))
+        # One pass over the item tasks in the order of their index, one row per finished item.
+        spans = sorted(s.connection().execute(
+            select(HumanTask.case_id, HumanTask.item_code,
+                   _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
+                   func.max(HumanTask.item_name), ours)
+            .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
+            .group_by(HumanTask.item_code, HumanTask.case_id)
+            .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
     if department is not None:
         facts.load(r[0] for r in spans if not r[5])
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
