@@ -3,6 +3,9 @@
 over, with its span) and the departments the case data gives its items, kept by the
 database itself with every write of the task index and of a case's data
 
+Also an index giving the heatmap a version's tasks per element, with their states and times,
+in its order.
+
 Both tables are what a GROUP BY over `human_task` and a walk through each case's JSON used
 to give on every dashboard; triggers refresh the rows of the one case and item a write
 touches, in the writing transaction, whatever command (or bulk load) wrote it. Existing
@@ -77,6 +80,9 @@ def upgrade() -> None:
         op.execute(SQLITE_ITEMS.format(case='"case".id', source='"case",', data='"case".data',
                                        order='"case".id,'))
     op.execute(INSERT_SPANS + SPANS.format(where=""))
+    op.create_index('ix_human_task_element_state', 'human_task',
+                    ['process_id', 'spec_name', 'state', 'case_id', 'created_at', 'completed_at'],
+                    unique=False)
 
 
 def _sqlite_triggers() -> None:
@@ -135,6 +141,7 @@ END $$ LANGUAGE plpgsql""")
 
 
 def downgrade() -> None:
+    op.drop_index('ix_human_task_element_state', table_name='human_task')
     if op.get_bind().dialect.name == "postgresql":
         op.execute('DROP TRIGGER case_item_changed ON "case"')
         op.execute("DROP TRIGGER item_span_changed ON human_task")
