@@ -328,9 +328,9 @@ def _open_figures(s: Session, now: datetime) -> tuple[int, dict[tuple[str, str],
     code = func.coalesce(func.nullif(CaseItem.department, ""), func.nullif(first.department, ""),
                          literal(""))
     rank = (func.greatest if postgres else func.max)(items.c.own, items.c.spec, items.c.raised)
-    late = (select(items.c.case_id, items.c.key, rank.label("rank"), code.label("code"),
-                   first.item_name, first.title, Case.title.label("case_title"))
-            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)
+    late = (select(items.c.case_id, items.c.key, items.c.first, rank.label("rank"),
+                   code.label("code"))
+            .join(first, first.id == items.c.first)
             .outerjoin(CaseItem, and_(CaseItem.case_id == items.c.case_id,
                                       CaseItem.item_code == first.item_code))
             .subquery())
@@ -342,11 +342,16 @@ def _open_figures(s: Session, now: datetime) -> tuple[int, dict[tuple[str, str],
         .label("yellow"),
         func.sum(case((late.c.rank == 2, 1), else_=0)).over(partition_by=late.c.code)
         .label("red")).subquery()
+    listed = aliased(HumanTask)
     found: Late = {}
     # Core rows (no ORM row processing): the listed late items of each department with the
-    # department's counts, the department picked out of the case data by the database.
-    for row in s.connection().execute(select(counted).where(counted.c.n <= LISTED)
-                                      .order_by(counted.c.code, counted.c.n)):
+    # department's counts; titles read for these rows only.
+    for row in s.connection().execute(
+            select(counted.c.code, counted.c.case_id, counted.c.rank, counted.c.yellow,
+                   counted.c.red, listed.item_name, listed.title,
+                   Case.title.label("case_title"))
+            .join(listed, listed.id == counted.c.first).join(Case, Case.id == counted.c.case_id)
+            .where(counted.c.n <= LISTED).order_by(counted.c.code, counted.c.n)):
         entry = found.setdefault(str(row.code), (int(row.yellow), int(row.red), []))
         entry[2].append({"case_id": row.case_id, "case_title": row.case_title,
                          "item": row.item_name or row.title, "level": LEVELS[row.rank]})
@@ -359,13 +364,17 @@ def _late_of(facts: _CaseFacts, late: dict[tuple[int, str], tuple[str, Any]]) ->
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"yellow": 0, "red": 0})
     listed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
-        code = facts.item_department(row.case_id, row.item_code, row.department) or ""
+        code = row.item_department or row.department or ""
         counts[code][level] += 1
         if len(listed[code]) < LISTED:
-            listed[code].append({"case_id": key[0], "case_title": facts.title(key[0]),
-                                 "item": row.item_name or row.title, "level": level})
+            listed[code].append({"case_id": key[0], "item": row.item_name or row.title,
+                                 "level": level})
+    facts.load(item["case_id"] for items in listed.values() for item in items)
     for code, n in counts.items():
-        found[code] = (n["yellow"], n["red"], listed[code])
+        found[code] = (n["yellow"], n["red"], [{"case_id": item["case_id"],
+                                                "case_title": facts.title(item["case_id"]),
+                                                "item": item["item"], "level": item["level"]}
+                                               for item in listed[code]])
     return found
 
 
@@ -374,20 +383,25 @@ def _open_figures_of(s: Session, now: datetime, facts: _CaseFacts, department: s
     """One department's open cases, cases per phase and stage, and late items: the open
     tasks' narrow columns with their ranks computed by the database."""
     own, spec, (open_tasks, raised) = _ranks(now)
-    rows = s.execute(open_tasks.add_columns(
+    # With the department the case data gives each task's item (kept by the database,
+    # migration 0023): no case's data is read.
+    rows = s.connection().execute(open_tasks.add_columns(
         HumanTask.id, HumanTask.case_id, HumanTask.item_code, HumanTask.department,
         HumanTask.phase, HumanTask.stage, HumanTask.item_name, HumanTask.title,
         HumanTask.due_at.is_not(None).label("has_due"), own.label("own"),
-        spec.label("spec"), raised.label("raised")).order_by(HumanTask.id)).all()
-    facts.load({r.case_id for r in rows if r.department != department})
+        spec.label("spec"), raised.label("raised"),
+        CaseItem.department.label("item_department"))
+        .outerjoin(CaseItem, and_(CaseItem.case_id == HumanTask.case_id,
+                                  CaseItem.item_code == HumanTask.item_code))
+        .order_by(HumanTask.id)).all()
     by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
     open_cases: set[int] = set()
     # An open item's level is the worst of its ready tasks'.
     item_rank: dict[tuple[int, str], int] = {}
     item_row: dict[tuple[int, str], Any] = {}
     for row in rows:
-        if row.department != department and facts.item_department(
-                row.case_id, row.item_code, row.department) != department:
+        if row.department != department and (row.item_department or row.department) \
+                != department:
             continue
         open_cases.add(row.case_id)
         by_phase_stage[_phase_stage(row.phase, row.stage)].add(row.case_id)
@@ -561,25 +575,25 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
         ended = func.max(case((and_(HumanTask.state == "completed",
                                     HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
                                HumanTask.completed_at)))
-        ours = func.max(case((HumanTask.department == department, 1), else_=0))
+        # Ours: the department held a task of the item, or the case data gives it the item.
+        ours = func.max(case((or_(HumanTask.department == department,
+                                  CaseItem.department == department), 1), else_=0))
         # One pass over the item tasks in the order of their index, one row per finished item.
         spans = sorted(s.connection().execute(
             select(HumanTask.case_id, HumanTask.item_code,
                    _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
                    func.max(HumanTask.item_name), ours)
+            .outerjoin(CaseItem, and_(CaseItem.case_id == HumanTask.case_id,
+                                      CaseItem.item_code == HumanTask.item_code))
             .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
             .group_by(HumanTask.item_code, HumanTask.case_id)
             .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
-    if department is not None:
-        facts.load(r[0] for r in spans if not r[5])
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
     names: dict[str, str] = {}
     memo: dict[tuple[str, str], int] = {}
     for case_id, code, first, end, name, own in spans:
-        if department is not None and not own:
-            item = facts.items(case_id).get(code)
-            if not (item and item.get("department") and str(item["department"]) == department):
-                continue
+        if not own:
+            continue
         key = (str(first), str(end))
         if key not in memo:
             memo[key] = ref.calendar.working_days_between(date.fromisoformat(key[0]),
