@@ -102,7 +102,9 @@ def _sqlite_triggers() -> None:
     items = ("DELETE FROM case_item WHERE case_id = NEW.id; "
              + SQLITE_ITEMS.format(case="NEW.id", source="", data="NEW.data", order="") + ";")
     op.execute(f'CREATE TRIGGER case_item_inserted AFTER INSERT ON "case" BEGIN {items} END')
+    # Most commands write the case's data without touching its items: nothing to do.
     op.execute(f'CREATE TRIGGER case_item_updated AFTER UPDATE OF data ON "case" '
+               "WHEN json_extract(OLD.data, '$.items') IS NOT json_extract(NEW.data, '$.items') "
                f"BEGIN {items} END")
 
 
@@ -136,14 +138,19 @@ BEGIN
   {items};
   RETURN NULL;
 END $$ LANGUAGE plpgsql""")
-    op.execute('CREATE TRIGGER case_item_changed AFTER INSERT OR UPDATE OF data ON "case" '
+    op.execute('CREATE TRIGGER case_item_inserted AFTER INSERT ON "case" '
                "FOR EACH ROW EXECUTE FUNCTION case_item_changed()")
+    # Most commands write the case's data without touching its items: nothing to do.
+    op.execute('CREATE TRIGGER case_item_updated AFTER UPDATE OF data ON "case" FOR EACH ROW '
+               "WHEN ((OLD.data -> 'items')::text IS DISTINCT FROM (NEW.data -> 'items')::text) "
+               "EXECUTE FUNCTION case_item_changed()")
 
 
 def downgrade() -> None:
     op.drop_index('ix_human_task_element_state', table_name='human_task')
     if op.get_bind().dialect.name == "postgresql":
-        op.execute('DROP TRIGGER case_item_changed ON "case"')
+        op.execute('DROP TRIGGER case_item_updated ON "case"')
+        op.execute('DROP TRIGGER case_item_inserted ON "case"')
         op.execute("DROP TRIGGER item_span_changed ON human_task")
         op.execute("DROP FUNCTION case_item_changed()")
         op.execute("DROP FUNCTION item_span_changed()")
