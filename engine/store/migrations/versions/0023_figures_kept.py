@@ -115,14 +115,25 @@ BEGIN
   DELETE FROM item_span WHERE case_id = the_case AND item_code = the_item;
   {INSERT_SPANS} {SPANS.format(where="AND case_id = the_case AND item_code = the_item")};
 END $$ LANGUAGE plpgsql""")
-    op.execute("""
+    # A write can only change an item's row if the item has one, or if the written task is a
+    # completed hand-over (nothing else makes an item finished): most writes (a task raised,
+    # an ordinary task done) cost one primary-key lookup.
+    op.execute(f"""
 CREATE FUNCTION item_span_changed() RETURNS trigger AS $$
+DECLARE
+  refreshed boolean := false;
 BEGIN
-  IF TG_OP <> 'INSERT' AND OLD.item_code IS NOT NULL THEN
+  IF TG_OP <> 'INSERT' AND OLD.item_code IS NOT NULL AND (
+      (OLD.state = 'completed' AND OLD.spec_name IN {DONE}) OR EXISTS (
+        SELECT 1 FROM item_span WHERE case_id = OLD.case_id AND item_code = OLD.item_code))
+  THEN
     PERFORM item_span_refresh(OLD.case_id, OLD.item_code);
+    refreshed := true;
   END IF;
-  IF TG_OP <> 'DELETE' AND NEW.item_code IS NOT NULL AND (TG_OP = 'INSERT'
-      OR OLD.case_id IS DISTINCT FROM NEW.case_id OR OLD.item_code IS DISTINCT FROM NEW.item_code)
+  IF TG_OP <> 'DELETE' AND NEW.item_code IS NOT NULL
+      AND NOT (refreshed AND OLD.case_id = NEW.case_id AND OLD.item_code = NEW.item_code)
+      AND ((NEW.state = 'completed' AND NEW.spec_name IN {DONE}) OR EXISTS (
+        SELECT 1 FROM item_span WHERE case_id = NEW.case_id AND item_code = NEW.item_code))
   THEN
     PERFORM item_span_refresh(NEW.case_id, NEW.item_code);
   END IF;
