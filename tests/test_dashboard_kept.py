@@ -7,6 +7,7 @@ both databases, and after upgrading a database that had none."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from alembic import command
@@ -82,6 +83,14 @@ def test_kept_figures_follow_every_kind_of_command(make_pack_engine, db_url, clo
     spans, departments = assert_kept(engine)
     assert (looped.case_id, "project_filing") in spans  # handed over: a finished item
     assert departments[(looped.case_id, "project_filing")]
+    with engine.db.transaction() as s:  # a finished item's first task moved earlier by hand
+        first = s.scalars(select(HumanTask).where(
+            HumanTask.case_id == looped.case_id, HumanTask.item_code == "project_filing",
+            HumanTask.spec_name == "prepare_materials").order_by(HumanTask.created_at)).first()
+        first.created_at -= timedelta(days=3)
+    moved, _ = assert_kept(engine)
+    key = (looped.case_id, "project_filing")
+    assert moved[key][0] == spans[key][0] - timedelta(days=3)
     stopped = Service(engine, clock)
     stopped.start(small_project())
     stopped.complete("select_items", selected_items=stopped.case().data["selected_items"])
