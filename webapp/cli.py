@@ -533,7 +533,15 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
             self.cfg.set("child_exit", _worker_exited)
 
         def load(self) -> Any:
-            return create_app()
+            # In each worker, after it forked: the app, its engine and the pack's specs
+            # live as long as the worker, so the collector stops scanning them (a full
+            # collection would otherwise walk every object of the loaded app).
+            import gc
+
+            app = create_app()
+            gc.collect()
+            gc.freeze()
+            return app
 
     click.echo(f"zerorun is serving at http://{host}:{port}/")
     click.echo(f"demo logins (password {DEMO_PASSWORD}): admin, auditor, office, "
