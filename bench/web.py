@@ -7,6 +7,7 @@ PostgreSQL) the server backends connected to the bench database.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,16 +202,33 @@ def statements_per_completion(url: str, pack: Path, instance: Path, token: str) 
 # The agents' process ----------------------------------------------------------------
 
 
+_connections = threading.local()
+
+
 def _call(base: str, token: str, method: str, path: str, body: Any = None
           ) -> tuple[int, Any]:
+    """One API call on the agent's own connection, kept open between calls (HTTP
+    keep-alive) as a real client does; opened again when the server closed it."""
+    connection: http.client.HTTPConnection | None = getattr(_connections, "open", None)
+    if connection is None:
+        address = urllib.parse.urlsplit(base)
+        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1",
+                                                address.port, timeout=60)
+        _connections.open = connection
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={  # noqa: S310
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        connection.request(method, path, body=data, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = connection.getresponse()
+        raw = response.read()
+    except (http.client.HTTPException, OSError):
+        connection.close()
+        _connections.open = None
+        raise
+    if response.will_close:
+        connection.close()
+        _connections.open = None
+    return response.status, json.loads(raw or b"{}")
 
 
 def agents_main(base: str, seconds: float, warmup: float) -> None:

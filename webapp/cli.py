@@ -509,9 +509,17 @@ def _set_active(username: str, active: bool) -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
 @click.option("--workers", default=2, type=int, help="gunicorn worker processes")
+@click.option("--threads", default=2, type=int, show_default=True,
+              help="threads per worker: one answers while another waits on the database")
 @click.option("--with-worker", is_flag=True, help="Also run the timer worker beside the app.")
-def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
-    """Serve the web app with gunicorn (several workers share one database)."""
+def serve(host: str, port: int, workers: int, threads: int, with_worker: bool) -> None:
+    """Serve the web app with gunicorn (several workers share one database).
+
+    Workers are threaded (gunicorn's gthread) and keep connections open between requests
+    (HTTP keep-alive), so a client making several calls, or a reverse proxy, does not
+    connect and close for each: a single-threaded (sync) worker closes every connection
+    and waits for the client to close its side before it takes the next request.
+    """
     import atexit
     import subprocess
 
@@ -529,6 +537,9 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", max(1, threads))
+            self.cfg.set("keepalive", KEEPALIVE_SECONDS)
             # one JSON line per request comes from the app (webapp/observability.py)
             self.cfg.set("child_exit", _worker_exited)
 
@@ -548,6 +559,11 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
                "agent_approval_bureau, leader_approval_bureau, agent_<department>, "
                "leader_<department> (list: zerorun users)")
     _Server().run()
+
+
+# Seconds an idle client connection stays open for its next request (gunicorn's default
+# is 2; agents' systems and reverse proxies calling again within a few seconds reuse it).
+KEEPALIVE_SECONDS = 5
 
 
 def _metrics_dir() -> None:
