@@ -11,7 +11,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, func, or_, select, true, union_all
+from sqlalchemy import and_, func, or_, select, true
 
 from engine.actors import STARTERS, Actor
 from engine.cases.verification import Verifying
@@ -99,27 +99,18 @@ class Queries(Verifying):
             # Soonest due first, tasks without a due date last. Two index-ordered queries
             # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
             # whole department's tasks would be sorted for every inbox page).
-            dated = query.where(HumanTask.due_at.is_not(None)).order_by(
-                HumanTask.due_at, HumanTask.created_at, HumanTask.id)
-            undated = query.where(HumanTask.due_at.is_(None)).order_by(
-                HumanTask.created_at, HumanTask.id)
-            if offset == 0:
-                # The first page in one round trip: each part limited in its own index
-                # order, then at most twice the page sorted.
-                both = union_all(select(dated.limit(limit).subquery()),
-                                 select(undated.limit(limit).subquery())).subquery()
-                rows = list(s.execute(select(both).order_by(
-                    both.c.due_at.is_(None), both.c.due_at, both.c.created_at, both.c.id)
-                    .limit(limit)))
-                return [task_view(row, row.case_title) for row in rows]
-            rows = list(s.execute(dated.limit(limit).offset(offset)))
+            rows = list(s.execute(query.where(HumanTask.due_at.is_not(None))
+                                  .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+                                  .limit(limit).offset(offset)))
             if len(rows) < limit:
                 skip = 0
                 if not rows and offset:  # the page starts inside the undated tasks
-                    dated_count = s.scalar(select(func.count()).select_from(
+                    dated = s.scalar(select(func.count()).select_from(
                         query.where(HumanTask.due_at.is_not(None)).subquery())) or 0
-                    skip = max(0, offset - dated_count)
-                rows += list(s.execute(undated.limit(limit - len(rows)).offset(skip)))
+                    skip = max(0, offset - dated)
+                rows += list(s.execute(query.where(HumanTask.due_at.is_(None))
+                                       .order_by(HumanTask.created_at, HumanTask.id)
+                                       .limit(limit - len(rows)).offset(skip)))
             return [task_view(row, row.case_title) for row in rows]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
