@@ -48,6 +48,14 @@ from engine.store.models import (
     ProcessVersion,
 )
 
+# What a task list shows of each task (`task_view` reads these by name).
+TASK_LIST_COLUMNS = (
+    HumanTask.id, HumanTask.case_id, HumanTask.process_id, HumanTask.spec_name,
+    HumanTask.title, HumanTask.department, HumanTask.assignee, HumanTask.state,
+    HumanTask.version, HumanTask.form, HumanTask.item_code, HumanTask.item_name,
+    HumanTask.phase, HumanTask.stage, HumanTask.due_at, HumanTask.created_at,
+    HumanTask.completed_at, HumanTask.completed_by, HumanTask.green_channel)
+
 
 class Queries(Verifying):
     """Read-only questions about cases and tasks; never writes."""
@@ -76,8 +84,10 @@ class Queries(Verifying):
         """
         if order not in TASK_ORDERS:
             raise EngineError(f"unknown task order {order!r}")
+        # The listed columns only, as plain rows: no ORM objects, no JSON columns decoded.
         query = task_filters(
-            select(HumanTask, Case.title).join(Case, Case.id == HumanTask.case_id),
+            select(*TASK_LIST_COLUMNS, Case.title.label("case_title"))
+            .join(Case, Case.id == HumanTask.case_id),
             department=department, assignee=assignee, case_id=case_id, states=states,
             phase=phase, item_code=item_code, due_before=due_before, open_to=open_to,
             green_only=green_only, process_id=process_id, stage=stage)
@@ -85,7 +95,7 @@ class Queries(Verifying):
             if order == "age":
                 rows = list(s.execute(query.order_by(HumanTask.created_at, HumanTask.id)
                                       .limit(limit).offset(offset)))
-                return [task_view(row, title) for row, title in rows]
+                return [task_view(row, row.case_title) for row in rows]
             # Soonest due first, tasks without a due date last. Two index-ordered queries
             # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
             # whole department's tasks would be sorted for every inbox page).
@@ -101,7 +111,7 @@ class Queries(Verifying):
                 rows += list(s.execute(query.where(HumanTask.due_at.is_(None))
                                        .order_by(HumanTask.created_at, HumanTask.id)
                                        .limit(limit - len(rows)).offset(skip)))
-            return [task_view(row, title) for row, title in rows]
+            return [task_view(row, row.case_title) for row in rows]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
                     case_id: int | None = None, states: Iterable[str] = ("ready",),
