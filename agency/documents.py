@@ -289,6 +289,12 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
                                                           or project.get(p["when"]))]
         item["material_names"] = [materials_by_code.get(code, {}).get("name", code)
                                   for code in item.get("materials", [])]
+        # parallel approval: an item may run beside later phases, or wait for another's result
+        due = str(item.get("due_phase") or item.get("phase"))
+        item["due_phase_name"] = PHASE_NAMES.get(due) if due != str(item.get("phase")) else None
+    for item in items:
+        item["requires_names"] = [item_names.get(code) or code
+                                  for code in item.get("requires") or [] if code in item_names]
     phases = [(str(p), PHASE_NAMES[str(p)], [i for i in items if str(i.get("phase")) == str(p)])
               for p in range(1, 5)]
     materials = [{**m, "item_names": [item_names.get(c, c) for c in m.get("items", [])]}

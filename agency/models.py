@@ -236,3 +236,33 @@ class CalendarDay(Base):
     note: Mapped[str] = mapped_column(String(200), default="")
     changed_by: Mapped[str] = mapped_column(String(100))
     changed_at: Mapped[datetime]
+
+
+# The dashboard's figures kept by the database (migration 0023_figures_kept) ------------
+
+
+class ItemSpan(Base):
+    """A finished approval item of a case: its first task's creation and its hand-over (the
+    dashboard's handling times). Written only by the database's triggers on `human_task`,
+    from the item's tasks, in the transaction that writes them."""
+
+    __tablename__ = "item_span"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    item_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class CaseItem(Base):
+    """An approval item of a case's data (`items`, by code) and the department it names, if
+    any. Written only by the database's triggers on `case`, whenever its data is written."""
+
+    __tablename__ = "case_item"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    item_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    department: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from agency.models import CaseItem, ItemSpan
 from agency.reference import (
     ReferenceData,
     ServiceSettings,
@@ -170,7 +171,8 @@ class Figures:
     open_cases: int
     # (phase label, stage label) -> number of open cases with a ready task there.
     by_phase_stage: dict[tuple[str, str], int]
-    # department code -> {"name", "yellow", "red", "items": [...]}.
+    # department code -> {"name", "yellow", "red", "items": [...], "more"}: the first
+    # `LISTED` late items (by case), and how many more the counts include.
     overdue: dict[str, dict[str, Any]]
     item_times: list[ItemTime]
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
@@ -224,20 +226,14 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         names = {code: name for code, name in s.execute(select(Department.code, Department.name))}
         facts = _CaseFacts(s)
         if department is None:
-            open_cases, by_phase_stage, late = _open_figures(s, now, facts)
+            open_cases, by_phase_stage, late = _open_figures(s, now)
         else:
-            open_cases, by_phase_stage, late = _open_figures_of(s, now, facts, department)
-        overdue: dict[str, dict[str, Any]] = {}
-        for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
-            if department is None:  # the item's department came with the row
-                code = row.item_department or row.department or ""
-            else:
-                code = facts.item_department(row.case_id, row.item_code, row.department) or ""
-            entry = overdue.setdefault(code, {"name": names.get(code, code), "yellow": 0,
-                                              "red": 0, "items": []})
-            entry[level] += 1
-            entry["items"].append({"case_id": key[0], "case_title": facts.title(key[0]),
-                                   "item": row.item_name or row.title, "level": level})
+            open_cases, by_phase_stage, mine_late = _open_figures_of(s, now, facts, department)
+            late = _late_of(facts, mine_late)
+        overdue: dict[str, dict[str, Any]] = {
+            code: {"name": names.get(code, code), "yellow": yellow, "red": red,
+                   "items": items, "more": yellow + red - len(items)}
+            for code, (yellow, red, items) in late.items()}
 
         def mine(row: Any) -> bool:
             return department is None or row.department == department or \
@@ -284,27 +280,17 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
 PROJECT_UNIT = "project_unit"
 
 
-def _item_department_in_data(s: Session, item_code: Any) -> Any:
-    """The `department` of the entry of the case's `items` (case data) whose `code` is
-    `item_code`, as a correlated scalar subquery (NULL when there is none)."""
-    if s.get_bind().dialect.name == "postgresql":
-        listed = case((func.json_typeof(Case.data["items"]) == "array", Case.data["items"]),
-                      else_=text("'[]'::json"))
-        entry = func.json_array_elements(listed).table_valued("value").alias("entry")
-        value = entry.c.value
-        return (select(value.op("->>")("department")).where(value.op("->>")("code") == item_code)
-                .limit(1).scalar_subquery())
-    entry = func.json_each(Case.data, "$.items").table_valued("value", "type").alias("entry")
-    listed = case((entry.c.type == "object", entry.c.value))  # NULL for any other entry
-    return (select(func.json_extract(listed, "$.department"))
-            .where(func.json_extract(listed, "$.code") == item_code)
-            .limit(1).scalar_subquery())
+# Late items listed per department (by case); the others are only counted, so the page and
+# its report stay small however many items are late.
+LISTED = 20
+
+# Per department code: yellow count, red count, the first `LISTED` late items.
+Late = dict[str, tuple[int, int, list[dict[str, Any]]]]
 
 
-def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
-        int, dict[tuple[str, str], int], dict[tuple[int, str], tuple[str, Any]]]:
-    """The whole service's open cases, cases per phase and stage, and late items (the level
-    and first task of each), counted by the database."""
+def _open_figures(s: Session, now: datetime) -> tuple[int, dict[tuple[str, str], int], Late]:
+    """The whole service's open cases, cases per phase and stage, and late items per
+    department, counted by the database; only the items a page lists are read."""
     ready = (select().select_from(HumanTask).join(Case, Case.id == HumanTask.case_id)
              .where(HumanTask.state == "ready", Case.status == "running"))
     open_cases = s.scalar(ready.add_columns(func.count(distinct(HumanTask.case_id)))) or 0
@@ -336,18 +322,60 @@ def _open_figures(s: Session, now: datetime, facts: _CaseFacts) -> tuple[
              .having(or_(func.max(own) > 0, func.max(spec) > 0, func.max(raised) > 0))
              .subquery())
     first = aliased(HumanTask)
-    late = {}
-    # Core rows (no ORM row processing): one per late item, with the department the case
-    # data gives the item, picked out by the database (no case's items decoded here).
-    for row in s.connection().execute(select(
-            items.c.case_id, items.c.key, items.c.own, items.c.spec, items.c.raised,
-            first.department, first.item_code, first.item_name, first.title,
-            Case.title.label("case_title"),
-            _item_department_in_data(s, first.item_code).label("item_department"))
-            .join(first, first.id == items.c.first).join(Case, Case.id == items.c.case_id)):
-        late[(row.case_id, row.key)] = (LEVELS[max(row.own, row.spec, row.raised)], row)
-        facts.titles[row.case_id] = row.case_title
-    return open_cases, by_phase_stage, late
+    postgres = s.get_bind().dialect.name == "postgresql"
+    # The department the case data gives the item (kept by the database with the data,
+    # migration 0023), else the task's own: as `_CaseFacts.item_department`.
+    code = func.coalesce(func.nullif(CaseItem.department, ""), func.nullif(first.department, ""),
+                         literal(""))
+    rank = (func.greatest if postgres else func.max)(items.c.own, items.c.spec, items.c.raised)
+    late = (select(items.c.case_id, items.c.key, items.c.first, rank.label("rank"),
+                   code.label("code"))
+            .join(first, first.id == items.c.first)
+            .outerjoin(CaseItem, and_(CaseItem.case_id == items.c.case_id,
+                                      CaseItem.item_code == first.item_code))
+            .subquery())
+    # Items in the order of (case, key) as Python orders them (code points, not a locale).
+    in_order = (late.c.case_id, late.c.key.collate("C") if postgres else late.c.key)
+    counted = select(
+        late, func.row_number().over(partition_by=late.c.code, order_by=in_order).label("n"),
+        func.sum(case((late.c.rank == 1, 1), else_=0)).over(partition_by=late.c.code)
+        .label("yellow"),
+        func.sum(case((late.c.rank == 2, 1), else_=0)).over(partition_by=late.c.code)
+        .label("red")).subquery()
+    listed = aliased(HumanTask)
+    found: Late = {}
+    # Core rows (no ORM row processing): the listed late items of each department with the
+    # department's counts; titles read for these rows only.
+    for row in s.connection().execute(
+            select(counted.c.code, counted.c.case_id, counted.c.rank, counted.c.yellow,
+                   counted.c.red, listed.item_name, listed.title,
+                   Case.title.label("case_title"))
+            .join(listed, listed.id == counted.c.first).join(Case, Case.id == counted.c.case_id)
+            .where(counted.c.n <= LISTED).order_by(counted.c.code, counted.c.n)):
+        entry = found.setdefault(str(row.code), (int(row.yellow), int(row.red), []))
+        entry[2].append({"case_id": row.case_id, "case_title": row.case_title,
+                         "item": row.item_name or row.title, "level": LEVELS[row.rank]})
+    return open_cases, by_phase_stage, found
+
+
+def _late_of(facts: _CaseFacts, late: dict[tuple[int, str], tuple[str, Any]]) -> Late:
+    """A department's late items (level and first task per item) per item department."""
+    found: Late = {}
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"yellow": 0, "red": 0})
+    listed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for key, (level, row) in sorted(late.items(), key=lambda kv: kv[0]):
+        code = row.item_department or row.department or ""
+        counts[code][level] += 1
+        if len(listed[code]) < LISTED:
+            listed[code].append({"case_id": key[0], "item": row.item_name or row.title,
+                                 "level": level})
+    facts.load(item["case_id"] for items in listed.values() for item in items)
+    for code, n in counts.items():
+        found[code] = (n["yellow"], n["red"], [{"case_id": item["case_id"],
+                                                "case_title": facts.title(item["case_id"]),
+                                                "item": item["item"], "level": item["level"]}
+                                               for item in listed[code]])
+    return found
 
 
 def _open_figures_of(s: Session, now: datetime, facts: _CaseFacts, department: str) -> tuple[
@@ -355,20 +383,25 @@ def _open_figures_of(s: Session, now: datetime, facts: _CaseFacts, department: s
     """One department's open cases, cases per phase and stage, and late items: the open
     tasks' narrow columns with their ranks computed by the database."""
     own, spec, (open_tasks, raised) = _ranks(now)
-    rows = s.execute(open_tasks.add_columns(
+    # With the department the case data gives each task's item (kept by the database,
+    # migration 0023): no case's data is read.
+    rows = s.connection().execute(open_tasks.add_columns(
         HumanTask.id, HumanTask.case_id, HumanTask.item_code, HumanTask.department,
         HumanTask.phase, HumanTask.stage, HumanTask.item_name, HumanTask.title,
         HumanTask.due_at.is_not(None).label("has_due"), own.label("own"),
-        spec.label("spec"), raised.label("raised")).order_by(HumanTask.id)).all()
-    facts.load({r.case_id for r in rows if r.department != department})
+        spec.label("spec"), raised.label("raised"),
+        CaseItem.department.label("item_department"))
+        .outerjoin(CaseItem, and_(CaseItem.case_id == HumanTask.case_id,
+                                  CaseItem.item_code == HumanTask.item_code))
+        .order_by(HumanTask.id)).all()
     by_phase_stage: dict[tuple[str, str], set[int]] = defaultdict(set)
     open_cases: set[int] = set()
     # An open item's level is the worst of its ready tasks'.
     item_rank: dict[tuple[int, str], int] = {}
     item_row: dict[tuple[int, str], Any] = {}
     for row in rows:
-        if row.department != department and facts.item_department(
-                row.case_id, row.item_code, row.department) != department:
+        if row.department != department and (row.item_department or row.department) \
+                != department:
             continue
         open_cases.add(row.case_id)
         by_phase_stage[_phase_stage(row.phase, row.stage)].add(row.case_id)
@@ -533,29 +566,34 @@ def _item_times(s: Session, ref: ReferenceData, facts: _CaseFacts, department: s
                 ) -> list[ItemTime]:
     """Working days from an item's first task to its hand-over, per item code (grouped by
     the database: one row per finished item)."""
-    ended = func.max(case((and_(HumanTask.state == "completed",
-                                HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
-                           HumanTask.completed_at)))
-    ours = func.max(case((HumanTask.department == department, 1), else_=0)) \
-        if department is not None else literal(1)
-    # One pass over the item tasks in the order of their index, one row per finished item.
-    spans = sorted(s.connection().execute(
-        select(HumanTask.case_id, HumanTask.item_code,
-               _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
-               func.max(HumanTask.item_name), ours)
-        .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
-        .group_by(HumanTask.item_code, HumanTask.case_id)
-        .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
-    if department is not None:
-        facts.load(r[0] for r in spans if not r[5])
+    if department is None:  # the finished items the database keeps (migration 0023)
+        spans = sorted(s.connection().execute(select(
+            ItemSpan.case_id, ItemSpan.item_code, _local_day(s, ItemSpan.started_at),
+            _local_day(s, ItemSpan.ended_at), ItemSpan.item_name, literal(1))).all(),
+            key=lambda r: (r[0], r[1]))
+    else:  # whether a department held a task of the item: from the tasks
+        ended = func.max(case((and_(HumanTask.state == "completed",
+                                    HumanTask.spec_name.in_(ITEM_DONE_TASKS)),
+                               HumanTask.completed_at)))
+        # Ours: the department held a task of the item, or the case data gives it the item.
+        ours = func.max(case((or_(HumanTask.department == department,
+                                  CaseItem.department == department), 1), else_=0))
+        # One pass over the item tasks in the order of their index, one row per finished item.
+        spans = sorted(s.connection().execute(
+            select(HumanTask.case_id, HumanTask.item_code,
+                   _local_day(s, func.min(HumanTask.created_at)), _local_day(s, ended),
+                   func.max(HumanTask.item_name), ours)
+            .outerjoin(CaseItem, and_(CaseItem.case_id == HumanTask.case_id,
+                                      CaseItem.item_code == HumanTask.item_code))
+            .where(HumanTask.item_code.is_not(None), HumanTask.state != "cancelled")
+            .group_by(HumanTask.item_code, HumanTask.case_id)
+            .having(ended.is_not(None))).all(), key=lambda r: (r[0], r[1]))
     per_item: dict[str, list[tuple[int, int]]] = defaultdict(list)
     names: dict[str, str] = {}
     memo: dict[tuple[str, str], int] = {}
     for case_id, code, first, end, name, own in spans:
-        if department is not None and not own:
-            item = facts.items(case_id).get(code)
-            if not (item and item.get("department") and str(item["department"]) == department):
-                continue
+        if not own:
+            continue
         key = (str(first), str(end))
         if key not in memo:
             memo[key] = ref.calendar.working_days_between(date.fromisoformat(key[0]),

@@ -173,10 +173,14 @@ def weekly_digest(engine: Engine, week_start: date, department: str | None = Non
 
 
 def report_submitted(s: Session, changed: CaseChanged) -> None:
-    """The engine's hook: a progress report completed by this command reaches the office."""
-    rows = list(s.scalars(select(HumanTask).where(
-        HumanTask.case_id == changed.case_id, HumanTask.spec_name == REPORT,
-        HumanTask.state == "completed", HumanTask.completed_at == changed.now)))
+    """The engine's hook: a progress report completed by this command reaches the office.
+
+    The command completed its task row in this session, so the report is found among the
+    session's own objects: no query (and no early flush) on every other command."""
+    rows = [row for row in list(s.identity_map.values())
+            if isinstance(row, HumanTask) and row.case_id == changed.case_id
+            and row.spec_name == REPORT and row.state == "completed"
+            and row.completed_at == changed.now]
     if not rows:
         return
     office = list(s.scalars(select(User).where(User.active.is_(True), User.role == "office")))

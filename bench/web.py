@@ -7,6 +7,7 @@ PostgreSQL) the server backends connected to the bench database.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,16 +202,43 @@ def statements_per_completion(url: str, pack: Path, instance: Path, token: str) 
 # The agents' process ----------------------------------------------------------------
 
 
+_connections = threading.local()
+
+
+def _connection(base: str) -> tuple[http.client.HTTPConnection, bool]:
+    """The agent thread's open connection (and True), or a new one (and False)."""
+    connection: http.client.HTTPConnection | None = getattr(_connections, "open", None)
+    if connection is not None:
+        return connection, True
+    address = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
+                                            timeout=60)
+    _connections.open = connection
+    return connection, False
+
+
 def _call(base: str, token: str, method: str, path: str, body: Any = None
           ) -> tuple[int, Any]:
+    """One API call on the agent's own connection, kept open between calls (HTTP
+    keep-alive) as a real client does; opened again when the server closed it."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={  # noqa: S310
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    while True:
+        connection, reused = _connection(base)
+        try:
+            connection.request(method, path, body=data, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            raw = response.read()
+        except (http.client.HTTPException, OSError):
+            connection.close()
+            _connections.open = None
+            if reused:  # the server closed the idle connection as the call left: anew
+                continue
+            raise
+        if response.will_close:
+            connection.close()
+            _connections.open = None
+        return response.status, json.loads(raw or b"{}")
 
 
 def agents_main(base: str, seconds: float, warmup: float) -> None:

@@ -145,6 +145,25 @@ def test_a_save_with_a_new_form_stores_it_in_the_version(app):
     assert "forms/nowhere.schema.json does not exist" in problem["engine_message"]
 
 
+def test_a_sequential_multi_instance_call_activity_is_refused_before_any_case_runs_it(app):
+    """SpiffWorkflow would fail at the second item: the editor names the element and says how
+    to fix it, in the user's language, and keeps no version."""
+    client = logged_in(app, "admin")
+    xml = (PACK / "phase_2.bpmn").read_bytes().replace(
+        b"<bpmn:multiInstanceLoopCharacteristics>",
+        b'<bpmn:multiInstanceLoopCharacteristics isSequential="true">')
+    response = save_json(client, token(client), xml)
+    assert response.status_code == 422
+    [problem] = response.get_json()["problems"]
+    assert problem["element"] == "items" and "并联办理审批事项" in json.dumps(
+        problem, ensure_ascii=False)
+    assert problem["message"].startswith("串行多实例的子流程或调用活动无法运行")
+    engine = app.extensions["zerorun"]
+    with engine.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion).where(
+            ProcessVersion.process_id == "phase_2")) == 1
+
+
 BOMB = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>

@@ -696,6 +696,27 @@ def test_tokens_are_checked_and_a_session_cookie_is_not_enough(api):
     assert client.get(f"{PREFIX}/tasks").status_code == 401
 
 
+def test_api_calls_leave_the_browser_session_alone(api):
+    """Under /api/v1 the cookie session is not opened: a logged-in browser's cookie sent
+    along neither authenticates nor is changed, and no answer sets or varies on a cookie."""
+    client = api.client
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"username": "agent_approval_bureau",
+                                "password": "password-agent_approval_bureau",
+                                "csrf_token": csrf})
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    for who, path in (("agent_own", "/tasks"), ("anonymous", "/tasks"),
+                      ("agent_own", "/no-such-thing")):
+        response = api.call(who, "GET", path, check=path == "/tasks")
+        assert response.status_code in (200, 401, 404), path
+        assert "Set-Cookie" not in response.headers, path
+        assert "Cookie" not in response.headers.get("Vary", ""), path
+    assert client.get_cookie("session").value == cookie.value
+    assert client.get("/").status_code == 200  # the web session still works
+
+
 def test_tokens_are_issued_and_revoked_from_the_command_line(api, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", str(api.engine.db.engine.url))
     monkeypatch.setenv("ZERORUN_DATA", str(ROOT / "data"))

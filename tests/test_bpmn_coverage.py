@@ -378,6 +378,26 @@ REFUSED: dict[str, tuple[str, str]] = {
     "data_store": (
         '<bpmn:startEvent id="start"/><bpmn:endEvent id="end"/>'
         '<bpmn:dataStoreReference id="store_ref"/>' + chain("start", "end"), "store_ref"),
+    "sequential_multi_instance_sub_process": (
+        '<bpmn:startEvent id="start"/><bpmn:subProcess id="each_sub">'
+        '<bpmn:multiInstanceLoopCharacteristics isSequential="true"><bpmn:loopDataInputRef>'
+        'things</bpmn:loopDataInputRef><bpmn:inputDataItem id="thing" name="thing"/>'
+        '</bpmn:multiInstanceLoopCharacteristics><bpmn:startEvent id="s_start"/>'
+        + user_task("inner") + '<bpmn:endEvent id="s_end"/>' + chain("s_start", "inner", "s_end")
+        + '</bpmn:subProcess><bpmn:endEvent id="end"/>' + chain("start", "each_sub", "end"),
+        "each_sub"),
+    "interrupting_boundary_on_multi_instance_sub_process": (
+        '<bpmn:startEvent id="start"/><bpmn:subProcess id="each_sub">'
+        '<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>things'
+        '</bpmn:loopDataInputRef><bpmn:inputDataItem id="thing" name="thing"/>'
+        '</bpmn:multiInstanceLoopCharacteristics><bpmn:startEvent id="s_start"/>'
+        + user_task("inner") + '<bpmn:endEvent id="s_end"/>' + chain("s_start", "inner", "s_end")
+        + '</bpmn:subProcess><bpmn:boundaryEvent id="too_late" attachedToRef="each_sub">'
+        '<bpmn:timerEventDefinition><bpmn:timeDuration>"PT2H"</bpmn:timeDuration>'
+        '</bpmn:timerEventDefinition></bpmn:boundaryEvent>' + user_task("late")
+        + '<bpmn:endEvent id="end"/><bpmn:endEvent id="end_late"/>'
+        + chain("start", "each_sub", "end") + chain("too_late", "late", "end_late"),
+        "too_late"),
     "complex_gateway": (
         '<bpmn:startEvent id="start"/><bpmn:complexGateway id="cx"/><bpmn:endEvent id="end"/>'
         + chain("start", "cx", "end"), "cx"),

@@ -40,7 +40,9 @@ def expected_order(engine) -> list[str]:
 
 
 def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, db_url):
-    # Both databases: the first page is one statement joining the two bands (UNION ALL).
+    # PostgreSQL sorts nulls last where SQLite sorts them first; the first page, read in
+    # one statement (the two bands joined with UNION ALL), lists the undated tasks after
+    # the dated ones on both.
     engine = make_pack_engine(db_url)
     fill(engine, dated=23, undated=9)
     expected = expected_order(engine)
@@ -55,3 +57,4 @@ def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, 
         expected[27:30]
     assert engine.list_tasks(department="drc", limit=5, offset=32) == []
     assert engine.count_tasks(department="drc") == 32
+

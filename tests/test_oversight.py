@@ -290,6 +290,33 @@ def test_dashboard_exports_and_the_periodic_report(service, app, clock):
         f"/documents/{report.id}.pdf").status_code == 403
 
 
+def test_the_dashboard_lists_the_first_late_items_of_a_department_and_counts_the_others(
+        service, app, clock, monkeypatch):
+    """However many items are late, a department lists its first ones (by case) and says how
+    many more its counts include; the periodic report says the same."""
+    monkeypatch.setattr(oversight, "LISTED", 1)
+    yellow_on, _ = eia_accepted(service)
+    other = Service(service.engine, clock)
+    eia_accepted(other)
+    clock.set(beijing(yellow_on))
+    service.engine.fire_due_timers()
+    office = logged_in(app, "office")
+    assert dashboard_counts(office)["ecology_env"] == (2, 0)
+    page = office.get("/dashboard").get_data(as_text=True)
+    row = re.search(r'data-department="ecology_env">(.*?)</tr>', page, re.S).group(1)
+    assert row.count("环境影响报告表审批") == 1 and "另有 1 项未列出" in row
+    assert f"/cases/{service.case_id}" in row and f"/cases/{other.case_id}" not in row
+    english = logged_in(app, "office")
+    english.get("/lang/en")
+    assert "1 more not listed" in english.get("/dashboard").get_data(as_text=True)
+    office.post("/dashboard/report", data={"csrf_token": csrf_of(page)})
+    [report] = documents.list_documents(service.engine, None, OFFICE)
+    pdf = office.get(f"/documents/{report.id}.pdf").data
+    with pdfplumber.open(io.BytesIO(pdf)) as opened:
+        text = re.sub(r"\s", "", "".join(p.extract_text() for p in opened.pages))
+    assert "黄色预警（临近时限）2项" in text and "另有1项未列出" in text
+
+
 class _Sink:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], str]] = []

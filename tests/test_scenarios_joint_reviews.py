@@ -209,3 +209,23 @@ def test_running_case_of_the_version_with_phase_level_joint_steps_still_runs(sql
     intake(newer, KEY_PROJECT)
     assert newer.case().process_version_id != old_version
     engine.db.dispose()
+
+
+def test_the_one_time_notice_tells_the_unit_what_runs_beside_the_phases_and_what_waits(
+        service):
+    """The notice lists power connection under phase 3, the phase it starts in, and says that
+    it waits for the construction permit and may be finished as late as phase 4; the
+    environmental report runs beside the phases until phase 3."""
+    from agency import documents
+
+    project = {**KEY_PROJECT, "water_supply": True, "road_works": True}
+    intake(service, project)
+    agent = Actor("agent_approval_bureau", "agent", "approval_bureau")
+    notice = documents.generate(service.engine, service.case_id, "one_time_notice", "", agent)
+    html = documents.get_document(service.engine, notice.id, agent)[1]
+    rows = {cell.split("</td>", 1)[0]: cell for cell in html.split("<tr><td>")[1:]}
+    power = next(row for name, row in rows.items() if name == "电力接入")
+    assert "取得建筑工程施工许可证后办理" in power
+    assert "最迟于竣工验收阶段内办结" in power
+    permit = next(row for name, row in rows.items() if name == "建筑工程施工许可证")
+    assert "最迟于" not in permit

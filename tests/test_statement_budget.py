@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import event
 
+from agency import service_engine
 from bench.casegen import item_list, write_pack
 from engine import accounts
 from engine.actors import Actor
@@ -25,6 +26,7 @@ from engine.config import Config
 from engine.store import schema
 from engine.store.db import Database
 from engine.store.models import Department
+from tests.conftest import ROOT
 from webapp import create_app
 
 OFFICE = Actor("office", "office", "leading_group_office")
@@ -43,6 +45,15 @@ BUDGET = {
     # No BEGIN; claim re-reads its task once the case is locked, complete reads it then only.
     "postgresql": {"list": 1, "read": 2, "claim": 6, "complete": 7},
 }
+# The app as `zerorun serve` runs it: the agency's hooks take part in every command. They
+# add, to a completion: the office's warning levels of the case's dated open tasks (a read
+# that flushes the changes so far, so the case row is written twice) and the active webhook
+# subscriptions (a read). A progress report completed by the command is found among the
+# session's own rows, not read.
+SERVED_BUDGET = {
+    "sqlite": {"list": 2, "read": 3, "claim": 7, "complete": 10},
+    "postgresql": {"list": 1, "read": 2, "claim": 7, "complete": 10},
+}
 # Pooled connections one call takes (each is a reset on return, at worst a ping).
 CHECKOUTS = 1
 
@@ -56,22 +67,28 @@ class Setup:
     checkouts: list[object]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        "sqlite-served",
+                        pytest.param("postgres-served", marks=pytest.mark.postgres)])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
-    if request.param == "sqlite":
+    served = request.param.endswith("-served")
+    if request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'budget.db'}"
-        yield from _setup(url, tmp_path)
+        yield from _setup(url, tmp_path, served)
     else:
         from tests.conftest import _postgres_database
 
         for url in _postgres_database():
-            yield from _setup(url, tmp_path)
+            yield from _setup(url, tmp_path, served)
 
 
-def _setup(url: str, tmp_path: Path) -> Iterator[Setup]:
+def _setup(url: str, tmp_path: Path, served: bool = False) -> Iterator[Setup]:
     pack = write_pack(tmp_path / "pack", blocks=3, items=2)
-    config = Config.from_env(database_url=url, processes_dir=pack, instance_dir=tmp_path)
-    engine = Engine(config, database=Database(url), functions={})
+    config = Config.from_env(database_url=url, processes_dir=pack, instance_dir=tmp_path,
+                             data_dir=ROOT / "data")
+    engine = (service_engine(config, database=Database(url)) if served
+              else Engine(config, database=Database(url), functions={}))
+    engine.extensions["served"] = served
     schema.upgrade(engine.db)
     with engine.db.transaction() as s:
         for code in ("dept_a", "dept_b"):
@@ -138,7 +155,8 @@ def test_each_api_call_stays_within_its_statement_budget(setup: Setup) -> None:
     assert sorted(t["spec_name"] for t in answer["case"]["open_tasks"]) == \
         ["b1_par1", "b1_par2", "b1_par3"]
     counts = {name: len(statements) for name, statements in sent.items()}
-    budget = BUDGET[setup.engine.db.engine.dialect.name]
+    budgets = SERVED_BUDGET if setup.engine.extensions["served"] else BUDGET
+    budget = budgets[setup.engine.db.engine.dialect.name]
     over = {name: (counts[name], budget[name]) for name in budget if counts[name] > budget[name]}
     assert not over, "statements over budget (sent, budget): " + repr(over) + "\n" + "\n".join(
         f"{name}: {s[:90]}" for name in over for s in sent[name])

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from engine import accounts
@@ -50,6 +51,18 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     for status in (404, 405):
         app.register_error_handler(status, _routing_error)
+    app.session_interface = ApiWithoutSessions()
+
+
+class ApiWithoutSessions(SecureCookieSessionInterface):
+    """The browser's cookie session, except under /api/v1: an API call acts only as its
+    bearer token's user, so a session cookie sent along is not even read (no signature
+    checked, no user loaded from it, no cookie set in the answer)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 # Errors ----------------------------------------------------------------------------

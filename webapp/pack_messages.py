@@ -78,6 +78,14 @@ _PROBLEMS: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p, re.S), f) 
      lambda m: _("The service task has no topic (property topic): the engine calls no "
                  "services itself; give it a topic for an external worker, or record "
                  "outside facts in a user task instead.")),
+    (r"sequential multi-instance sub-process or call activity cannot be run.*",
+     lambda m: _("A sequential multi-instance sub-process or call activity cannot be run "
+                 "(the second instance fails): make it parallel, or repeat a user task "
+                 "inside the process instead.")),
+    (r"interrupting boundary event on a multi-instance sub-process or call activity.*",
+     lambda m: _("An interrupting boundary event on a multi-instance sub-process or call "
+                 "activity cannot be run (the case fails when it fires): make it "
+                 "non-interrupting, or catch the event inside the called process.")),
     (r"data stores are not supported.*",
      lambda m: _("Data stores are not supported: case data lives in the case; use a data "
                  "object or task data instead.")),

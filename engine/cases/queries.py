@@ -24,7 +24,6 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.orm import aliased
 
 from engine.actors import STARTERS, Actor
 from engine.cases.verification import Verifying
@@ -61,6 +60,14 @@ from engine.store.models import (
     ProcessVersion,
 )
 
+# What a task list shows of each task (`task_view` reads these by name).
+TASK_LIST_COLUMNS = (
+    HumanTask.id, HumanTask.case_id, HumanTask.process_id, HumanTask.spec_name,
+    HumanTask.title, HumanTask.department, HumanTask.assignee, HumanTask.state,
+    HumanTask.version, HumanTask.form, HumanTask.item_code, HumanTask.item_name,
+    HumanTask.phase, HumanTask.stage, HumanTask.due_at, HumanTask.created_at,
+    HumanTask.completed_at, HumanTask.completed_by, HumanTask.green_channel)
+
 
 @dataclass(frozen=True)
 class _Listing:
@@ -88,7 +95,7 @@ def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -
                              for name in ("department", "assignee", "case_id", "phase",
                                           "item_code", "due_before", "open_to",
                                           "process_id", "stage")}
-    query = task_filters(select(HumanTask, Case.title.label("case_title"))
+    query = task_filters(select(*TASK_LIST_COLUMNS, Case.title.label("case_title"))
                          .join(Case, Case.id == HumanTask.case_id),
                          states=states, green_only=green_only, **bound)
     limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
@@ -99,7 +106,7 @@ def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -
     undated = query.where(HumanTask.due_at.is_(None)).add_columns(literal(1).label("band")) \
         .order_by(HumanTask.created_at, HumanTask.id).limit(limit).subquery()
     bands = union_all(select(dated), select(undated)).subquery()
-    first_page = select(aliased(HumanTask, bands), bands.c.case_title).order_by(
+    first_page = select(*(c for c in bands.c if c.key != "band")).order_by(
         bands.c.band, bands.c.due_at, bands.c.created_at, bands.c.id).limit(limit)
     listing = _Listing(
         by_age=query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset),
@@ -143,6 +150,7 @@ class Queries(Verifying):
         """
         if order not in TASK_ORDERS:
             raise EngineError(f"unknown task order {order!r}")
+        # The listed columns only, as plain rows: no ORM objects, no JSON columns decoded.
         given = {"department": department, "assignee": assignee, "case_id": case_id,
                  "phase": phase, "item_code": item_code, "due_before": due_before,
                  "open_to": open_to, "process_id": process_id, "stage": stage}
@@ -152,13 +160,13 @@ class Queries(Verifying):
             if order == "age":
                 rows = list(s.execute(listing.by_age,
                                       {**params, "limit": limit, "offset": offset}))
-                return [task_view(row, title) for row, title in rows]
+                return [task_view(row, row.case_title) for row in rows]
             # Soonest due first, tasks without a due date last. Two index-ordered queries
             # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
             # whole department's tasks would be sorted for every inbox page).
             if not offset:  # the first page: both bands in one statement
                 rows = list(s.execute(listing.first_page, {**params, "limit": limit}))
-                return [task_view(row, title) for row, title in rows]
+                return [task_view(row, row.case_title) for row in rows]
             rows = list(s.execute(listing.dated, {**params, "limit": limit, "offset": offset}))
             if len(rows) < limit:
                 skip = 0
@@ -167,7 +175,7 @@ class Queries(Verifying):
                     skip = max(0, offset - dated)
                 rows += list(s.execute(listing.undated, {**params, "limit": limit - len(rows),
                                                          "offset": skip}))
-            return [task_view(row, title) for row, title in rows]
+            return [task_view(row, row.case_title) for row in rows]
 
     def count_tasks(self, *, department: str | None = None, assignee: str | None = None,
                     case_id: int | None = None, states: Iterable[str] = ("ready",),

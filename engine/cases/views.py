@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Row, Select, or_, select
 
 from engine.pack.forms import FormCatalogue
 from engine.runtime.clock import SERVICE_TZ
@@ -179,7 +179,8 @@ class Verification:
     first_bad_seq: int | None = None
     reason: str | None = None
 
-def task_view(row: HumanTask, case_title: str = "") -> TaskView:
+def task_view(row: HumanTask | Row[*tuple[Any, ...]], case_title: str = "") -> TaskView:
+    """A task from its index row (an ORM object, or a row of the task list's columns)."""
     return TaskView(
         id=row.id, case_id=row.case_id, case_title=case_title, process_id=row.process_id,
         spec_name=row.spec_name, title=row.title, department=row.department,

@@ -428,6 +428,25 @@ def _unsupported_problems(tree: etree._ElementTree, name: str) -> list[Problem]:
         if not node.get("processRef"):
             refuse(node, "pool has no process (a black-box pool) and cannot be run; keep "
                    "only the executable process in the file")
+    # SpiffWorkflow cannot run these two shapes of a multi-instance sub-process or call
+    # activity: the case would stop with an error when the event fires, or at the second
+    # instance, after it was started. Refuse them here, where the modeller can fix them.
+    repeated: dict[str, etree._Element] = {}
+    for tag in ("subProcess", "callActivity", "transaction"):
+        for node in root.iter(f"{{{NS['bpmn']}}}{tag}"):
+            loop = node.find("bpmn:multiInstanceLoopCharacteristics", NS)
+            if loop is None:
+                continue
+            repeated[node.get("id", "")] = node
+            if loop.get("isSequential") == "true":
+                refuse(node, "sequential multi-instance sub-process or call activity cannot "
+                       "be run (the second instance fails): make it parallel, or repeat a "
+                       "user task inside the process instead")
+    for node in root.iter(f"{{{NS['bpmn']}}}boundaryEvent"):
+        if node.get("attachedToRef") in repeated and node.get("cancelActivity") != "false":
+            refuse(node, "interrupting boundary event on a multi-instance sub-process or call "
+                   "activity cannot be run (the case fails when it fires): make it "
+                   "non-interrupting, or catch the event inside the called process")
     return problems
 
 
