@@ -35,7 +35,11 @@ OFFICE = Actor("office", "office", "leading_group_office")
 # SQLite counts its BEGIN statements; PostgreSQL's transaction control is not a statement.
 BUDGET = {
     "sqlite": {
-        "list": 2,  # BEGIN, the first page (dated then undated tasks, one statement)
+        # BEGIN, the dated tasks, and the undated ones because the dated did not fill the page
+        # (this case's tasks have no due date; a full page of dated tasks is one statement).
+        # One statement for both bands (a UNION) cost every first page a scan of the
+        # department's undated tasks: 0.8 -> 13 ms at 10,000 cases.
+        "list": 3,
         "read": 3,  # BEGIN, task row, case row (the workflow is in the process's cache)
         "claim": 6,  # BEGIN, task, case, case chain head, event, task
         # BEGIN, the task with the case's other open tasks and the case (one statement),
@@ -43,7 +47,7 @@ BUDGET = {
         "complete": 7,
     },
     # No BEGIN; claim re-reads its task once the case is locked, complete reads it then only.
-    "postgresql": {"list": 1, "read": 2, "claim": 6, "complete": 7},
+    "postgresql": {"list": 2, "read": 2, "claim": 6, "complete": 7},
 }
 # The app as `zerorun serve` runs it: the agency's hooks take part in every command. They
 # add, to a completion: the office's warning levels of the case's dated open tasks (a read
@@ -51,8 +55,8 @@ BUDGET = {
 # subscriptions (a read). A progress report completed by the command is found among the
 # session's own rows, not read.
 SERVED_BUDGET = {
-    "sqlite": {"list": 2, "read": 3, "claim": 7, "complete": 10},
-    "postgresql": {"list": 1, "read": 2, "claim": 7, "complete": 10},
+    "sqlite": {"list": 3, "read": 3, "claim": 7, "complete": 10},
+    "postgresql": {"list": 2, "read": 2, "claim": 7, "complete": 10},
 }
 # Pooled connections one call takes (each is a reset on return, at worst a ping).
 CHECKOUTS = 1

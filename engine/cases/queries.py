@@ -18,11 +18,9 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    literal,
     or_,
     select,
     true,
-    union_all,
 )
 
 from engine.actors import STARTERS, Actor
@@ -77,7 +75,6 @@ class _Listing:
     dated: Select[*tuple[Any, ...]]
     undated: Select[*tuple[Any, ...]]
     dated_count: Select[*tuple[Any, ...]]
-    first_page: Select[*tuple[Any, ...]]
 
 
 _LISTINGS: dict[tuple[tuple[str, ...], bool, frozenset[str]], _Listing] = {}
@@ -99,15 +96,6 @@ def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -
                          .join(Case, Case.id == HumanTask.case_id),
                          states=states, green_only=green_only, **bound)
     limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
-    # The first page of "due" order: each band's first `limit` tasks read by its own index
-    # order, the two bands joined (UNION ALL) and cut to `limit`: one round trip.
-    dated = query.where(HumanTask.due_at.is_not(None)).add_columns(literal(0).label("band")) \
-        .order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id).limit(limit).subquery()
-    undated = query.where(HumanTask.due_at.is_(None)).add_columns(literal(1).label("band")) \
-        .order_by(HumanTask.created_at, HumanTask.id).limit(limit).subquery()
-    bands = union_all(select(dated), select(undated)).subquery()
-    first_page = select(*(c for c in bands.c if c.key != "band")).order_by(
-        bands.c.band, bands.c.due_at, bands.c.created_at, bands.c.id).limit(limit)
     listing = _Listing(
         by_age=query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset),
         dated=query.where(HumanTask.due_at.is_not(None))
@@ -116,8 +104,7 @@ def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -
         undated=query.where(HumanTask.due_at.is_(None))
         .order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset),
         dated_count=select(func.count()).select_from(
-            query.where(HumanTask.due_at.is_not(None)).subquery()),
-        first_page=first_page)
+            query.where(HumanTask.due_at.is_not(None)).subquery()))
     if len(_LISTINGS) < 512:  # shapes are few; never grow without bound
         _LISTINGS[key] = listing
     return listing
@@ -164,9 +151,9 @@ class Queries(Verifying):
             # Soonest due first, tasks without a due date last. Two index-ordered queries
             # instead of one `ORDER BY due_at IS NULL, ...`, which no index can serve (the
             # whole department's tasks would be sorted for every inbox page).
-            if not offset:  # the first page: both bands in one statement
-                rows = list(s.execute(listing.first_page, {**params, "limit": limit}))
-                return [task_view(row, row.case_title) for row in rows]
+            # (The undated band is read only when the dated one does not fill the page: one
+            # statement for a full page. Reading both bands at once in a UNION made every
+            # first page scan the department's undated tasks: 0.8 -> 13 ms at 10,000 cases.)
             rows = list(s.execute(listing.dated, {**params, "limit": limit, "offset": offset}))
             if len(rows) < limit:
                 skip = 0
