@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 
 from engine.store.models import Case, HumanTask, ProcessVersion
 
@@ -40,9 +40,8 @@ def expected_order(engine) -> list[str]:
 
 
 def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, db_url):
-    # PostgreSQL sorts nulls last where SQLite sorts them first; the first page, read in
-    # one statement (the two bands joined with UNION ALL), lists the undated tasks after
-    # the dated ones on both.
+    # PostgreSQL sorts nulls last where SQLite sorts them first; the pages list the
+    # undated tasks after the dated ones on both.
     engine = make_pack_engine(db_url)
     fill(engine, dated=23, undated=9)
     expected = expected_order(engine)
@@ -58,3 +57,30 @@ def test_pages_list_dated_tasks_by_due_date_then_undated_ones(make_pack_engine, 
     assert engine.list_tasks(department="drc", limit=5, offset=32) == []
     assert engine.count_tasks(department="drc") == 32
 
+
+
+def test_a_first_page_full_of_dated_tasks_does_not_read_the_undated_ones(make_pack_engine,
+                                                                         db_url):
+    """The undated band is read only when the dated tasks leave room on the page: reading it
+    on every first page (a UNION of both bands) made the inbox scan a department's undated
+    tasks, 0.8 -> 13 ms per page at 10,000 cases."""
+    engine = make_pack_engine(db_url)
+    fill(engine, dated=23, undated=9)
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        sent.append(statement)
+
+    event.listen(engine.db.engine, "before_cursor_execute", count)
+    try:
+        full = engine.list_tasks(department="drc", limit=10)
+        reads_of_undated = [q for q in sent if "due_at IS NULL" in q]
+        sent.clear()
+        short = engine.list_tasks(department="drc", limit=30)
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", count)
+    assert len(full) == 10 and all(t.due_at is not None for t in full)
+    assert reads_of_undated == []
+    # a page the dated tasks do not fill goes on with the undated ones
+    assert [t.due_at is None for t in short] == [False] * 23 + [True] * 7
+    assert any("due_at IS NULL" in q for q in sent)
