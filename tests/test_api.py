@@ -681,17 +681,22 @@ def test_a_general_error_handler_of_the_pages_keeps_api_errors_in_api_form(api):
         "method_not_allowed"
 
 
+def _log_in_the_browser(client) -> None:
+    """Log the client in on the web pages, as a browser does (form and CSRF token)."""
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"username": "agent_approval_bureau",
+                                "password": "password-agent_approval_bureau",
+                                "csrf_token": csrf})
+
+
 def test_tokens_are_checked_and_a_session_cookie_is_not_enough(api):
     for header in ("Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer "):
         response = api.call("anonymous", "GET", "/tasks", headers={"Authorization": header})
         assert response.status_code == 401, header
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     client = api.client
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"username": "agent_approval_bureau",
-                                "password": "password-agent_approval_bureau",
-                                "csrf_token": csrf})
+    _log_in_the_browser(client)
     assert client.get("/").status_code == 200  # logged in on the web pages
     assert client.get(f"{PREFIX}/tasks").status_code == 401
 
@@ -700,11 +705,7 @@ def test_api_calls_leave_the_browser_session_alone(api):
     """Under /api/v1 the cookie session is not opened: a logged-in browser's cookie sent
     along neither authenticates nor is changed, and no answer sets or varies on a cookie."""
     client = api.client
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"username": "agent_approval_bureau",
-                                "password": "password-agent_approval_bureau",
-                                "csrf_token": csrf})
+    _log_in_the_browser(client)
     cookie = client.get_cookie("session")
     assert cookie is not None
     for who, path in (("agent_own", "/tasks"), ("anonymous", "/tasks"),

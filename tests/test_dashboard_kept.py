@@ -15,15 +15,12 @@ from sqlalchemy import select, update
 
 from agency.models import CaseItem, ItemSpan
 from agency.oversight import ITEM_DONE_TASKS
-from engine.actors import SYSTEM
 from engine.cases import Engine
-from engine.pack.library import Library
 from engine.store import schema
 from engine.store.models import Case, HumanTask
 from tests.audit_cases import rejected_twice_then_accepted
-from tests.conftest import PACK
 from tests.service import OFFICE, Service, small_project
-from tests.test_library import ADMIN, phase_2_data, review, with_confirmation_task
+from tests.test_library import review, waiting_case_moved_to_a_new_version
 
 
 def recomputed(engine: Engine) -> tuple[dict[Any, Any], dict[Any, Any]]:
@@ -123,13 +120,7 @@ def test_kept_figures_follow_every_kind_of_command(make_pack_engine, db_url, clo
 
 def test_a_migrated_case_keeps_its_figures(make_pack_engine, sqlite_url):
     engine = make_pack_engine(sqlite_url)
-    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
-    library = Library(engine)
-    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
-                 ADMIN, "")
-    target = library.process("phase_2").versions[0]
-    library.publish(target.id, ADMIN)
-    engine.migrate_case(waiting.id, target.id, ADMIN)
+    waiting, target = waiting_case_moved_to_a_new_version(engine)
     assert_kept(engine)
     review(engine, waiting.id)
     assert_kept(engine)

@@ -9,15 +9,12 @@ from collections import defaultdict
 from sqlalchemy import delete, func, select
 
 from agency.reports import process_heatmap
-from engine.actors import SYSTEM
 from engine.cases import Engine
 from engine.cases.elements import stored_elements
-from engine.pack.library import Library
 from engine.store.models import Case, CaseElement, HumanTask, ProcessVersion
 from tests.audit_cases import rejected_twice_then_accepted
-from tests.conftest import PACK
 from tests.service import OFFICE, Service, small_project
-from tests.test_library import ADMIN, phase_2_data, review, with_confirmation_task
+from tests.test_library import review, waiting_case_moved_to_a_new_version
 
 
 def rebuilt(engine: Engine, case_id: int) -> set[tuple[str, str]]:
@@ -114,13 +111,7 @@ def test_cases_from_before_the_table_are_indexed_once_by_the_heatmap(make_pack_e
 
 def test_a_migrated_case_counts_on_its_new_version(make_pack_engine, sqlite_url):
     engine = make_pack_engine(sqlite_url)
-    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
-    library = Library(engine)
-    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
-                 ADMIN, "")
-    target = library.process("phase_2").versions[0]
-    library.publish(target.id, ADMIN)
-    engine.migrate_case(waiting.id, target.id, ADMIN)
+    waiting, target = waiting_case_moved_to_a_new_version(engine)
     review(engine, waiting.id)
     with engine.db.reading() as s:
         versions = set(s.scalars(select(CaseElement.process_version_id)

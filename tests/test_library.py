@@ -57,6 +57,19 @@ def phase_2_data(engine):
             "project": {"name": "工程建设许可测试项目", "code": "2026-TEST-2"}}
 
 
+def waiting_case_moved_to_a_new_version(engine):
+    """A phase_2 case started on the first version, then moved to a published second one
+    with a confirmation task (before its first step); returns (case, the new version)."""
+    waiting = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)
+    library = Library(engine)
+    library.save("phase_2.bpmn", with_confirmation_task((PACK / "phase_2.bpmn").read_bytes()),
+                 ADMIN, "")
+    target = library.process("phase_2").versions[0]
+    library.publish(target.id, ADMIN)
+    engine.migrate_case(waiting.id, target.id, ADMIN)
+    return waiting, target
+
+
 def review(engine, case_id):
     """Natural resources confirms the planning conditions, the phase's own first step."""
     [task] = [t for t in engine.list_tasks(case_id=case_id) if t.spec_name ==
