@@ -12,21 +12,19 @@ from datetime import date
 
 import pytest
 
-from agency import documents, service_engine
+from agency import documents
 from agency.enterprise import EnterpriseLinks
 from agency.records import Query, case_notes, record_note, search
 from engine import accounts
 from engine.actors import Actor
-from engine.config import Config
 from engine.errors import Forbidden, InvalidData
-from engine.store import schema
-from engine.store.db import Database
 from tests.conftest import PACK, ROOT
 from tests.service import KEY_PROJECT, Service, small_project
+from tests.test_enterprise_tasks import PDF, unit_task_form
 from tests.test_scenarios import CALENDAR
+from tests.test_scenarios_prerequisites import _engine
 from tests.webhelpers import PASSWORD, csrf_of, logged_in, make_app, text_of
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 OFFICE = Actor("office", "office", "leading_group_office")
 BUREAU = Actor("agent_approval_bureau", "agent", "approval_bureau")
 
@@ -56,14 +54,6 @@ def to_dispatch(service: Service, project: dict) -> int:
     return service.case_id
 
 
-def form_of(page: str, spec: str) -> tuple[str, str, int]:
-    form = re.search(r'<form method="post" action="/p/[^/]+/tasks/([^"]+)"[^>]*'
-                     rf'data-spec="{spec}".*?</form>', page, re.S)
-    assert form, page
-    version = int(re.search(r'name="version" value="(\d+)"', form.group(0)).group(1))
-    return form.group(1), csrf_of(form.group(0)), version
-
-
 def test_the_unit_acknowledges_the_one_time_notice_on_its_page(app, service):
     case_id = to_dispatch(service, small_project())
     # The acknowledgement runs beside the work: dispatch has started phase 1 already.
@@ -80,7 +70,7 @@ def test_the_unit_acknowledges_the_one_time_notice_on_its_page(app, service):
     link = f"/p/{token}/documents/{notice.id}.pdf"
     assert link in form and notice.title in form
     assert visitor.get(link).data.startswith(b"%PDF")
-    task_id, csrf, version = form_of(page, "acknowledge_notice")
+    task_id, csrf, version = unit_task_form(page, "acknowledge_notice")
     # Not ticked: told on the page, nothing stored.
     refused = visitor.post(f"/p/{token}/tasks/{task_id}", data={
         "csrf_token": csrf, "version": version, "acknowledged_by": "张伟"})
@@ -141,7 +131,7 @@ def test_the_unit_signs_and_uploads_the_commitment_letter_then_the_department_re
     token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
     visitor = app.test_client()
     page = visitor.get(f"/p/{token}").get_data(as_text=True)
-    task_id, csrf, version = form_of(page, "sign_commitment")
+    task_id, csrf, version = unit_task_form(page, "sign_commitment")
     assert "签署并上传告知承诺书" in page
     refused = visitor.post(f"/p/{token}/tasks/{task_id}", data={
         "csrf_token": csrf, "version": version, "action": "upload",
@@ -192,8 +182,6 @@ def test_an_unsigned_commitment_is_collected_on_paper_after_five_working_days(se
 def visits_engine(tmp_path, sqlite_url, clock):
     """The real pack with return visits configured after the filing (an item), construction
     start and production start (stages recorded at visits)."""
-    from agency import bootstrap
-
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data", data)
     (data / "return_visits.json").write_text(json.dumps({"visits": [
@@ -205,14 +193,19 @@ def visits_engine(tmp_path, sqlite_url, clock):
          "delay_working_days": 3, "department": "housing_construction"},
         {"code": "after_production", "name": "投产后回访", "after_stage": "production",
          "delay_working_days": 1, "department": "responsible_unit"}]}), encoding="utf-8")
-    config = Config.from_env(database_url=sqlite_url, processes_dir=PACK, data_dir=data,
-                             instance_dir=tmp_path)
-    engine = service_engine(config, database=Database(sqlite_url), clock_source=clock)
-    schema.upgrade(engine.db)
-    bootstrap.sync_departments(engine)
-    engine.load_processes()
+    engine = _engine(sqlite_url, clock, tmp_path, PACK, data)
     yield engine
     engine.db.dispose()
+
+
+def filed(engine, clock) -> Service:
+    """A case of a small project through dispatch, its project filing approved."""
+    service = Service(engine, clock)
+    to_dispatch(service, small_project())
+    service.complete("acknowledge_notice")
+    service.complete("confirm_project_code")
+    service.run_item("project_filing")
+    return service
 
 
 def visits(service: Service) -> list[tuple[str, str | None]]:
@@ -220,11 +213,7 @@ def visits(service: Service) -> list[tuple[str, str | None]]:
 
 
 def test_return_visits_follow_the_configured_milestones(visits_engine, clock):
-    service = Service(visits_engine, clock)
-    to_dispatch(service, small_project())
-    service.complete("acknowledge_notice")
-    service.complete("confirm_project_code")
-    service.run_item("project_filing")
+    service = filed(visits_engine, clock)
     # Milestone: the item approved; the visit comes the configured working days later. The
     # project has no construction permit: no visit waits for it.
     assert visits(service) == []
@@ -263,11 +252,7 @@ def test_return_visits_follow_the_configured_milestones(visits_engine, clock):
 
 
 def test_closing_the_case_withdraws_the_visits_not_yet_due(visits_engine, clock):
-    service = Service(visits_engine, clock)
-    to_dispatch(service, small_project())
-    service.complete("acknowledge_notice")
-    service.complete("confirm_project_code")
-    service.run_item("project_filing")
+    service = filed(visits_engine, clock)
     clock.advance(days=31)
     service.engine.fire_due_timers()
     [visit] = service.ready("record_milestone_visit")  # due and not yet held

@@ -36,10 +36,10 @@ def app(service, sqlite_url, tmp_path):
     return make_app(service.engine, sqlite_url, tmp_path)
 
 
-def supply_form(page: str) -> tuple[str, str, int]:
-    """(task id, csrf token, version) of the supply task's form on the page."""
+def unit_task_form(page: str, spec: str) -> tuple[str, str, int]:
+    """(task id, csrf token, version) of the form of one of the unit's tasks on its page."""
     form = re.search(r'<form method="post" action="/p/[^/]+/tasks/([^"]+)"[^>]*'
-                     r'data-spec="supply_material".*?</form>', page, re.S)
+                     rf'data-spec="{spec}".*?</form>', page, re.S)
     assert form, page
     version = int(re.search(r'name="version" value="(\d+)"', form.group(0)).group(1))
     return form.group(1), csrf_of(form.group(0)), version
@@ -50,7 +50,7 @@ def test_the_unit_supplies_the_missing_material_by_upload_and_it_is_audited(app,
     token, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
     visitor = app.test_client()
     page = visitor.get(f"/p/{token}").get_data(as_text=True)
-    task_id, csrf, version = supply_form(page)
+    task_id, csrf, version = unit_task_form(page, "supply_material")
     # A refused file: told on the page, nothing stored.
     refused = visitor.post(f"/p/{token}/tasks/{task_id}", data={
         "csrf_token": csrf, "version": version, "action": "upload",
@@ -66,7 +66,7 @@ def test_the_unit_supplies_the_missing_material_by_upload_and_it_is_audited(app,
         content_type="multipart/form-data", follow_redirects=True)
     assert uploaded.status_code == 200 and "项目代码赋码页.pdf" in uploaded.get_data(as_text=True)
     page = uploaded.get_data(as_text=True)
-    task_id, csrf, version = supply_form(page)
+    task_id, csrf, version = unit_task_form(page, "supply_material")
     missing = visitor.post(f"/p/{token}/tasks/{task_id}", data={
         "csrf_token": csrf, "version": version, "action": "complete"})
     assert missing.status_code == 422 and "supplied_materials" in missing.get_data(as_text=True)
@@ -94,7 +94,7 @@ def test_only_that_cases_own_tasks_only_through_a_live_token(app, service):
     token, link = links.create(case_id, OFFICE)
     visitor = app.test_client()
     page = visitor.get(f"/p/{token}").get_data(as_text=True)
-    supply_id, csrf, version = supply_form(page)
+    supply_id, csrf, version = unit_task_form(page, "supply_material")
     # Another department's open task of the same case cannot be done from the page.
     [track] = [t for t in service.ready("track_approval") if t.item_code == "eia_report_book"]
     assert visitor.post(f"/p/{token}/tasks/{track.id}", data={
