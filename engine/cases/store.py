@@ -13,7 +13,7 @@ from typing import Any, overload
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
-from sqlalchemy import Select, bindparam, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from engine.actors import Actor
@@ -81,36 +81,30 @@ from engine.store.models import (
 )
 
 
-def _locking(postgres: bool) -> tuple[Select[Any], Select[Any]]:
-    """A task's case, then the task with the case's open tasks (see `_lock_task_case`).
-
-    Built once: SQLAlchemy keys its compiled-statement cache on the statement, and a
-    statement built anew for each command costs more to key than to run on SQLite.
-    """
+def _task_and_open_siblings() -> tuple[Any, Any]:
+    """The case id of the task given as `task_id`, and the condition that keeps that task
+    and its case's other open tasks."""
     task_id = bindparam("task_id", type_=HumanTask.id.type)
     owner = select(HumanTask.case_id).where(HumanTask.id == task_id).scalar_subquery()
-    query = select(Case).where(Case.id == owner)
-    tasks = select(HumanTask).where(HumanTask.case_id == owner, or_(
-        HumanTask.state == "ready", HumanTask.id == task_id))
-    if postgres:
-        query, tasks = query.with_for_update(), tasks.with_for_update()
-    return (query.execution_options(populate_existing=True),
-            tasks.execution_options(populate_existing=True))
+    return owner, and_(HumanTask.case_id == owner,
+                       or_(HumanTask.state == "ready", HumanTask.id == task_id))
 
 
-_LOCKING = {True: _locking(True)}
+def _locking_statements() -> tuple[Select[Case], Select[HumanTask], Select[HumanTask, Case]]:
+    """What `_lock_task_case` sends, built once: SQLAlchemy keys its compiled-statement
+    cache on the statement, and a statement built anew for each command costs more to key
+    than to run on SQLite. PostgreSQL: the task's case, locked, then the task with the
+    case's open tasks, locked. SQLite: the same rows, each with the case, in one
+    statement."""
+    owner, wanted = _task_and_open_siblings()
+    fresh = {"populate_existing": True}
+    return (select(Case).where(Case.id == owner).with_for_update().execution_options(**fresh),
+            select(HumanTask).where(wanted).with_for_update().execution_options(**fresh),
+            select(HumanTask, Case).join(Case, Case.id == HumanTask.case_id).where(wanted)
+            .execution_options(**fresh))
 
 
-def _tasks_with_case() -> Select[HumanTask, Case]:
-    """SQLite: a task's open siblings and itself, each with the case, in one statement."""
-    task_id = bindparam("task_id", type_=HumanTask.id.type)
-    owner = select(HumanTask.case_id).where(HumanTask.id == task_id).scalar_subquery()
-    return select(HumanTask, Case).join(Case, Case.id == HumanTask.case_id).where(
-        HumanTask.case_id == owner, or_(HumanTask.state == "ready", HumanTask.id == task_id)
-    ).execution_options(populate_existing=True)
-
-
-_TASKS_WITH_CASE = _tasks_with_case()
+_CASE_LOCKED, _TASKS_LOCKED, _TASKS_WITH_CASE = _locking_statements()
 
 
 class CaseStore:
@@ -570,11 +564,10 @@ class CaseStore:
             if task_id not in rows:
                 raise TaskNotFound(f"task {task_id} does not exist")
             return both[0][1], rows
-        query, tasks = _LOCKING[True]
-        case: Case | None = s.scalars(query, {"task_id": task_id}).first()
+        case: Case | None = s.scalars(_CASE_LOCKED, {"task_id": task_id}).first()
         if case is None:
             raise TaskNotFound(f"task {task_id} does not exist")
-        found: list[HumanTask] = list(s.scalars(tasks, {"task_id": task_id}))
+        found: list[HumanTask] = list(s.scalars(_TASKS_LOCKED, {"task_id": task_id}))
         rows = {row.id: row for row in found}
         if task_id not in rows:  # moved or deleted in between (cannot happen: same case)
             raise TaskNotFound(f"task {task_id} does not exist")
