@@ -10,6 +10,7 @@ on the case and, as time passes, by the worker's sweep (one transaction per case
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,20 @@ def _told(s: Session, case_id: int) -> set[tuple[str, str, str]]:
 
 
 def sweep_case(s: Session, ref: ReferenceData, case_id: int, now: datetime, *,
-               mail: bool) -> int:
+               mail: bool, open_tasks: Sequence[HumanTask] | None = None) -> int:
     """Tell everyone the open tasks' levels concern what they have not been told; return how
-    many notifications were added (in the caller's transaction)."""
+    many notifications were added (in the caller's transaction). `open_tasks`: the case's
+    open task rows when the caller holds them all (a command), instead of reading them."""
     case = s.get(Case, case_id)
     if case is None or case.status != "running":
         return 0
-    rows = list(s.scalars(select(HumanTask).where(
-        HumanTask.case_id == case_id, HumanTask.state == "ready",
-        HumanTask.due_at.is_not(None)).order_by(HumanTask.created_at, HumanTask.id)))
+    if open_tasks is None:
+        rows = list(s.scalars(select(HumanTask).where(
+            HumanTask.case_id == case_id, HumanTask.state == "ready",
+            HumanTask.due_at.is_not(None)).order_by(HumanTask.created_at, HumanTask.id)))
+    else:
+        rows = sorted((row for row in open_tasks if row.state == "ready" and row.due_at),
+                      key=lambda row: (row.created_at, row.id))
     if not rows:
         return 0
     levels = levels_in(s, ref, rows, now)
@@ -114,7 +120,8 @@ def _tell(s: Session, case: Case, row: HumanTask, level: str, subject: str, user
 def case_changed(s: Session, changed: CaseChanged, *, reference: ReferenceData,
                  mail: bool) -> None:
     """The engine's hook: evaluate the case's warnings in the command's transaction."""
-    sweep_case(s, reference, changed.case_id, changed.now, mail=mail)
+    sweep_case(s, reference, changed.case_id, changed.now, mail=mail,
+               open_tasks=changed.open_tasks)
 
 
 def task_raised(s: Session, raised: TaskRaised) -> None:

@@ -68,6 +68,9 @@ class CaseChanged:
     case_id: int
     case_title: str
     now: datetime
+    # The case's open (ready) task rows after the command, as the session holds them: a hook
+    # reads them here instead of querying (a query would also flush the command half way).
+    open_tasks: tuple[HumanTask, ...] = ()
 
 
 CaseChangedHook = Callable[["Session", CaseChanged], None]

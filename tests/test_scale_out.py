@@ -19,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from bench.casegen import human_task_count, item_list, write_pack
 from engine import accounts
 from engine.actors import Actor
 from engine.cases import Engine, store
+from engine.cases.elements import stored_elements
+from engine.cases.workflow import reached_elements, scan_tasks, wanted_timers
 from engine.config import Config
 from engine.runtime import spiff
 from engine.runtime.spiff import state_dict
 from engine.store import schema
 from engine.store.db import Database
-from engine.store.models import Department, Event
+from engine.store.models import Department, Event, HumanTask, Timer
 from tests.conftest import ROOT, EngineFactory
 
 OFFICE = Actor("office", "office", "leading_group_office")
@@ -84,6 +86,66 @@ def test_a_read_in_another_process_shows_the_task_data_after_the_last_command(
     seen = second.get_task(branch.id, Actor("agent", "agent", branch.department)).data
     assert seen["note"] == "seen by both"
 
+
+
+def _stored_rows(engine: Engine, case_id: int) -> tuple[dict[str, Any], set[Any], set[str]]:
+    with engine.db.reading() as s:
+        timers = {t.task_id: t.due_at for t in s.scalars(select(Timer).where(
+            Timer.case_id == case_id))}
+        return (timers, set(stored_elements(s, case_id)), set(s.scalars(select(HumanTask.id).where(
+            HumanTask.case_id == case_id, HumanTask.state == "ready"))))
+
+
+def _rebuilt_rows(engine: Engine, case_id: int) -> tuple[dict[str, Any], set[Any], set[str]]:
+    """What the case's rows must be, from its workflow rebuilt from the store."""
+    workflow = engine.replay(case_id)
+    return ({task_id: due for task_id, (_, due) in wanted_timers(workflow).items()},
+            reached_elements(workflow),
+            {str(t.id) for t in scan_tasks(workflow).ready_manual})
+
+
+def test_a_process_that_catches_up_keeps_the_rows_in_line_without_reading_them_back(
+        db_url: str, make_engine: EngineFactory, tmp_path: Path, clock: Any) -> None:
+    """The other process's command left the case's timers, element rows and open tasks as
+    its workflow implies: a process catching up works them out instead of reading them
+    (each read was a statement on half the commands of two app servers), and the rows stay
+    right through completions, a timer set and fired, each by the process behind."""
+    pack = write_pack(tmp_path / "pack", blocks=2, items=2, timer="PT1H")
+    first = make_engine(db_url, pack)
+    second = make_engine(db_url, pack, migrate=False)
+    case = first.start_case("bench_case", {"items": item_list(2)}, OFFICE)
+    second.get_case(case.id)
+    second.element_states(case.id)  # the second process has the case cached, then falls behind
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(second.db.engine, "before_cursor_execute", count)
+    engines, done = [first, second], 0
+    while tasks := [t for t in first.list_tasks(case_id=case.id) if t.spec_name != "after_wait"]:
+        engine = engines[done % 2]
+        sent.clear()
+        engine.complete_task(tasks[0].id, {"route": "fast" if done % 3 else "slow"},
+                             Actor("agent", "agent", tasks[0].department))
+        if engine is second:
+            reads = [q for q in sent if q.lstrip().upper().startswith("SELECT")]
+            assert not [q for q in reads if " timer" in q or "case_element" in q], (done, sent)
+        assert _stored_rows(first, case.id) == _rebuilt_rows(first, case.id), done
+        done += 1
+    timers, _, _ = _stored_rows(first, case.id)
+    assert len(timers) == 1  # the case waits on its timer
+    clock.advance(hours=2)
+    behind = second if done % 2 == 0 else first  # the process that did not run the last one
+    assert behind.fire_due_timers() == 1
+    assert _stored_rows(first, case.id) == _rebuilt_rows(first, case.id)
+    assert _stored_rows(first, case.id)[0] == {}  # fired once, its row gone
+    event.remove(second.db.engine, "before_cursor_execute", count)
+    [last] = first.list_tasks(case_id=case.id)
+    engines[done % 2].complete_task(last.id, {}, Actor("agent", "agent", last.department))
+    assert first.get_case(case.id).status == "completed"
+    for engine in (first, second):
+        assert engine.verify_case(case.id).ok
 
 # Two app servers and two timer workers on one PostgreSQL through PgBouncer ---------------
 

@@ -82,6 +82,7 @@ class MigrationCommands(CaseStore):
             assert source is not None  # noqa: S101 (foreign key)
             old, new = self._version(s, source.id), self._version(s, target.id)
             live = self._live(s, case, old)
+            self._derive(case, live)
             payload = {"process_id": case.process_id, "from_version_id": source.id,
                        "from_version": source.number, "to_version_id": target.id,
                        "to_version": target.number, "content_hash": target.content_hash,

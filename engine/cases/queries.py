@@ -314,16 +314,13 @@ class Queries(Verifying):
     def get_task(self, task_id: str, actor: Actor) -> TaskDetail:
         """A task with its form and the case data it shows (actor must be allowed to see it)."""
         with self.db.reading() as s:
-            row = self._task_row(s, task_id)
+            row, case = self._task_and_case(s, task_id)
             # A department involved in the case reads (never changes) its completed tasks:
             # the decisions it acts on, such as the reasons for a non-acceptance. Others'
             # tasks read as missing, like tasks that do not exist.
             if not (actor.may_see_task(row.department)
                     or (row.state == "completed" and self.may_see_case(row.case_id, actor))):
                 raise TaskNotFound(f"task {task_id} does not exist")
-            case = s.get(Case, row.case_id)
-            if case is None:
-                raise CaseNotFound(f"case {row.case_id} does not exist")
             version = self._version(s, case.process_version_id)
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
             data: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from typing import Any, overload
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
-from sqlalchemy import Select, and_, bindparam, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.actors import Actor
@@ -38,9 +38,10 @@ from engine.cases.workflow import (
     apply_event,
     case_data_after,
     item_of,
+    reached_elements,
     scan_tasks,
     subject_of,
-    timer_due,
+    wanted_timers,
 )
 from engine.config import Config
 from engine.errors import (
@@ -105,6 +106,9 @@ def _locking_statements() -> tuple[Select[Case], Select[HumanTask], Select[Human
 
 
 _CASE_LOCKED, _TASKS_LOCKED, _TASKS_WITH_CASE = _locking_statements()
+# A task with its case, for reading (one statement; the case is needed for every answer).
+_TASK_AND_CASE = select(HumanTask, Case).join(Case, Case.id == HumanTask.case_id).where(
+    HumanTask.id == bindparam("task_id", type_=HumanTask.id.type))
 
 
 class CaseStore:
@@ -228,6 +232,7 @@ class CaseStore:
         the case's other open task rows when the command already read them)."""
         version = self._version(s, case.process_version_id)
         live = self._live(s, case, version)
+        self._derive(case, live)
         try:
             with clock.pinned(now), task_ids(live.ids), expressions.time_budget():
                 with recorded.record() as calls, expressions.loop_scoping(True) as scoping:
@@ -326,7 +331,8 @@ class CaseStore:
         case.updated_at = now
         case.state_version += 1
         live.state_version = case.state_version
-        changed = CaseChanged(case_id=case.id, case_title=case.title, now=now)
+        changed = CaseChanged(case_id=case.id, case_title=case.title, now=now,
+                              open_tasks=tuple(still_open))
         for hook in self.hooks.case_changed:
             hook(s, changed)
         return still_open
@@ -381,24 +387,26 @@ class CaseStore:
                                 f"{exc}") from exc
 
     def _sync_timers(self, s: Session, case: Case, live: LiveCase) -> None:
-        wanted: dict[str, tuple[str, datetime]] = {}
-        for task in live.workflow.event_manager.tasks.values():
-            due = timer_due(task)
-            if due is not None:
-                wanted[str(task.id)] = (task.task_spec.name, due)
+        wanted = wanted_timers(live.workflow)
         stored = {task_id: due for task_id, (_, due) in wanted.items()}
-        if live.timers is not None and live.timers == stored:
-            return  # the timers this process stored for the case are still the ones wanted
+        known = live.timers  # the case's timer rows as the last command left them, if known
+        if known == stored:
+            return
         live.timers = stored
-        existing = {t.task_id: t for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
-        for task_id, timer in existing.items():
-            if task_id not in wanted:
-                s.delete(timer)
-            elif timer.due_at != wanted[task_id][1]:
-                timer.due_at = wanted[task_id][1]
+        if known is None:
+            existing = {t.task_id: t.due_at for t in s.scalars(
+                select(Timer).where(Timer.case_id == case.id))}
+        else:
+            existing = known
+        gone = sorted(existing.keys() - wanted.keys())
+        if gone:
+            s.execute(delete(Timer).where(Timer.case_id == case.id, Timer.task_id.in_(gone)))
         for task_id, (name, due) in wanted.items():
             if task_id not in existing:
                 s.add(Timer(case_id=case.id, task_id=task_id, spec_name=name, due_at=due))
+            elif existing[task_id] != due:
+                s.execute(update(Timer).where(Timer.case_id == case.id, Timer.task_id == task_id)
+                          .values(due_at=due))
 
     def _record(self, s: Session, case: Case, live: LiveCase | None, new: NewEvent) -> None:
         seq = case.event_seq + 1
@@ -462,9 +470,26 @@ class CaseStore:
             with clock.pinned(event.at), task_ids(live.ids):
                 self._apply(live.workflow, event.type, event.data, case.id)
         live.state_version, live.event_seq = case.state_version, case.event_seq
-        # the other process may have changed them
+        # The other process's commands may have added departments (read again when needed);
+        # the rows it kept in line with the workflow follow from the workflow caught up.
         live.departments = live.timers = live.elements = live.open_tasks = None
+        live.caught_up = True
         return live
+
+    @staticmethod
+    def _derive(case: Case, live: LiveCase) -> None:
+        """Work out a caught-up case's stored rows from its workflow, before a command
+        changes it: the other process's command left the case's timers, element rows and
+        ready task rows exactly as the workflow implies, so this one need not read them back.
+        (Not after a restore from the snapshot: the case may not have run a command since
+        element rows were kept, and those are then filled by the first command.)"""
+        if not live.caught_up:
+            return
+        workflow = live.workflow
+        live.timers = {task_id: due for task_id, (_, due) in wanted_timers(workflow).items()}
+        live.elements, live.elements_version = reached_elements(workflow), case.process_version_id
+        live.open_tasks = {str(task.id) for task in scan_tasks(workflow).ready_manual}
+        live.caught_up = False
 
     def _read(self, s: Session, case: Case, reader: Callable[[BpmnWorkflow], _T]) -> _T:
         """Read from the case's current workflow, then return it to the cache.
@@ -582,6 +607,14 @@ class CaseStore:
         if row is None:
             raise TaskNotFound(f"task {task_id} does not exist")
         return row
+
+    @staticmethod
+    def _task_and_case(s: Session, task_id: str) -> tuple[HumanTask, Case]:
+        """A task and its case, read together."""
+        found = s.execute(_TASK_AND_CASE, {"task_id": task_id}).first()
+        if found is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        return found[0], found[1]
 
     @staticmethod
     def _check_task_actor(row: HumanTask, actor: Actor) -> None:

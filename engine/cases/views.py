@@ -130,6 +130,10 @@ class LiveCase:
     elements_version: int | None = None
     # Ids of the case's open (ready) task rows after the last command this process ran.
     open_tasks: set[str] | None = None
+    # Caught up with the events another process added: the timers, element rows and open
+    # tasks stored for the case are the ones its workflow implies as it stands, worked out
+    # (instead of read) before the next command changes it.
+    caught_up: bool = False
 
 @dataclass(frozen=True)
 class VersionSpecs:

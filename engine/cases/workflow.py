@@ -346,6 +346,16 @@ def subject_of(task: Task) -> Any:
     value = task.data.get(input_item.bpmn_id)
     return plain_data({"v": value})["v"] if value is not None else None
 
+def wanted_timers(workflow: BpmnWorkflow) -> dict[str, tuple[str, datetime]]:
+    """The timers the case's workflow waits on: task id -> (timer name, when due)."""
+    wanted: dict[str, tuple[str, datetime]] = {}
+    for task in workflow.event_manager.tasks.values():
+        due = timer_due(task)
+        if due is not None:
+            wanted[str(task.id)] = (task.task_spec.name, due)
+    return wanted
+
+
 def timer_due(task: Task) -> datetime | None:
     value = task._get_internal_data("event_value")
     if isinstance(value, dict):  # cycle timers keep their next firing
