@@ -184,7 +184,7 @@ def run_http(url: str, folder: Path, args: argparse.Namespace, engine_ms: float
     pack = write_pack(folder / "pack", blocks=args.blocks, items=args.items)
     tokens = web.prepare(url, pack, folder, args.http_cases, args.agents, args.items)
     served = web.drive(url, pack, folder, tokens, args.http_seconds, warmup=3)
-    statements = web.statements_per_completion(url, pack, folder, tokens[0])
+    statements = web.statements_per_completion(url, pack, folder, tokens[:2])
     name = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     print(f"HTTP on {name} (zerorun serve, 2 workers, {args.agents} agents looping list -> "
           f"read -> complete): {served['completions_per_s']:.1f} completions/s, completion "
