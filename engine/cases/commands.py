@@ -216,11 +216,8 @@ class Commands(Queries):
         if not (actor.is_system or actor.role == "office"):
             raise Forbidden("only the office may hand tasks to a substitute")
         now = self.clock()
-        with self.db.reading() as s:
-            case_id = self._task_row(s, task_id).case_id
         with self.db.transaction() as s:
-            case = self._lock_case(s, case_id)
-            row = self._task_row(s, task_id, lock=True)
+            case, row = self._lock_one_task(s, task_id)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
             if to.is_system or not to.may_work_on(row.department):
@@ -304,11 +301,8 @@ class Commands(Queries):
         audit chain with its SHA-256)."""
         name, content_type = check_upload(filename, content)
         now = self.clock()
-        with self.db.reading() as s:
-            case_id = self._task_row(s, task_id).case_id
         with self.db.transaction() as s:
-            case = self._lock_case(s, case_id)
-            row = self._task_row(s, task_id, lock=True)
+            case, row = self._lock_one_task(s, task_id)
             self._check_task_actor(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
@@ -328,9 +322,7 @@ class Commands(Queries):
                 ) -> TaskView:
         now = self.clock()
         with self.db.transaction() as s:
-            row = self._task_row(s, task_id)  # held: the session keeps rows weakly
-            case = self._lock_case(s, row.case_id)  # always the case first, then its tasks
-            row = self._task_row(s, task_id, lock=True)
+            case, row = self._lock_one_task(s, task_id)  # the case first, then its task
             self._check_task_actor(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))

@@ -111,9 +111,11 @@ _CASE_LOCKED, _TASKS_LOCKED, _TASKS_WITH_CASE = _locking_statements()
 _WORKFLOW_EVENTS_BETWEEN = select(Event.type, Event.at, Event.data).where(
     Event.stream == bindparam("stream"), Event.seq > bindparam("after"),
     Event.seq <= bindparam("upto"), Event.type.in_(WORKFLOW_EVENTS)).order_by(Event.seq)
-# A task with its case, for reading (one statement; the case is needed for every answer).
+# A task with its case (one statement; the case is needed for every answer): for reading,
+# and for a change on SQLite, whose writer holds the database from BEGIN IMMEDIATE on.
 _TASK_AND_CASE = select(HumanTask, Case).join(Case, Case.id == HumanTask.case_id).where(
-    HumanTask.id == bindparam("task_id", type_=HumanTask.id.type))
+    HumanTask.id == bindparam("task_id", type_=HumanTask.id.type)).execution_options(
+    populate_existing=True)
 
 
 class CaseStore:
@@ -575,6 +577,19 @@ class CaseStore:
                 return None
             raise CaseNotFound(f"case {case_id} does not exist")
         return case
+
+    def _lock_one_task(self, s: Session, task_id: str) -> tuple[Case, HumanTask]:
+        """Lock the case of a task, then the task (a claim, a release, a hand-over): two
+        statements on PostgreSQL, one on SQLite (its writer holds the whole database)."""
+        if not self.db.postgres:
+            row, case = self._task_and_case(s, task_id)
+            return case, row
+        locked: Case | None = s.scalars(_CASE_LOCKED, {"task_id": task_id}).first()
+        held = None if locked is None else s.get(HumanTask, task_id, with_for_update=True,
+                                                  populate_existing=True)
+        if locked is None or held is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        return locked, held
 
     def _lock_task_case(self, s: Session, task_id: str
                         ) -> tuple[Case, dict[str, HumanTask]]:
