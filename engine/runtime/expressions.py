@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -35,6 +34,7 @@ from engine.runtime.bounds import (
     UnsafeExpression,
     active_loop_scoping,
     check_data,
+    cpu_seconds,
     loop_scoping,
     measured,
     time_budget,
@@ -233,7 +233,7 @@ class _Interpreter:
         self.readonly = readonly
         self.functions = {**BUILTINS, **functions}
         self.steps = 0
-        own = time.monotonic() + MAX_SECONDS
+        own = cpu_seconds() + MAX_SECONDS
         outer = _DEADLINE.get()
         if outer is not None and outer[0] < own:
             self.deadline, self.too_long = outer
@@ -258,7 +258,7 @@ class _Interpreter:
 
     def check_time(self, node: ast.AST) -> None:
         """Refuse to go on past the deadline (checked around every call, too)."""
-        if time.monotonic() > self.deadline:
+        if cpu_seconds() > self.deadline:
             raise ExpressionLimitExceeded(self.too_long, **_where(node))
 
     # Expressions ----------------------------------------------------------------------
