@@ -132,25 +132,33 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$ LANGUAGE plpgsql""")
-    # At commit: the noted changes applied in key order, keys fallen to zero deleted (rows
-    # this transaction has just locked). Fired for each task row that changed a tally; the
-    # first firing applies everything, the others find the flag down.
-    mine = "task_tally_noted.xid = txid_current()"
+    # At commit: the noted changes taken and applied in key order (one statement); keys
+    # fallen to zero deleted (rows this transaction has just locked). Fired for each task
+    # row that changed a tally; the first firing applies everything, the others find the
+    # flag down.
     op.execute(f"""
 CREATE FUNCTION task_tally_applied() RETURNS trigger AS $$
+DECLARE
+  applied record;
 BEGIN
   IF coalesce(current_setting('{SETTING}', true), '') = '' THEN
     RETURN NULL;
   END IF;
   PERFORM set_config('{SETTING}', '', true);
-  INSERT INTO task_tally AS t ({KEY_LIST}, n)
-  SELECT {KEY_LIST}, sum(d) FROM task_tally_noted WHERE {mine}
-  GROUP BY {KEY_LIST} HAVING sum(d) <> 0 ORDER BY {KEY_LIST}
-  ON CONFLICT ({KEY_LIST}) DO UPDATE SET n = t.n + excluded.n;
-  DELETE FROM task_tally AS t USING task_tally_noted
-  WHERE {mine} AND t.n = 0
-    AND {" AND ".join(f"t.{column} = task_tally_noted.{column}" for column in KEY)};
-  DELETE FROM task_tally_noted WHERE {mine};
+  FOR applied IN
+    WITH noted AS (
+      DELETE FROM task_tally_noted WHERE xid = txid_current() RETURNING {KEY_LIST}, d)
+    INSERT INTO task_tally AS t ({KEY_LIST}, n)
+    SELECT {KEY_LIST}, sum(d) FROM noted
+    GROUP BY {KEY_LIST} HAVING sum(d) <> 0 ORDER BY {KEY_LIST}
+    ON CONFLICT ({KEY_LIST}) DO UPDATE SET n = t.n + excluded.n
+    RETURNING t.*
+  LOOP
+    IF applied.n = 0 THEN
+      DELETE FROM task_tally
+      WHERE {" AND ".join(f"{column} = applied.{column}" for column in KEY)};
+    END IF;
+  END LOOP;
   RETURN NULL;
 END $$ LANGUAGE plpgsql""")
     for event, rows in (("INSERT", "NEW TABLE AS new_rows"), ("DELETE", "OLD TABLE AS old_rows"),
