@@ -7,12 +7,13 @@ from it must be the ones counting the rows gives."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy import create_engine, delete, event, select, text, update
 
 from bench.inbox import NOW, fill
 from engine.actors import Actor
@@ -254,3 +255,39 @@ def test_inbox_figures_read_from_the_tally_are_the_counted_ones(make_pack_engine
         assert (counts.ready, counts.claimed_by_me, counts.overdue) == expected.pop("counts")
         assert figures == expected
     assert inbox_figures(engine, "agent_x", "approval_bureau", "agent_x")["counts"].overdue
+
+
+def test_an_inbox_s_figures_read_no_task_row_but_the_overdue_ones(make_pack_engine,
+                                                                  sqlite_url, clock):
+    """The plans of the statements an inbox's figures send (SQLite's planner needs no
+    statistics, so its plans are the same on every machine): the tally by its key, and
+    the overdue tasks as a range of the (department, state, due date, assignee) index,
+    read alone."""
+    engine = make_pack_engine(sqlite_url)
+    fill(engine, 10)
+    clock.set(NOW)
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine.db.engine, "before_cursor_execute", record)
+    try:
+        engine.task_counts("agent_x", department="approval_bureau", open_to="agent_x")
+        engine.task_phases_and_items("approval_bureau")
+        engine.count_tasks(department="approval_bureau", open_to="agent_x", phase="1")
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", record)
+    plans = []
+    with engine.db.engine.connect() as connection:
+        for statement, parameters in sent:
+            if statement.startswith("SELECT"):
+                plans.append(" / ".join(row[3] for row in connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters)))
+    assert len(plans) == 3
+    for plan in plans:
+        assert "SCAN human_task" not in plan and "SCAN task_tally" not in plan, plan
+        assert re.search(r"SEARCH task_tally USING (COVERING )?INDEX sqlite_autoindex_task_tally_1 "
+                         r"\(department=\?", plan), plan
+    assert ("human_task USING COVERING INDEX ix_human_task_department_state "
+            "(department=? AND state=? AND due_at<?)") in plans[0]
