@@ -18,10 +18,12 @@ from sqlalchemy import create_engine, delete, event, select, text, update
 from bench.inbox import NOW, fill
 from engine.actors import Actor
 from engine.cases import Engine
+from engine.config import Config
 from engine.store import schema
 from engine.store.models import HumanTask, TaskTally
 from tests.audit_cases import rejected_twice_then_accepted
 from tests.service import OFFICE, Service, small_project
+from tests.test_backup import empty_url, source, zerorun  # noqa: F401 - fixtures
 from tests.test_library import review, waiting_case_moved_to_a_new_version
 
 KEY = ("department", "assignee", "process_id", "stage", "phase", "item_code", "item_name")
@@ -291,3 +293,21 @@ def test_an_inbox_s_figures_read_no_task_row_but_the_overdue_ones(make_pack_engi
                          r"\(department=\?", plan), plan
     assert ("human_task USING COVERING INDEX ix_human_task_department_state "
             "(department=? AND state=? AND due_at<?)") in plans[0]
+
+
+def test_a_restored_backup_has_its_tally_once(
+        source, db_url, empty_url, tmp_path, monkeypatch):  # noqa: F811 - imported fixtures
+    """pg_restore loads the rows before it creates the triggers (and SQLite's copy is a
+    copy): the tasks restored are not counted a second time."""
+    before = assert_kept(source)
+    assert before
+    code, out = zerorun(monkeypatch, db_url, tmp_path, "backup", str(tmp_path / "backup"))
+    assert code == 0, out
+    code, out = zerorun(monkeypatch, empty_url, tmp_path / "restored", "restore",
+                        str(tmp_path / "backup"))
+    assert code == 0, out
+    restored = Engine(Config.from_env(database_url=empty_url), functions={})
+    try:
+        assert assert_kept(restored) == before
+    finally:
+        restored.db.dispose()
