@@ -53,7 +53,7 @@ def same_key(row: str) -> str:
     return " AND ".join(f"{column} = coalesce({row}.{column}, '')" for column in KEY)
 
 
-# Every ready task counted (the upgrade's fill, and what the tests compare the tally with).
+# Every ready task counted: the tally of a database upgraded with its tasks.
 COUNTED = (f"INSERT INTO task_tally ({KEY_LIST}, n) SELECT {keyed('t')}, count(*) "
            f"FROM human_task AS t WHERE t.state = 'ready' GROUP BY {keyed('t')}")
 
