@@ -16,4 +16,4 @@ def test_the_inbox_bench_fills_cases_after_those_set_up_started(tmp_path: Path) 
     from bench import inbox
 
     figures = inbox.measure(tmp_path, cases=20, repeat=1)
-    assert figures["plain"] > 0 and figures["dashboard"] > 0
+    assert figures["plain"] > 0 and figures["dashboard"] > 0 and figures["counts"] > 0

@@ -22,6 +22,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.actors import STARTERS, Actor
 from engine.cases.verification import Verifying
@@ -56,6 +57,7 @@ from engine.store.models import (
     Event,
     HumanTask,
     ProcessVersion,
+    TaskTally,
 )
 
 # What a task list shows of each task (`task_view` reads these by name).
@@ -108,6 +110,26 @@ def _listing(states: tuple[str, ...], green_only: bool, given: frozenset[str]) -
     if len(_LISTINGS) < 512:  # shapes are few; never grow without bound
         _LISTINGS[key] = listing
     return listing
+
+
+def _tallied(*values: str | None) -> bool:
+    """Whether filters with these values can be answered from the tally, whose keys hold
+    '' for NULL: not when a filter asks for ''."""
+    return "" not in values
+
+
+def _tally_filters(*, department: str | None = None, assignee: str | None = None,
+                   phase: str | None = None, item_code: str | None = None,
+                   process_id: str | None = None, stage: str | None = None,
+                   open_to: str | None = None) -> list[ColumnElement[bool]]:
+    """The tally rows of the ready tasks `task_filters` would keep with these filters."""
+    given = ((TaskTally.department, department), (TaskTally.assignee, assignee),
+             (TaskTally.phase, phase), (TaskTally.item_code, item_code),
+             (TaskTally.process_id, process_id), (TaskTally.stage, stage))
+    found = [column == value for column, value in given if value is not None]
+    if open_to is not None:  # nobody's, or the user's own
+        found.append(TaskTally.assignee.in_(("", open_to)))
+    return found
 
 
 class Queries(Verifying):
@@ -170,23 +192,58 @@ class Queries(Verifying):
                     due_before: datetime | None = None, open_to: str | None = None,
                     green_only: bool = False, process_id: str | None = None,
                     stage: str | None = None) -> int:
-        """How many tasks `list_tasks` would list with the same filters, without paging."""
-        query = task_filters(
-            select(func.count()).select_from(HumanTask), department=department,
-            assignee=assignee, case_id=case_id, states=states, phase=phase,
-            item_code=item_code, due_before=due_before, open_to=open_to,
-            green_only=green_only, process_id=process_id, stage=stage)
+        """How many tasks `list_tasks` would list with the same filters, without paging.
+
+        Ready tasks filtered by the tally's keys only (an inbox's own filters) are added
+        up from the tally, whatever the backlog; other filters count the task rows."""
+        keys = {"department": department, "assignee": assignee, "phase": phase,
+                "item_code": item_code, "process_id": process_id, "stage": stage}
+        if (tuple(states) == ("ready",) and case_id is None and due_before is None
+                and not green_only and _tallied(*keys.values(), open_to)):
+            query = select(func.coalesce(func.sum(TaskTally.n), 0)).where(
+                *_tally_filters(**keys, open_to=open_to))
+        else:
+            query = task_filters(
+                select(func.count()).select_from(HumanTask), department=department,
+                assignee=assignee, case_id=case_id, states=states, phase=phase,
+                item_code=item_code, due_before=due_before, open_to=open_to,
+                green_only=green_only, process_id=process_id, stage=stage)
         with self.db.reading() as s:
             return int(s.scalar(query) or 0)
 
     def task_counts(self, username: str, *, department: str | None = None,
                     open_to: str | None = None) -> TaskCounts:
         """Open tasks of an inbox (a department's, or all when None): ready, claimed by
-        the user, past due."""
+        the user, past due.
+
+        The first two are added up from the tally; the overdue ones are counted in the
+        (department, state, due date) index, so they cost what is overdue, not the backlog.
+        One statement."""
+        now = self.clock()
+        if not _tallied(department, username, open_to):  # '' is no key: count the rows
+            return self._counted(username, department=department, open_to=open_to)
+        in_tally = _tally_filters(department=department)
+        visible = TaskTally.assignee.in_(("", open_to)) if open_to is not None else true()
+        overdue = task_filters(
+            select(func.count()).select_from(HumanTask).where(HumanTask.due_at < now),
+            department=department, assignee=None, case_id=None, states=("ready",),
+            phase=None, item_code=None, due_before=None, open_to=open_to)
+        query = select(
+            select(func.coalesce(func.sum(TaskTally.n), 0)).where(*in_tally, visible)
+            .scalar_subquery(),
+            select(func.coalesce(func.sum(TaskTally.n), 0))
+            .where(*in_tally, TaskTally.assignee == username).scalar_subquery(),
+            overdue.scalar_subquery())
+        with self.db.reading() as s:
+            ready, mine, late = s.execute(query).one()
+        return TaskCounts(ready=int(ready), claimed_by_me=int(mine), overdue=int(late))
+
+    def _counted(self, username: str, *, department: str | None,
+                 open_to: str | None) -> TaskCounts:
+        """`task_counts` by counting the department's open tasks."""
         now = self.clock()
         visible = (or_(HumanTask.assignee.is_(None), HumanTask.assignee == open_to)
                    if open_to is not None else true())
-        # One pass over the department's open tasks instead of one count per figure.
         query = task_filters(
             select(func.count().filter(visible),
                    func.count().filter(HumanTask.assignee == username),
@@ -200,11 +257,14 @@ class Queries(Verifying):
 
     def task_phases_and_items(self, department: str | None) -> tuple[list[str],
                                                                      list[tuple[str, str]]]:
-        """The phases and items (code, name) of a department's open tasks, for filters."""
-        base = select(HumanTask.phase, HumanTask.item_code, HumanTask.item_name).where(
-            HumanTask.state == "ready")
-        if department is not None:
-            base = base.where(HumanTask.department == department)
+        """The phases and items (code, name) of a department's open tasks, for filters
+        (from the tally: a department's keys, not its tasks)."""
+        if not _tallied(department):
+            base = select(HumanTask.phase, HumanTask.item_code, HumanTask.item_name).where(
+                HumanTask.state == "ready", HumanTask.department == department)
+        else:
+            base = select(TaskTally.phase, TaskTally.item_code, TaskTally.item_name).where(
+                *_tally_filters(department=department))
         with self.db.reading() as s:
             rows = s.execute(base.distinct().limit(500)).all()
         phases = sorted({p for p, _, _ in rows if p})

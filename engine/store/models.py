@@ -180,7 +180,8 @@ class HumanTask(Base):
 
     __tablename__ = "human_task"
     __table_args__ = (
-        Index("ix_human_task_department_state", "department", "state", "due_at"),
+        # With the assignee: an inbox's overdue tasks counted from the index alone (0024).
+        Index("ix_human_task_department_state", "department", "state", "due_at", "assignee"),
         Index("ix_human_task_assignee_state", "assignee", "state"),
         Index("ix_human_task_case_state", "case_id", "state"),
         # Inbox filters and the "oldest first" order within a department's open tasks.
@@ -233,6 +234,25 @@ class HumanTask(Base):
     # a policy), so follow-up records are queryable without replaying events.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     subject: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+
+
+class TaskTally(Base):
+    """How many ready tasks the index holds per department, assignee, process, stage, phase
+    and item ('' where the task's column is NULL or nobody claimed it): what an inbox's
+    counts add up instead of counting the backlog. Written only by the database's triggers
+    on `human_task`, in the transaction that writes the tasks (migration 0024_task_tallies);
+    a key with no ready task has no row."""
+
+    __tablename__ = "task_tally"
+
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assignee: Mapped[str] = mapped_column(String(100), primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(40), primary_key=True)
+    phase: Mapped[str] = mapped_column(String(20), primary_key=True)
+    item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    item_name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    n: Mapped[int]
 
 
 class Timer(Base):
