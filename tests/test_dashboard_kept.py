@@ -20,7 +20,7 @@ from engine.store import schema
 from engine.store.models import Case, HumanTask
 from tests.audit_cases import rejected_twice_then_accepted
 from tests.service import OFFICE, Service, small_project
-from tests.test_library import review, waiting_case_moved_to_a_new_version
+from tests.test_library import moved_and_reviewed
 
 
 def recomputed(engine: Engine) -> tuple[dict[Any, Any], dict[Any, Any]]:
@@ -119,11 +119,7 @@ def test_kept_figures_follow_every_kind_of_command(make_pack_engine, db_url, clo
 
 
 def test_a_migrated_case_keeps_its_figures(make_pack_engine, sqlite_url):
-    engine = make_pack_engine(sqlite_url)
-    waiting, target = waiting_case_moved_to_a_new_version(engine)
-    assert_kept(engine)
-    review(engine, waiting.id)
-    assert_kept(engine)
+    moved_and_reviewed(make_pack_engine(sqlite_url), assert_kept)
 
 
 def test_upgrading_fills_the_kept_figures(make_pack_engine, db_url, clock):
@@ -135,11 +131,7 @@ def test_upgrading_fills_the_kept_figures(make_pack_engine, db_url, clock):
     running.start(small_project())
     expected = assert_kept(engine)
     assert expected[0] and expected[1]
-    cfg = schema.alembic_config(engine.db.url)
-    with engine.db.engine.connect() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0021_warn_moments")
-        connection.commit()
+    downgrade_to(engine, "0021_warn_moments")
     running.complete("select_items", selected_items=running.case().data["selected_items"])
     schema.upgrade(engine.db)
     assert kept(engine) == recomputed(engine)
@@ -148,3 +140,12 @@ def test_upgrading_fills_the_kept_figures(make_pack_engine, db_url, clock):
     schema.upgrade(engine.db)  # idempotent, as `zerorun setup` runs it
     running.complete("review_material_list")
     assert_kept(engine)
+
+
+def downgrade_to(engine: Engine, revision: str) -> None:
+    """Take the engine's database back to an earlier migration (its rows kept)."""
+    cfg = schema.alembic_config(engine.db.url)
+    with engine.db.engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+        connection.commit()

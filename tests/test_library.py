@@ -77,6 +77,15 @@ def review(engine, case_id):
     engine.complete_task(task.id, {"conditions_confirmed": True}, NATURAL)
 
 
+def moved_and_reviewed(engine, check) -> None:
+    """`check(engine)` after a waiting case moved to a new version, and after its first step
+    there (what a table kept by triggers must follow through a migration)."""
+    waiting, _ = waiting_case_moved_to_a_new_version(engine)
+    check(engine)
+    review(engine, waiting.id)
+    check(engine)
+
+
 def versions(engine, process_id):
     with engine.db.reading() as s:
         return [(v.number, v.status) for v in s.scalars(

@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, delete, event, select, text, update
 
 from bench.inbox import NOW, fill
@@ -24,7 +23,8 @@ from engine.store.models import HumanTask, TaskTally
 from tests.audit_cases import rejected_twice_then_accepted
 from tests.service import OFFICE, Service, small_project
 from tests.test_backup import empty_url, source, zerorun  # noqa: F401 - fixtures
-from tests.test_library import review, waiting_case_moved_to_a_new_version
+from tests.test_dashboard_kept import downgrade_to
+from tests.test_library import moved_and_reviewed
 
 KEY = ("department", "assignee", "process_id", "stage", "phase", "item_code", "item_name")
 
@@ -105,11 +105,7 @@ def test_the_tally_follows_every_kind_of_write(make_pack_engine, db_url, clock):
 
 
 def test_a_migrated_case_keeps_its_tally(make_pack_engine, db_url):
-    engine = make_pack_engine(db_url)
-    waiting, target = waiting_case_moved_to_a_new_version(engine)
-    assert_kept(engine)
-    review(engine, waiting.id)
-    assert_kept(engine)
+    moved_and_reviewed(make_pack_engine(db_url), assert_kept)
 
 
 def test_a_rolled_back_write_leaves_the_tally_alone(make_pack_engine, db_url, clock):
@@ -177,11 +173,7 @@ def test_upgrading_fills_the_tally(make_pack_engine, db_url, clock):
     running.start(small_project())
     fill(engine, 5)
     expected = assert_kept(engine)
-    cfg = schema.alembic_config(engine.db.url)
-    with engine.db.engine.connect() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0023_figures_kept")
-        connection.commit()
+    downgrade_to(engine, "0023_figures_kept")
     running.complete("select_items", selected_items=running.case().data["selected_items"])
     fill(engine, 3)
     schema.upgrade(engine.db)
