@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, event
 from engine.actors import Actor
 from engine.cases import timers
 from engine.runtime.clock import MovableClock
-from tests.conftest import FIXTURES, ROOT, _postgres_database
+from tests.conftest import FIXTURES, ROOT
 from tests.pgserver import own_postgres
 from webapp.worker import run_worker
 
@@ -59,11 +59,6 @@ def _waiting_on_review(engine, divisor: int = 3) -> int:
 
 
 # Point 14 --------------------------------------------------------------------------------
-
-@pytest.fixture
-def pg_url():
-    yield from _postgres_database()
-
 
 @pytest.mark.postgres
 def test_a_completion_and_the_timer_worker_never_deadlock(make_engine, pg_url, clock):
