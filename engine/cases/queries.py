@@ -219,9 +219,9 @@ class Queries(Verifying):
         The first two are added up from the tally; the overdue ones are counted in the
         (department, state, due date) index, so they cost what is overdue, not the backlog.
         One statement."""
-        now = self.clock()
         if not _tallied(department, username, open_to):  # '' is no key: count the rows
             return self._counted(username, department=department, open_to=open_to)
+        now = self.clock()
         in_tally = _tally_filters(department=department)
         visible = TaskTally.assignee.in_(("", open_to)) if open_to is not None else true()
         overdue = task_filters(

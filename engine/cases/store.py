@@ -395,23 +395,20 @@ class CaseStore:
 
     def _sync_timers(self, s: Session, case: Case, live: LiveCase) -> None:
         wanted = wanted_timers(live.workflow)
-        stored = {task_id: due for task_id, (_, due) in wanted.items()}
         known = live.timers  # the case's timer rows as the last command left them, if known
-        if known == stored:
+        if known == wanted:
             return
-        live.timers = stored
-        if known is None:
-            existing = {t.task_id: t.due_at for t in s.scalars(
-                select(Timer).where(Timer.case_id == case.id))}
-        else:
-            existing = known
+        live.timers = wanted
+        existing = known if known is not None else {
+            t.task_id: (t.spec_name, t.due_at)
+            for t in s.scalars(select(Timer).where(Timer.case_id == case.id))}
         gone = sorted(existing.keys() - wanted.keys())
         if gone:
             s.execute(delete(Timer).where(Timer.case_id == case.id, Timer.task_id.in_(gone)))
         for task_id, (name, due) in wanted.items():
             if task_id not in existing:
                 s.add(Timer(case_id=case.id, task_id=task_id, spec_name=name, due_at=due))
-            elif existing[task_id] != due:
+            elif existing[task_id][1] != due:
                 s.execute(update(Timer).where(Timer.case_id == case.id, Timer.task_id == task_id)
                           .values(due_at=due))
 
@@ -490,7 +487,7 @@ class CaseStore:
         if not live.caught_up:
             return
         workflow = live.workflow
-        live.timers = {task_id: due for task_id, (_, due) in wanted_timers(workflow).items()}
+        live.timers = wanted_timers(workflow)
         live.elements, live.elements_version = reached_elements(workflow), case.process_version_id
         live.open_tasks = {str(task.id) for task in scan_tasks(workflow).ready_manual}
         live.caught_up = False

@@ -123,8 +123,8 @@ class LiveCase:
     snapshot_seq: int
     # Departments that hold or held a task in the case (None: not known yet, read on need).
     departments: set[str] | None = None
-    # The case's stored timers (task id -> due) as this process last wrote them.
-    timers: dict[str, datetime] | None = None
+    # The case's stored timers (task id -> (timer name, due)) as this process last wrote them.
+    timers: dict[str, tuple[str, datetime]] | None = None
     # The case's stored element rows (process id, BPMN id) and their version, as last written.
     elements: set[tuple[str, str]] | None = None
     elements_version: int | None = None
