@@ -47,7 +47,7 @@ from engine.pack.loader import (
     read_pack_dir,
     start_form_files,
 )
-from engine.runtime import clock, recorded
+from engine.runtime import branch_data, clock, recorded
 from engine.runtime.spiff import (
     IdSource,
     case_namespace,
@@ -182,13 +182,15 @@ class Commands(Queries):
             workflow = new_workflow(version.specs, self.script_engine,
                                     self.config.max_instances)
             with recorded.record() as calls:
-                apply_event(workflow, "case_started", {"data": initial}, case.id)
+                apply_event(workflow, "case_started", {
+                    "data": initial, branch_data.MODE_KEY: branch_data.CHANGES}, case.id)
             live = LiveCase(workflow, ids, 0, 0, 0, departments=set(), timers={},
                             elements=set(), elements_version=row.id, open_tasks=set())
             open_rows = self._after_change(s, case, live, version, now, None)
         self._record(s, case, live, NewEvent("case_started", actor.username, now, {
             "process_id": row.process_id, "process_version_id": row.id,
             "version": row.number, "content_hash": row.content_hash, "data": initial,
+            branch_data.MODE_KEY: branch_data.CHANGES,
             **({"calls": calls} if calls else {})}))
         self._snapshot(s, case, live, force=True)
         self._pending.append((case.id, live))

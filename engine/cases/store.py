@@ -58,7 +58,7 @@ from engine.errors import (
 from engine.hooks import CaseChanged, DataSubmitted, Hooks, TaskRaised
 from engine.pack import migration
 from engine.pack.forms import FormCatalogue
-from engine.runtime import case_data, clock, expressions, recorded
+from engine.runtime import branch_data, case_data, clock, expressions, recorded
 from engine.runtime.spiff import (
     IdSource,
     case_namespace,
@@ -451,6 +451,7 @@ class CaseStore:
             events = list(s.scalars(select(Event).where(Event.stream == f"case:{case.id}")
                                     .order_by(Event.seq)))
             workflow, ids = self._reexecute(case.id, version, events, None)
+            branch_data.note_steps_seen(workflow)
             return LiveCase(workflow, ids, case.state_version, case.event_seq, 0)
         workflow = load_state(snapshot.state, version.specs, self.script_engine,
                               self.config.max_instances)
@@ -460,6 +461,7 @@ class CaseStore:
                 "upto": case.event_seq}):
             with clock.pinned(event.at), task_ids(ids):
                 self._apply(workflow, event.type, event.data, case.id)
+        branch_data.note_steps_seen(workflow)  # their commands stored the case's data
         return LiveCase(workflow, ids, case.state_version, case.event_seq, snapshot.event_seq)
 
     def _catch_up(self, s: Session, case: Case, live: LiveCase) -> LiveCase:
@@ -470,6 +472,7 @@ class CaseStore:
         for event in missed:
             with clock.pinned(event.at), task_ids(live.ids):
                 self._apply(live.workflow, event.type, event.data, case.id)
+        branch_data.note_steps_seen(live.workflow)  # the other process stored their data
         live.state_version, live.event_seq = case.state_version, case.event_seq
         # The other process's commands may have added departments (read again when needed);
         # the rows it kept in line with the workflow follow from the workflow caught up.

@@ -26,7 +26,7 @@ from engine.errors import (
     EngineError,
     WorkflowError,
 )
-from engine.runtime import expressions, recorded
+from engine.runtime import branch_data, expressions, recorded
 from engine.store.models import (
     Event,
     HumanTask,
@@ -57,6 +57,7 @@ def apply_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any]
 def run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
                case_id: int) -> None:
     if event_type == "case_started":
+        branch_data.start_mode(workflow, payload.get(branch_data.MODE_KEY))
         workflow.task_tree.data.update(copy.deepcopy(payload["data"]))
         workflow.do_engine_steps()
     elif event_type == "task_completed":
@@ -313,9 +314,13 @@ def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: S
                     done_task: str | None) -> dict[str, Any]:
     """The case-level data: what the main process knows after a command.
 
-    Item-level data stays in the called processes (and in the task index); the case
-    keeps the newest data of its top-level tasks that are under way.
+    Item-level data stays in the called processes (and in the task index). A case takes
+    the changes of the top-level steps each command completed (engine/runtime/
+    branch_data.py); a case recorded before that keeps the newest data of its top-level
+    tasks under way, as it did when its events were recorded.
     """
+    if branch_data.merges_changes(workflow):
+        return branch_data.case_changes(previous, workflow, _plain_value)
     data = dict(previous)
     if done_task is not None:
         done = workflow.tasks.get(UUID(done_task))
@@ -328,6 +333,9 @@ def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: S
             data.update(plain_data(task.data))
         data.update(plain_data(workflow.data))
     return data
+
+def _plain_value(value: Any) -> Any:
+    return plain_data({"v": value})["v"]
 
 def item_of(task: Task) -> dict[str, Any]:
     """The approval item a task is about: `item` in its data, or its multi-instance element."""

@@ -35,6 +35,8 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
+from engine.runtime import branch_data
+
 # Task ids ---------------------------------------------------------------------------
 # SpiffWorkflow gives each task a random uuid4. The engine rebuilds a case by
 # re-executing its events, and events name tasks by id, so ids must come out the same
@@ -238,24 +240,38 @@ class _QuickJoin:
 
     def _run_hook(self, my_task: Task) -> bool:
         above = _ancestors(my_task)
-        other_tasks = [t for t in my_task.workflow.tasks.values()
-                       if t.task_spec == self and t.has_state(TaskState.FINISHED_MASK)
-                       and id(t) not in above]
-        for task in sorted(other_tasks, key=lambda t: t.last_state_change):
-            DeepMerge.merge(my_task.data, task.parent.data)
+        other_tasks = sorted((t for t in my_task.workflow.tasks.values()
+                              if t.task_spec == self and t.has_state(TaskState.FINISHED_MASK)
+                              and id(t) not in above), key=lambda t: t.last_state_change)
+        changes = branch_data.merges_changes(my_task.workflow)
+        if changes:  # each branch hands on what it changed (engine/runtime/branch_data.py)
+            my_task.data = branch_data.join_data(my_task, [*other_tasks, my_task])
+        for task in other_tasks:
+            if not changes:  # cases recorded before: whole copies, the last one wins
+                DeepMerge.merge(my_task.data, task.parent.data)
             if task.has_state(TaskState.COMPLETED):
                 task._drop_children(force=True)
-        my_task._inherit_data()
+        if not changes:
+            my_task._inherit_data()
         return True
+
+
+class _MergingInclusiveJoin(_QuickJoin):
+    """An inclusive gateway's join: the library's decision when to fire, the engine's
+    merge of the branches' data (the quick ancestry check above is the parallel one)."""
+
+    def _check_threshold_unstructured(self, my_task: Task) -> bool:
+        decided: bool = super(_QuickJoin, self)._check_threshold_unstructured(my_task)
+        return decided
 
 
 _QUICK_CLASSES: dict[type, type] = {}
 
 
-def _quick_class(cls: type) -> type:
+def _quick_class(cls: type, mixin: type) -> type:
     quick = _QUICK_CLASSES.get(cls)
     if quick is None:
-        quick = _QUICK_CLASSES[cls] = type(cls.__name__, (_QuickJoin, cls), {})
+        quick = _QUICK_CLASSES[cls] = type(cls.__name__, (mixin, cls), {})
         # Serialized (e.g. compared by a migration's diff) as the library's class.
         typename = SERIALIZER.registry.typenames.get(cls)
         if typename is not None:
@@ -266,9 +282,12 @@ def _quick_class(cls: type) -> type:
 def _quicken(spec: BpmnProcessSpec) -> None:
     for task_spec in spec.task_specs.values():
         cls = type(task_spec)
-        if issubclass(cls, ParallelGateway) and not issubclass(cls, (InclusiveGateway,
-                                                                    _QuickJoin)):
-            task_spec.__class__ = _quick_class(cls)
+        if issubclass(cls, _QuickJoin):
+            continue
+        if issubclass(cls, InclusiveGateway):
+            task_spec.__class__ = _quick_class(cls, _MergingInclusiveJoin)
+        elif issubclass(cls, ParallelGateway):
+            task_spec.__class__ = _quick_class(cls, _QuickJoin)
 
 
 _restoring: contextvars.ContextVar[ProcessSpecs | None] = contextvars.ContextVar(
