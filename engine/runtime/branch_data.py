@@ -180,7 +180,7 @@ def case_changes(previous: Mapping[str, Any], workflow: BpmnWorkflow,
         setattr(workflow, _SEEN_ATTR, seen)
     done = [task for task in workflow.tasks.values()
             if task.state == TaskState.COMPLETED and task.id not in seen]
-    written = []
+    written: list[tuple[Path, Any]] = []
     for task in sorted(done, key=lambda t: t.last_state_change):
         seen.add(task.id)
         # A multi-instance activity's instances work on their own element (their data

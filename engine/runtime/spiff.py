@@ -261,7 +261,8 @@ class _MergingInclusiveJoin(_QuickJoin):
     merge of the branches' data (the quick ancestry check above is the parallel one)."""
 
     def _check_threshold_unstructured(self, my_task: Task) -> bool:
-        decided: bool = super(_QuickJoin, self)._check_threshold_unstructured(my_task)
+        decided: bool = super(_QuickJoin, self)._check_threshold_unstructured(  # type: ignore[misc]
+            my_task)
         return decided
 
 
