@@ -281,3 +281,41 @@ def test_a_task_shows_its_form_and_data_only_to_its_department(make_engine, sqli
         engine.get_task(task.id, AGENT_B)
     engine.save_draft(task.id, {"total": 3}, AGENT_A)
     assert engine.get_task(task.id, AGENT_A).draft == {"total": 3}
+
+
+@pytest.mark.postgres
+def test_saving_a_draft_locks_the_case_before_the_task(make_engine, pg_url):
+    """Every command locks its case, then its tasks. A draft saved the other way round held
+    the task while it waited for the case, so a completion holding the case and waiting
+    for the task deadlocked with it."""
+    from sqlalchemy import create_engine, text
+
+    engine = make_engine(pg_url, MINI)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
+    [task] = engine.list_tasks(case_id=case.id)
+    other = create_engine(pg_url)
+    saved: list[object] = []
+    with other.connect() as conn:
+        trans = conn.begin()
+        # A completion of this case holds the case row...
+        conn.execute(text('SELECT id FROM "case" WHERE id = :id FOR UPDATE'), {"id": case.id})
+        worker = threading.Thread(target=lambda: saved.append(
+            engine.save_draft(task.id, {"total": 3}, AGENT_A)))
+        worker.start()
+        for _ in range(200):  # until the draft waits for a lock
+            waiting = conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+            if waiting:
+                break
+            threading.Event().wait(0.02)
+        assert waiting, "the draft never waited for the case"
+        # ...and can still take the task's row: the waiting draft holds none.
+        locked = conn.execute(text(
+            "SELECT id FROM human_task WHERE id = :id FOR UPDATE NOWAIT"), {"id": task.id})
+        assert locked.scalar() == task.id
+        trans.rollback()
+    worker.join(10)
+    other.dispose()
+    assert saved and engine.get_task(task.id, AGENT_A).draft == {"total": 3}
+    engine.complete_task(task.id, {"total": 3, "divisor": 1}, AGENT_A)
+    assert [t.spec_name for t in engine.list_tasks(case_id=case.id)] == ["review"]

@@ -236,13 +236,14 @@ class Commands(Queries):
         """Keep half-filled form data on a task without completing it."""
         now = self.clock()
         with self.db.transaction() as s:
-            row = self._task_row(s, task_id, lock=True)
+            # The case first, then the task, as every command locks them: the other order
+            # could deadlock against a completion of the same case on PostgreSQL.
+            case, row = self._lock_one_task(s, task_id)
             self._check_task_actor(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
             row.draft = plain_data(data)
             row.version += 1
-            case = self._lock_case(s, row.case_id)
             self._record(s, case, None, NewEvent("task_draft_saved", actor.username, now,
                                                  {"task_id": row.id}))
             view = task_view(row, case.title)
