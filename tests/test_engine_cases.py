@@ -319,3 +319,41 @@ def test_saving_a_draft_locks_the_case_before_the_task(make_engine, pg_url):
     assert saved and engine.get_task(task.id, AGENT_A).draft == {"total": 3}
     engine.complete_task(task.id, {"total": 3, "divisor": 1}, AGENT_A)
     assert [t.spec_name for t in engine.list_tasks(case_id=case.id)] == ["review"]
+
+
+def _opens_a_transaction(method: object) -> bool:
+    import ast
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(inspect.unwrap(method)))  # type: ignore[arg-type]
+    calls = {ast.unparse(node.func) for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call)}
+    return bool(calls & {"self.db.transaction", "self._unit", "self._task_command",
+                         "self._case_command", "self._assign", "self._migrate"})
+
+
+def test_every_front_door_method_that_writes_is_a_timed_command():
+    from engine.cases import Engine
+    from engine.cases.instrument import command_names
+
+    commands = command_names(Engine)
+    writers = {name for name in dir(Engine) if not name.startswith("_")
+               and callable(getattr(Engine, name)) and _opens_a_transaction(getattr(Engine, name))}
+    assert writers - set(commands) == set()
+    assert {"reassign_task", "add_comment", "correlate_message", "fetch_and_lock",
+            "complete_job", "fail_job", "retry_job", "save_draft"} <= set(commands)
+
+
+def test_the_hooks_hear_of_every_command_with_its_case(make_engine, sqlite_url):
+    engine = make_engine(sqlite_url, MINI)
+    heard = []
+    engine.hooks.command_done.append(heard.append)
+    case = engine.start_case("mini", {"due": None}, OFFICE)
+    [task] = engine.list_tasks(case_id=case.id)
+    engine.add_comment(case.id, "请尽快补齐材料", OFFICE)
+    engine.claim_task(task.id, AGENT_A)
+    engine.reassign_task(task.id, AGENT_A2, OFFICE)
+    assert [(d.command, d.outcome, d.case_id) for d in heard] == [
+        ("start_case", "ok", case.id), ("add_comment", "ok", case.id),
+        ("claim_task", "ok", case.id), ("reassign_task", "ok", case.id)]

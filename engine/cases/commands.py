@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from engine.actors import STARTERS, SYSTEM, Actor
 from engine.audit import chain as audit
 from engine.audit.chain import GENESIS, NewEvent
+from engine.cases.instrument import command
 from engine.cases.queries import Queries
 from engine.cases.views import (
     COMMENT_MAX,
@@ -78,6 +79,7 @@ class Commands(Queries):
         pack = self.parse_pack(read_pack_dir(directory or self.config.processes_dir))
         return self.store_pack(pack, actor=actor, comment=comment)
 
+    @command()
     def store_pack(self, pack: Pack, *, actor: Actor, comment: str,
                    publish: bool = True) -> LoadResult:
         """Store a new immutable version of each process whose content changed."""
@@ -119,6 +121,7 @@ class Commands(Queries):
             "comment": comment}))
         return version
 
+    @command()
     def start_case(self, process_id: str, data: Mapping[str, Any], actor: Actor, *,
                    version_id: int | None = None, title: str | None = None) -> CaseView:
         """Start a case of the published (or given) version and run it to its first wait."""
@@ -128,6 +131,7 @@ class Commands(Queries):
             view = self._start(s, row, plain_data(data), actor, now, title)
         return view
 
+    @command()
     def start_cases(self, process_id: str, starts: Sequence[tuple[Mapping[str, Any], str | None]],
                     actor: Actor, *,
                     then: Callable[[Session, list[CaseView]], None] | None = None
@@ -196,22 +200,26 @@ class Commands(Queries):
         self._pending.append((case.id, live))
         return self._answer(s, case, live, open_rows)
 
+    @command()
     def complete_task(self, task_id: str, data: Mapping[str, Any], actor: Actor,
                       seen_version: int | None = None) -> CaseView:
         """Complete a ready task with the actor's data; the next wait state is reached."""
         submitted = plain_data(data)
         return self._task_command(task_id, actor, seen_version, "task_completed", submitted)
 
+    @command()
     def claim_task(self, task_id: str, actor: Actor, seen_version: int | None = None
                    ) -> TaskView:
         """Take a ready task of the actor's department so colleagues see it is being handled."""
         return self._assign(task_id, actor, seen_version, claim=True)
 
+    @command()
     def release_task(self, task_id: str, actor: Actor, seen_version: int | None = None
                      ) -> TaskView:
         """Give a claimed task back to the department's inbox."""
         return self._assign(task_id, actor, seen_version, claim=False)
 
+    @command()
     def reassign_task(self, task_id: str, to: Actor, actor: Actor) -> TaskView:
         """Hand a ready task to another user of its department (a substitute while its holder
         is away); only the system or the office may."""
@@ -232,6 +240,7 @@ class Commands(Queries):
                 "to": to.username}))
             return task_view(row, case.title)
 
+    @command()
     def save_draft(self, task_id: str, data: Mapping[str, Any], actor: Actor) -> TaskView:
         """Keep half-filled form data on a task without completing it."""
         now = self.clock()
@@ -249,6 +258,7 @@ class Commands(Queries):
             view = task_view(row, case.title)
         return view
 
+    @command()
     def record_case_event(self, case_id: int, event_type: str, data: Mapping[str, Any],
                           actor: Actor) -> None:
         """Append a non-workflow event (e.g. `document_generated`) to a case's chain."""
@@ -263,6 +273,7 @@ class Commands(Queries):
         case = self._lock_case(s, case_id)
         self._record(s, case, None, new)
 
+    @command()
     def add_comment(self, case_id: int, text: str, actor: Actor,
                     task_id: str | None = None) -> CommentView:
         """Leave a comment on a case (or one of its tasks) for the departments involved.
@@ -290,6 +301,7 @@ class Commands(Queries):
             seq = case.event_seq
         return CommentView(seq, case_id, task_id, text, actor.username, now)
 
+    @command()
     def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
         """Stop a running case with a reason; its open tasks and timers are withdrawn."""
         if not reason or not reason.strip():
@@ -298,6 +310,7 @@ class Commands(Queries):
             raise Forbidden("only the office or an administrator may terminate a case")
         return self._case_command(case_id, actor, "case_terminated", {"reason": reason.strip()})
 
+    @command()
     def add_attachment(self, task_id: str, filename: str, content: bytes, actor: Actor,
                        material: str | None = None) -> AttachmentView:
         """Attach a file to a ready task the actor may work on (recorded in the case's

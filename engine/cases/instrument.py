@@ -6,25 +6,41 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.hooks import CommandDone
 
-# Engine methods that change cases or process versions, by the name metrics and logs use.
-COMMANDS = {
-    "store_pack": "store_pack", "start_case": "start_case", "start_cases": "start_cases",
-    "complete_task": "complete_task", "claim_task": "claim_task",
-    "release_task": "release_task", "save_draft": "save_draft",
-    "record_case_event": "record_case_event", "terminate_case": "terminate_case",
-    "add_attachment": "add_attachment", "migrate_case": "migrate_case",
-    "revert_migration": "revert_migration", "_fire_case_timers": "fire_timers",
-}
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "_zerorun_command"
+
+
+def command(name: str | None = None) -> Callable[[F], F]:
+    """Mark a front-door method as a command (one transaction that changes cases or process
+    versions): `instrument` times it for the hooks, by `name` (the method's by default)."""
+
+    def mark(method: F) -> F:
+        setattr(method, _MARK, name or method.__name__)
+        return method
+
+    return mark
+
+
+def command_names(cls: type) -> dict[str, str]:
+    """The commands of `cls`: method name -> the name metrics and logs use."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            name = getattr(value, _MARK, None)
+            if isinstance(name, str):
+                found[attr] = name
+    return found
 
 
 def instrument(cls: type) -> type:
-    """Wrap each command method of `cls` so that `hooks.command_done` hears of it."""
-    for method_name, command in COMMANDS.items():
-        setattr(cls, method_name, _timed(command, getattr(cls, method_name)))
+    """Wrap each method of `cls` marked `@command` so that `hooks.command_done` hears of it."""
+    for method_name, name in command_names(cls).items():
+        setattr(cls, method_name, _timed(name, getattr(cls, method_name)))
     return cls
 
 

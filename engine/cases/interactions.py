@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from engine.actors import STARTERS, Actor
 from engine.audit.chain import NewEvent
 from engine.cases.commands import Commands
+from engine.cases.instrument import command
 from engine.cases.views import CaseView, VersionSpecs, plain_data
 from engine.errors import (
     CaseNotRunning,
@@ -96,6 +97,7 @@ class InteractionCommands(Commands):
 
     # Messages ----------------------------------------------------------------------
 
+    @command()
     def correlate_message(self, message: str, correlation: Mapping[str, Any],
                           payload: Mapping[str, Any], actor: Actor) -> Delivery:
         """Deliver a message to the one element waiting for it (or start a case with it).
@@ -214,6 +216,7 @@ class InteractionCommands(Commands):
             raise Forbidden("only the office's and administrators' accounts run external "
                             "workers")
 
+    @command()
     def fetch_and_lock(self, topic: str, worker_id: str, lock_seconds: int, actor: Actor,
                        max_jobs: int = 1) -> list[JobView]:
         """Lock up to `max_jobs` open jobs of a topic for a worker; two workers never get
@@ -270,6 +273,7 @@ class InteractionCommands(Commands):
                            "(its lock may have expired); fetch it again")
         return job
 
+    @command()
     def complete_job(self, job_id: str, worker_id: str, data: Mapping[str, Any],
                      actor: Actor) -> CaseView:
         """A worker finished a job: its output (checked against the task's output schema)
@@ -300,6 +304,7 @@ class InteractionCommands(Commands):
                 raise NotFound(f"external job {job_id} does not exist")
             return job.case_id
 
+    @command()
     def fail_job(self, job_id: str, worker_id: str, error: str, retries: int,
                  retry_seconds: int, actor: Actor) -> JobView:
         """A worker could not do a job: it comes back after `retry_seconds` while retries
@@ -326,6 +331,7 @@ class InteractionCommands(Commands):
             view = _job_view(job)
         return view
 
+    @command()
     def retry_job(self, job_id: str, retries: int, actor: Actor) -> JobView:
         """An administrator gives an incident (or a failing job) new retries."""
         if not (actor.is_system or actor.role == "admin"):

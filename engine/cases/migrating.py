@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine.actors import Actor
 from engine.audit.chain import NewEvent
+from engine.cases.instrument import command
 from engine.cases.store import CaseStore
 from engine.cases.views import MIGRATION_EVENTS, CaseView, case_view
 from engine.errors import (
@@ -45,10 +46,12 @@ class MigrationCommands(CaseStore):
                 return migration.MigrationCheck([f"the case is {case.status}"])
             return self._read(s, case, lambda wf: migration.check(wf, specs))
 
+    @command()
     def migrate_case(self, case_id: int, to_version_id: int, actor: Actor) -> CaseView:
         """Move a running case to another version of its process (one audited event)."""
         return self._migrate(case_id, to_version_id, actor, "case_migrated", {})
 
+    @command()
     def revert_migration(self, case_id: int, actor: Actor) -> CaseView:
         """Move a case back to the version it ran before its last migration."""
         with self.db.reading() as s:

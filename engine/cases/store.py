@@ -20,6 +20,7 @@ from engine.actors import Actor
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
 from engine.cases.elements import sync_elements
+from engine.cases.instrument import command
 from engine.cases.views import (
     _T,
     MIGRATION_EVENTS,
@@ -540,6 +541,7 @@ class CaseStore:
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
 
+    @command()
     def index_elements(self, version_id: int) -> int:
         """Write the element rows of a version's cases that have none (cases started before
         migration 0018: the lazy backfill), each case in its own transaction; how many."""

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.actors import SYSTEM, Actor
 from engine.audit import chain as audit
+from engine.cases.instrument import command
 from engine.cases.store import CaseStore
 from engine.errors import (
     Conflict,
@@ -75,6 +76,7 @@ class TimerCommands(CaseStore):
                   case_id, failures + 1, delay, getattr(exc, "message", None) or repr(exc),
                   exc_info=not isinstance(exc, EngineError))
 
+    @command("fire_timers")
     def _fire_case_timers(self, case_id: int, actor: Actor, now: datetime) -> bool:
         with self._unit() as s:
             # The case first, then its timers: the order every command takes (a completion
