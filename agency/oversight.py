@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from agency.clocks import paused_items
 from agency.models import CaseItem, ItemSpan
 from agency.reference import (
     ReferenceData,
@@ -113,10 +114,12 @@ def levels_in(s: Session, ref: ReferenceData, tasks: Iterable[_OpenTask], now: d
     """
     tasks = list(tasks)
     raised = _raised_warnings(s, {t.case_id for t in tasks})
+    # An item whose clock stands still (R12) is paused, not late, whatever it was before.
+    paused = paused_items(s, ref, {t.case_id for t in tasks if t.item_code}, now)
     levels: dict[str, str] = {}
     memo: dict[tuple[date, date], str] = {}
     for task in tasks:
-        if task.state != "ready":
+        if task.state != "ready" or (task.case_id, task.item_code or "") in paused:
             levels[task.id] = "none"
             continue
         level = due_level(ref, task.created_at, task.due_at, now, memo)

@@ -18,6 +18,7 @@ COMMANDS = {
     "record_case_event": "record_case_event", "terminate_case": "terminate_case",
     "add_attachment": "add_attachment", "migrate_case": "migrate_case",
     "revert_migration": "revert_migration", "_fire_case_timers": "fire_timers",
+    "move_deadlines": "move_deadlines",
 }
 
 

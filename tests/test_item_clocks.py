@@ -1,0 +1,143 @@
+"""Rule R12 (行政许可法 §45): time the law does not count stops an item's clock; issue 26."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from agency import clocks
+from agency.reference import SERVICE_TZ, ReferenceData
+from engine.actors import Actor
+from engine.errors import Conflict, EngineError, Forbidden
+from tests.conftest import ROOT
+from tests.service import Service, small_project
+from tests.test_scenarios import intake
+from tests.webhelpers import make_app
+
+CALENDAR = ReferenceData.load(ROOT / "data").calendar
+WATER = Actor("agent_water", "agent", "water")
+ITEM = "soil_water_conservation"  # 20 committed working days, the water bureau's
+
+
+@pytest.fixture
+def service(make_pack_engine, sqlite_url, clock) -> Service:
+    return Service(make_pack_engine(sqlite_url), clock)
+
+
+@pytest.fixture
+def app(service, sqlite_url, tmp_path):
+    return make_app(service.engine, sqlite_url, tmp_path)
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=SERVICE_TZ)
+
+
+def accepted(service: Service) -> date:
+    """A project whose soil and water conservation plan is accepted today; the day."""
+    intake(service, small_project(soil_water=True))
+    if service.ready("confirm_project_code"):
+        service.complete("confirm_project_code")
+    service.complete("prepare_materials", ITEM)
+    service.complete("check_materials", ITEM)
+    return service.clock().astimezone(SERVICE_TZ).date()
+
+
+def due_of(service: Service) -> date:
+    return service.task("track_approval", ITEM).due_at.astimezone(SERVICE_TZ).date()
+
+
+def test_R12_a_20_day_item_paused_5_and_10_days_is_due_after_35_and_took_20(service, clock):
+    engine = service.engine
+    start = accepted(service)
+    assert due_of(service) == CALENDAR.add_working_days(start, 20)
+    clock.set(at(CALENDAR.add_working_days(start, 3)))
+    clocks.pause(engine, service.case_id, ITEM, "correction", 5, "补正水土保持方案附图", WATER)
+    assert due_of(service) == CALENDAR.add_working_days(start, 25)
+    clock.set(at(CALENDAR.add_working_days(start, 10)))  # the correction is in, the clock runs
+    clocks.pause(engine, service.case_id, ITEM, "expert_review", 10, "组织专家评审", WATER)
+    assert due_of(service) == CALENDAR.add_working_days(start, 35)
+    clock.set(at(CALENDAR.add_working_days(start, 35)))
+    service.complete("track_approval", ITEM)
+    [time] = [t for t in clocks.item_times(engine, {service.case_id}) if t.item_code == ITEM]
+    assert (time.government_days, time.applicant_days, time.procedure_days) == (20, 5, 10)
+    assert engine.verify_case(service.case_id).ok
+
+
+def timers(engine, case_id: int) -> dict[str, datetime]:
+    from sqlalchemy import select
+
+    from engine.store.models import Timer
+    with engine.db.reading() as s:
+        return {t.spec_name: t.due_at.astimezone(SERVICE_TZ) for t in s.scalars(
+            select(Timer).where(Timer.case_id == case_id))}
+
+
+def test_R12_a_paused_item_is_not_warned_and_its_timers_follow_the_moved_date(service, clock):
+    engine = service.engine
+    start = accepted(service)
+    before = timers(engine, service.case_id)
+    assert before["red_timer"].date() == CALENDAR.add_working_days(start, 21)
+    clock.set(at(CALENDAR.add_working_days(start, 14)))
+    clocks.pause(engine, service.case_id, ITEM, "hearing", 20, "申请人要求听证", WATER)
+    moved = timers(engine, service.case_id)
+    assert moved["red_timer"].date() == CALENDAR.add_working_days(start, 41)
+    assert moved["yellow_timer"].date() == CALENDAR.add_working_days(start, 36)
+    # Past the original due date and the original red moment: no warning, nothing overdue.
+    clock.set(at(CALENDAR.add_working_days(start, 25)))
+    engine.fire_due_timers()
+    assert not service.ready("yellow_warning") and not service.ready("red_warning")
+    [time] = [t for t in clocks.item_times(engine, {service.case_id}) if t.item_code == ITEM]
+    assert time.paused is not None and time.paused.reason_name == "听证"
+    # Resumed early: the days not used come off again; the red moment follows.
+    clocks.resume(engine, service.case_id, ITEM, WATER)
+    used = CALENDAR.working_days_between(CALENDAR.add_working_days(start, 14),
+                                         CALENDAR.add_working_days(start, 25))
+    assert used == 11
+    assert due_of(service) == CALENDAR.add_working_days(start, 20 + used)
+    assert timers(engine, service.case_id)["red_timer"].date() == \
+        CALENDAR.add_working_days(start, 21 + used)
+    clock.set(at(CALENDAR.add_working_days(start, 22 + used)))
+    engine.fire_due_timers()
+    assert service.ready("red_warning")
+    assert engine.verify_case(service.case_id).ok
+
+
+@pytest.mark.parametrize(("reason", "days", "error", "text"), [
+    ("holiday_trip", 5, EngineError, "不在目录"),
+    ("hearing", 21, EngineError, "最长时间（20 个工作日）"),
+    ("correction", 0, EngineError, "至少 1 个工作日"),
+    ("correction", "五", EngineError, "至少 1 个工作日"),
+])
+def test_R12_a_pause_the_law_does_not_allow_is_refused_and_stores_nothing(
+        service, reason, days, error, text):
+    engine = service.engine
+    accepted(service)
+    events = service.events()
+    with pytest.raises(error) as refused:
+        clocks.pause(engine, service.case_id, ITEM, reason, days, "", WATER)
+    assert refused.value.status == 422 and text in refused.value.message
+    assert service.events() == events
+
+
+def test_R12_resume_when_not_paused_pause_twice_or_a_finished_item_are_refused(service, clock):
+    engine = service.engine
+    start = accepted(service)
+    with pytest.raises(Conflict, match="没有暂停计时"):
+        clocks.resume(engine, service.case_id, ITEM, WATER)
+    with pytest.raises(Forbidden):
+        clocks.pause(engine, service.case_id, ITEM, "correction", 3, "",
+                     Actor("agent_drc", "agent", "drc"))
+    clocks.pause(engine, service.case_id, ITEM, "correction", 3, "", WATER)
+    events = service.events()
+    with pytest.raises(Conflict, match="已暂停计时"):
+        clocks.pause(engine, service.case_id, ITEM, "testing", 3, "", WATER)
+    clock.set(at(CALENDAR.add_working_days(start, 5)))  # the pause ran out by itself
+    with pytest.raises(Conflict, match="没有暂停计时"):
+        clocks.resume(engine, service.case_id, ITEM, WATER)
+    assert service.events() == events
+    service.complete("track_approval", ITEM)
+    with pytest.raises(Conflict, match="已办结"):
+        clocks.pause(engine, service.case_id, ITEM, "correction", 3, "", WATER)
+    assert service.events() == events + ["task_completed"]
