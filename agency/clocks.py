@@ -106,9 +106,11 @@ def pause_views(rows: list[ItemPause], calendar: WorkingCalendar,
         row.paused_by) for row in rows]
 
 
-def _pauses(s: Session, case_ids: set[int] | None, item_code: str | None = None
-            ) -> dict[tuple[int, str], list[ItemPause]]:
+def _pauses(s: Session, case_ids: set[int] | None, item_code: str | None = None, *,
+            open_only: bool = False) -> dict[tuple[int, str], list[ItemPause]]:
     query = select(ItemPause).order_by(ItemPause.case_id, ItemPause.id)
+    if open_only:
+        query = query.where(ItemPause.resumed_on.is_(None))
     if case_ids is not None:
         if not case_ids:
             return {}
@@ -123,12 +125,12 @@ def _pauses(s: Session, case_ids: set[int] | None, item_code: str | None = None
     return found
 
 
-def paused_items(s: Session, ref: ReferenceData, case_ids: set[int], now: datetime
+def paused_items(s: Session, ref: ReferenceData, case_ids: set[int] | None, now: datetime
                  ) -> dict[tuple[int, str], PauseView]:
-    """The items of these cases whose clock stands still now, with the pause."""
+    """The items of these cases (or of all) whose clock stands still now, with the pause."""
     today = now.astimezone(SERVICE_TZ).date()
     found = {}
-    for key, rows in _pauses(s, case_ids).items():
+    for key, rows in _pauses(s, case_ids, open_only=True).items():
         for view in pause_views(rows, ref.calendar, ref):
             if view.active(today):
                 found[key] = view

@@ -56,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         audit,
         auth,
         cases,
+        clocks,
         enterprise,
         i18n,
         intake,
@@ -102,6 +103,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(progress.bp)
+    app.register_blueprint(clocks.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)
