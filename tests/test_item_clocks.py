@@ -13,7 +13,7 @@ from engine.errors import Conflict, EngineError, Forbidden
 from tests.conftest import ROOT
 from tests.service import Service, small_project
 from tests.test_scenarios import intake
-from tests.webhelpers import make_app
+from tests.webhelpers import csrf_of, logged_in, make_app
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
 WATER = Actor("agent_water", "agent", "water")
@@ -141,3 +141,81 @@ def test_R12_resume_when_not_paused_pause_twice_or_a_finished_item_are_refused(s
     with pytest.raises(Conflict, match="已办结"):
         clocks.pause(engine, service.case_id, ITEM, "correction", 3, "", WATER)
     assert service.events() == events + ["task_completed"]
+
+
+def token_of(engine, username: str) -> str:
+    from engine import accounts
+    with engine.db.transaction() as s:
+        return accounts.issue_token(s, username)
+
+
+def test_R12_the_agent_pauses_on_the_case_page_and_every_page_shows_it_paused(
+        service, app, clock):
+    engine = service.engine
+    start = accepted(service)
+    clock.set(at(CALENDAR.add_working_days(start, 2)))
+    agent = logged_in(app, "agent_water")
+    page = agent.get(f"/cases/{service.case_id}").get_data(as_text=True)
+    assert 'id="clocks"' in page and "计时中" in page and "专家评审" in page
+    # A reason outside the catalogue: a clear 422, nothing stored.
+    events = service.events()
+    bad = agent.post(f"/cases/{service.case_id}/items/{ITEM}/pause", data={
+        "csrf_token": csrf_of(page), "reason": "vacation", "days": "5"})
+    assert bad.status_code == 422 and "不在目录中" in bad.get_data(as_text=True)
+    too_long = agent.post(f"/cases/{service.case_id}/items/{ITEM}/pause", data={
+        "csrf_token": csrf_of(page), "reason": "hearing", "days": "30"})
+    assert too_long.status_code == 422 and "20 个工作日" in too_long.get_data(as_text=True)
+    no_csrf = agent.post(f"/cases/{service.case_id}/items/{ITEM}/pause", data={
+        "reason": "correction", "days": "5"})
+    assert no_csrf.status_code == 400
+    # Another department's leader may not pause the water bureau's item.
+    other = logged_in(app, "leader_drc")
+    assert other.post(f"/cases/{service.case_id}/items/{ITEM}/pause", data={
+        "csrf_token": csrf_of(other.get("/").get_data(as_text=True)), "reason": "correction",
+        "days": "5"}).status_code in (403, 404)
+    assert service.events() == events
+    done = agent.post(f"/cases/{service.case_id}/items/{ITEM}/pause", data={
+        "csrf_token": csrf_of(page), "reason": "correction", "days": "5",
+        "note": "已书面告知补正"}, follow_redirects=True).get_data(as_text=True)
+    ends = CALENDAR.add_working_days(CALENDAR.add_working_days(start, 2), 5).isoformat()
+    assert f"已暂停计时（申请人补正材料，至 {ends}）" in done and "已书面告知补正" in done
+    # Past the original due date, the inbox shows it paused, not overdue.
+    clock.set(at(CALENDAR.add_working_days(start, 6)))
+    inbox = agent.get("/").get_data(as_text=True)
+    assert "已暂停计时（申请人补正材料" in inbox
+    # The API reports it, validated by the OpenAPI document's schema.
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {token_of(engine, 'agent_water')}"}
+    clocks_json = api.get(f"/api/v1/cases/{service.case_id}/clocks", headers=headers).get_json()
+    [mine] = [c for c in clocks_json["clocks"] if c["item_code"] == ITEM]
+    assert mine["state"] == "paused" and mine["paused"]["reason"] == "correction"
+    assert mine["due_on"] == CALENDAR.add_working_days(start, 25).isoformat()
+    _validate(app, "ItemClocks", clocks_json)
+    # Resumed through the API: the unused days come off; resuming again is a 409.
+    resumed = api.post(f"/api/v1/cases/{service.case_id}/items/{ITEM}/resume",
+                       headers=headers, json={})
+    assert resumed.status_code == 200, resumed.get_json()
+    assert resumed.get_json()["state"] == "running"
+    _validate(app, "ItemClock", resumed.get_json())
+    assert resumed.get_json()["due_on"] == CALENDAR.add_working_days(start, 24).isoformat()
+    again = api.post(f"/api/v1/cases/{service.case_id}/items/{ITEM}/resume", headers=headers,
+                     json={})
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "conflict"
+    refused = api.post(f"/api/v1/cases/{service.case_id}/items/{ITEM}/pause", headers=headers,
+                       json={"reason": "hearing", "days": 21})
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "clock_error"
+    moved = [e for e in engine.case_events(service.case_id) if e.type == "deadlines_moved"]
+    assert [e.data["clock"]["action"] for e in moved] == ["paused", "resumed"]
+    assert engine.verify_case(service.case_id).ok
+
+
+def _validate(app, name: str, value) -> None:
+    from openapi_schema_validator import OAS31Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    registry = Registry().with_resource("urn:doc", Resource.from_contents(
+        doc, default_specification=DRAFT202012))
+    OAS31Validator({"$ref": f"urn:doc#/components/schemas/{name}"},
+                   registry=registry).validate(value)

@@ -51,7 +51,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         admin,
         agent,
         api,
-        api_interop,  # noqa: F401  (routes on the API's blueprint)
+        api_clocks,  # noqa: F401  (routes on the API's blueprint)
+        api_interop,  # noqa: F401
         api_lifecycle,  # noqa: F401
         audit,
         auth,

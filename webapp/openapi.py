@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from webapp import openapi_clocks as item_clocks
 from webapp import openapi_lifecycle as lifecycle
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -359,6 +360,10 @@ _SCHEMAS.update(lifecycle.SCHEMAS)
 for _path, _operations in lifecycle.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
 _PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
+# The item-clock routes (rule R12), likewise.
+_SCHEMAS.update(item_clocks.SCHEMAS)
+for _path, _operations in item_clocks.PATHS.items():
+    _PATHS.setdefault(_path, {}).update(_operations)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
