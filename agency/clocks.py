@@ -357,25 +357,37 @@ def item_time(engine: Engine, case_id: int, item_code: str) -> ItemTime:
 
 @dataclass(frozen=True)
 class TimeFigure:
-    """Government and applicant time of the items of one department and item."""
+    """Government and applicant time of the items of one department and item, in working
+    days: summed over every item on its clock so far, and the finished items' average."""
 
     department: str
+    department_name: str
     item_code: str
     item_name: str
     items: int
+    finished: int
     government_days: int
     applicant_days: int
     procedure_days: int
+    finished_government_days: int
+
+    @property
+    def average_government_days(self) -> float | None:
+        """The finished items' average government time."""
+        return round(self.finished_government_days / self.finished, 1) if self.finished \
+            else None
 
 
-def time_figures(times: list[ItemTime]) -> list[TimeFigure]:
+def time_figures(times: list[ItemTime], ref: ReferenceData) -> list[TimeFigure]:
     """Summed per department and item, in that order."""
     sums: dict[tuple[str, str], list[Any]] = {}
     for t in times:
-        entry = sums.setdefault((t.department, t.item_code), [t.item_name, 0, 0, 0, 0])
+        entry = sums.setdefault((t.department, t.item_code), [t.item_name, 0, 0, 0, 0, 0, 0])
         entry[1] += 1
-        entry[2] += t.government_days
-        entry[3] += t.applicant_days
-        entry[4] += t.procedure_days
-    return [TimeFigure(dept, code, name, n, gov, app, proc)
-            for (dept, code), (name, n, gov, app, proc) in sorted(sums.items())]
+        entry[2] += t.ended_on is not None
+        entry[3] += t.government_days
+        entry[4] += t.applicant_days
+        entry[5] += t.procedure_days
+        entry[6] += t.government_days if t.ended_on is not None else 0
+    return [TimeFigure(dept, str(ref.departments.get(dept, {}).get("name", dept)), code, *values)
+            for (dept, code), values in sorted(sums.items())]

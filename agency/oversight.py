@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from agency.clocks import paused_items
+from agency import clocks
+from agency.clocks import TimeFigure, paused_items, time_figures
 from agency.models import CaseItem, ItemSpan
 from agency.reference import (
     ReferenceData,
@@ -181,6 +182,10 @@ class Figures:
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
     # Commitments (告知承诺) found not kept: case, item and the department's decision.
     broken_commitments: list[dict[str, Any]] = field(default_factory=list)
+    # Government and applicant time per department and item (R12, agency/clocks.py), and
+    # the items whose clock stands still today.
+    clock_times: list[TimeFigure] = field(default_factory=list)
+    paused: list[clocks.ItemTime] = field(default_factory=list)
 
     @property
     def overdue_red(self) -> int:
@@ -203,6 +208,13 @@ class Figures:
                for t in self.item_times],
             "closed_this_month": [["案件 case", "名称 title", "状态 status", "办结时间 ended"]]
             + [[c["id"], c["title"], c["status"], c["ended"]] for c in self.closed_this_month],
+            "government_time": [["部门 department", "事项 item", "计时事项 items",
+                                 "已办结 finished", "政府用时 government days",
+                                 "申请人用时 applicant days", "其他不计时 other excluded days",
+                                 "办结平均政府用时 average government days"]]
+            + [[t.department_name, t.item_name, t.items, t.finished, t.government_days,
+                t.applicant_days, t.procedure_days, t.average_government_days]
+               for t in self.clock_times],
         }
 
 
@@ -245,10 +257,13 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         item_times = _item_times(s, ref, facts, department)
         closed = _closed_this_month(s, today, facts, department, mine)
         broken = _broken_commitments(s, facts, mine)
+    times = [t for t in clocks.item_times(engine)
+             if department is None or t.department == department]
     return Figures(today, department, open_cases, by_phase_stage,
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
-                   item_times, closed, broken)
+                   item_times, closed, broken, time_figures(times, ref),
+                   [t for t in times if t.paused is not None])
 
 
 def _phase_stage(phase: str | None, stage: str | None) -> tuple[str, str]:

@@ -219,3 +219,41 @@ def _validate(app, name: str, value) -> None:
         doc, default_specification=DRAFT202012))
     OAS31Validator({"$ref": f"urn:doc#/components/schemas/{name}"},
                    registry=registry).validate(value)
+
+
+def test_R12_dashboard_report_and_publicity_count_government_time(service, app, clock):
+    from agency import documents, oversight, publicity
+    from tests.service import OFFICE
+
+    engine = service.engine
+    start = accepted(service)
+    clock.set(at(CALENDAR.add_working_days(start, 3)))
+    clocks.pause(engine, service.case_id, ITEM, "correction", 5, "", WATER)
+    clock.set(at(CALENDAR.add_working_days(start, 10)))
+    clocks.pause(engine, service.case_id, ITEM, "expert_review", 10, "", WATER)
+    office = logged_in(app, "office")
+    clock.set(at(CALENDAR.add_working_days(start, 12)))
+    page = office.get("/dashboard").get_data(as_text=True)
+    assert 'id="government-time"' in page and 'data-clock="paused"' in page
+    clock.set(at(CALENDAR.add_working_days(start, 35)))
+    service.complete("track_approval", ITEM)
+    service.complete("handover_results", ITEM)
+    figures = oversight.figures(engine)
+    [row] = [t for t in figures.clock_times if t.item_code == ITEM]
+    assert (row.department, row.finished, row.government_days, row.applicant_days,
+            row.procedure_days, row.average_government_days) == ("water", 1, 20, 5, 10, 20.0)
+    page = office.get("/dashboard").get_data(as_text=True)
+    assert f'data-item="{ITEM}" data-department="water"' in page
+    csv = office.get("/dashboard.csv?table=government_time").get_data(as_text=True)
+    assert "水务局" in csv and ",1,1,20,5,10,20.0" in csv
+    # The department's own dashboard shows it too; another department's does not.
+    assert ITEM in [t.item_code for t in oversight.figures(engine, "water").clock_times]
+    assert ITEM not in [t.item_code for t in oversight.figures(engine, "drc").clock_times]
+    report = documents.generate_periodic_report(engine, figures, {}, OFFICE)
+    _, html, _ = documents.get_document(engine, report.id, OFFICE)
+    assert "政府用时" in html
+    assert "<td>市水务局</td><td>生产建设项目水土保持方案审批</td><td>1</td><td>1</td><td>20</td>" \
+        in html
+    summary = publicity.public_summary(engine)
+    [line] = [i for i in summary.items if i.finished and "水土保持" in i.name]
+    assert line.average_days == 20.0  # government time, not the 35 working days it took
