@@ -152,8 +152,16 @@ def test_R13_a_due_date_past_the_horizon_is_provisional_and_moves_when_the_year_
     assert "暂定" in inbox and "2027-01-18" in inbox
     case_page = agent.get(f"/cases/{service.case_id}").get_data(as_text=True)
     assert "暂定" in case_page
+    from agency.enterprise import EnterpriseLinks
+    token, _ = EnterpriseLinks(engine).create(service.case_id, OFFICE)
+    unit_page = app.test_client().get(f"/p/{token}").get_data(as_text=True)
+    assert 'data-clock="provisional"' in unit_page and "2027-01-18" in unit_page
     [time] = [t for t in clocks.item_times(engine, {service.case_id}) if t.item_code == ITEM]
     assert time.provisional
+    english = logged_in(app, "agent_water")
+    english.get("/lang/en")
+    english_inbox = english.get("/").get_data(as_text=True)
+    assert 'data-clock="provisional"' in english_inbox and ">provisional</span>" in english_inbox
     # The office declares 2027: the due date skips New Year's Day, with a case event.
     calendar.declare_year(engine, 2027, NEW_YEAR_2027 + SPRING_2027, MAKE_UP_2027,
                           "国务院办公厅2027年部分节假日安排（示例）", OFFICE)
@@ -161,6 +169,8 @@ def test_R13_a_due_date_past_the_horizon_is_provisional_and_moves_when_the_year_
     moved = [e for e in engine.case_events(service.case_id) if e.type == "deadlines_moved"]
     assert moved and moved[-1].data["clock"]["action"] == "recomputed"
     assert "暂定" not in agent.get("/").get_data(as_text=True)
+    unit_page = app.test_client().get(f"/p/{token}").get_data(as_text=True)
+    assert 'data-clock="provisional"' not in unit_page and "2027-01-19" in unit_page
     assert engine.verify_case(service.case_id).ok
 
 

@@ -183,6 +183,13 @@ def test_R12_the_agent_pauses_on_the_case_page_and_every_page_shows_it_paused(
     clock.set(at(CALENDAR.add_working_days(start, 6)))
     inbox = agent.get("/").get_data(as_text=True)
     assert "已暂停计时（申请人补正材料" in inbox
+    # So does the enterprise's own page, with the moved due date.
+    from agency.enterprise import EnterpriseLinks
+    from tests.service import OFFICE
+    token, _ = EnterpriseLinks(engine).create(service.case_id, OFFICE)
+    unit = app.test_client().get(f"/p/{token}").get_data(as_text=True)
+    assert f"已暂停计时（申请人补正材料，至 {ends}）" in unit
+    assert CALENDAR.add_working_days(start, 25).isoformat() in unit
     # The API reports it, validated by the OpenAPI document's schema.
     api = app.test_client()
     headers = {"Authorization": f"Bearer {token_of(engine, 'agent_water')}"}

@@ -3,6 +3,7 @@ paused item, a provisional due date (rule R13)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, request, url_for
@@ -45,17 +46,24 @@ def resume(case_id: int, item_code: str) -> Any:
 @bp.app_template_global()
 def clock_mark(task: TaskView) -> dict[str, Any]:
     """What a task's due date is beside its date: its item paused (with why and until when),
-    or a provisional date past the declared calendar. One read of the open pauses a page."""
+    or a provisional date past the declared calendar."""
+    if task.state != "ready":
+        return {"paused": None, "provisional": False}
+    return item_mark(task.case_id, task.item_code, task.due_at)
+
+
+@bp.app_template_global()
+def item_mark(case_id: int, item_code: str | None, due_at: datetime | None
+              ) -> dict[str, Any]:
+    """An item's marks beside its due date (one read of the open pauses a page)."""
     engine = get_engine()
     ref = reference_of(engine)
     paused = g.get("_open_pauses")
     if paused is None:
         with engine.db.reading() as s:
             paused = g._open_pauses = clocks.paused_items(s, ref, None, engine.clock())
-    pause = paused.get((task.case_id, task.item_code or "")) if task.state == "ready" else None
-    return {"paused": pause,
-            "provisional": task.state == "ready" and clocks.is_provisional(ref.calendar,
-                                                                           task.due_at)}
+    return {"paused": paused.get((case_id, item_code or "")),
+            "provisional": clocks.is_provisional(ref.calendar, due_at)}
 
 
 @bp.app_template_global()
