@@ -266,6 +266,17 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
          "admin": 302, "auditor": 403}),
+    # An item's clock (webapp/clocks.py): its department or the office; no item is on its
+    # clock yet, so the office is refused with 409 and nothing is stored.
+    ("/cases/<int:case_id>/items/<item_code>/pause", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/items/construction_permit/pause",
+                       {"reason": "correction", "days": "5"}), False,
+        {**LOGIN, "owner_agent": 403, "other_agent": 404, "leader": 403, "office": 409,
+         "admin": 403, "auditor": 403}),
+    ("/cases/<int:case_id>/items/<item_code>/resume", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/items/construction_permit/resume", {}), False,
+        {**LOGIN, "owner_agent": 403, "other_agent": 404, "leader": 403, "office": 409,
+         "admin": 403, "auditor": 403}),
     # Systems outside: webhook subscriptions and external jobs (webapp/integrations.py).
     ("/admin/integrations/", "GET"): (lambda ws, t: ("/admin/integrations/", None), False,
                                       LIBRARY_READERS),

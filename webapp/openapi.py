@@ -214,7 +214,11 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "description": "`case_started`, `task_claimed`, "
                                                       "`task_released`, `task_draft_saved`, "
                                                       "`task_completed`, `timer_fired`, "
-                                                      "`case_terminated`."},
+                                                      "`case_terminated`, `deadlines_moved` "
+                                                      "(an item's clock paused or resumed, or "
+                                                      "its due date computed again on a "
+                                                      "declared calendar; `data.clock` says "
+                                                      "which)."},
             "actor": {"type": "string"},
             "at": {"type": "string", "format": "date-time"},
             "data": {"type": "object"},
