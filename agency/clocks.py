@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 # The stage whose tasks run on the item's committed limit (processes/README.md, `stage`).
 CLOCK_STAGE = "acceleration"
+# The stage that starts when the item's result arrived: its clock stops there.
+END_STAGE = "closing"
 # The names the acceleration stage keeps its limit under (stage_acceleration's set_limits).
 LIMIT_NAMES = ("accepted_date", "committed_days", "due_date")
 PAUSERS = ("agent", "leader", "office")
@@ -309,39 +311,49 @@ def item_times(engine: Engine, case_ids: set[int] | None = None) -> list[ItemTim
     now = engine.clock()
     with engine.db.reading() as s:
         query = select(HumanTask.case_id, HumanTask.item_code, HumanTask.item_name,
-                       HumanTask.department, HumanTask.state, HumanTask.created_at,
-                       HumanTask.completed_at, HumanTask.due_at).where(
-            HumanTask.stage == CLOCK_STAGE, HumanTask.item_code.is_not(None))
+                       HumanTask.department, HumanTask.state, HumanTask.stage,
+                       HumanTask.created_at, HumanTask.due_at, Case.ended_at).join(
+            Case, Case.id == HumanTask.case_id).where(
+            HumanTask.stage.in_((CLOCK_STAGE, END_STAGE)), HumanTask.item_code.is_not(None))
         if case_ids is not None:
             query = query.where(HumanTask.case_id.in_(case_ids))
-        rows = s.execute(query.order_by(HumanTask.case_id, HumanTask.created_at)).all()
+        rows = s.execute(query.order_by(HumanTask.case_id, HumanTask.created_at,
+                                        HumanTask.id)).all()
         pauses = _pauses(s, case_ids)
     return times_of(ref, rows, pauses, now)
 
 
 def times_of(ref: ReferenceData, rows: Any, pauses: dict[tuple[int, str], list[ItemPause]],
              now: datetime) -> list[ItemTime]:
-    """The items' times from their clock-stage task rows and pauses."""
+    """The items' times from their task rows of the clock and closing stages and pauses: the
+    clock starts with the first clock-stage task (the acceptance) and stops when the
+    closing stage starts (the result arrived) or the case ends."""
     today = now.astimezone(SERVICE_TZ).date()
     grouped: dict[tuple[int, str], list[Any]] = defaultdict(list)
     for row in rows:
         grouped[(row.case_id, row.item_code)].append(row)
     found = []
     for (case_id, code), tasks in grouped.items():
-        started = min(t.created_at for t in tasks).astimezone(SERVICE_TZ).date()
-        open_tasks = [t for t in tasks if t.state == "ready"]
-        done = [t.completed_at for t in tasks if t.completed_at is not None]
-        ended = None if open_tasks or not done else max(done).astimezone(SERVICE_TZ).date()
-        dues = [t.due_at for t in open_tasks if t.due_at is not None]
-        due = min(dues).astimezone(SERVICE_TZ).date() if dues else None
+        clock_tasks = [t for t in tasks if t.stage == CLOCK_STAGE]
+        if not clock_tasks:
+            continue
+        started = clock_tasks[0].created_at.astimezone(SERVICE_TZ).date()
+        closing = [t.created_at for t in tasks if t.stage == END_STAGE]
+        end = min(closing) if closing else clock_tasks[0].ended_at
+        ended = end.astimezone(SERVICE_TZ).date() if end is not None else None
+        dated = [t for t in clock_tasks if t.due_at is not None]
+        open_dated = [t for t in dated if t.state == "ready"]
+        due_at = (min(t.due_at for t in open_dated) if open_dated
+                  else dated[-1].due_at if dated else None)
+        due = due_at.astimezone(SERVICE_TZ).date() if due_at is not None else None
         views = pause_views(pauses.get((case_id, code), []), ref.calendar, ref)
         upto = ended or today
         applicant = sum(v.used(ref.calendar, upto) for v in views if v.kind == "applicant")
         procedure = sum(v.used(ref.calendar, upto) for v in views if v.kind != "applicant")
         elapsed = max(0, ref.calendar.working_days_between(started, upto))
         found.append(ItemTime(
-            case_id, code, tasks[0].item_name or code, tasks[0].department, started, ended, due,
-            is_provisional(ref.calendar, due) if due else False,
+            case_id, code, clock_tasks[0].item_name or code, clock_tasks[0].department, started,
+            ended, due, ended is None and is_provisional(ref.calendar, due),
             next((v for v in views if v.active(today)), None) if ended is None else None,
             tuple(views), max(0, elapsed - applicant - procedure), applicant, procedure))
     return found
