@@ -103,7 +103,7 @@ def pause_views(rows: list[ItemPause], calendar: WorkingCalendar,
     """The stored pauses as views (with the last paused day as planned)."""
     return [PauseView(row.reason, str(ref.pause_reasons.get(row.reason, {}).get(
         "name", row.reason)), row.kind, date.fromisoformat(row.started_on), row.planned_days,
-        calendar.add_working_days(date.fromisoformat(row.started_on), row.planned_days),
+        date.fromisoformat(row.ends_on),
         date.fromisoformat(row.resumed_on) if row.resumed_on else None, row.days, row.note,
         row.paused_by) for row in rows]
 
@@ -234,7 +234,9 @@ def pause(engine: Engine, case_id: int, item_code: str, reason: str, days: Any, 
     total = _counted(views) + count
     _move(engine, case_id, item_code, total, actor, {
         "action": "paused", "item": item_code, "reason": reason, "kind": entry["kind"],
-        "started_on": today.isoformat(), "days": count, "paused_days": total, "note": note})
+        "started_on": today.isoformat(), "days": count,
+        "ends_on": ref.calendar.add_working_days(today, count).isoformat(),
+        "paused_days": total, "note": note})
     return item_time(engine, case_id, item_code)
 
 
@@ -291,7 +293,7 @@ def record(s: Session, case: Case, event: Event) -> None:
     if note.get("action") == "paused":
         s.add(ItemPause(case_id=case.id, item_code=note["item"], reason=note["reason"],
                         kind=note["kind"], started_on=note["started_on"],
-                        planned_days=int(note["days"]), resumed_on=None,
+                        planned_days=int(note["days"]), ends_on=note["ends_on"], resumed_on=None,
                         days=int(note["days"]), note=note.get("note", ""),
                         paused_by=event.actor, event_seq=event.seq))
     elif note.get("action") == "resumed":

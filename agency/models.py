@@ -283,6 +283,7 @@ class ItemPause(Base):
     kind: Mapped[str] = mapped_column(String(20))  # applicant | procedure
     started_on: Mapped[str] = mapped_column(String(10))  # ISO date
     planned_days: Mapped[int]
+    ends_on: Mapped[str] = mapped_column(String(10))  # the last paused working day, planned
     resumed_on: Mapped[str | None] = mapped_column(String(10), nullable=True)
     days: Mapped[int]  # working days counted: the planned ones, or those up to the resumption
     note: Mapped[str] = mapped_column(String(500), default="")

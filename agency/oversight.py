@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from agency import clocks
 from agency.clocks import TimeFigure, paused_items, time_figures
-from agency.models import CaseItem, ItemSpan
+from agency.models import CaseItem, ItemPause, ItemSpan
 from agency.reference import (
     ReferenceData,
     ServiceSettings,
@@ -273,10 +273,16 @@ def _phase_stage(phase: str | None, stage: str | None) -> tuple[str, str]:
 
 def _ranks(now: datetime) -> tuple[Any, Any, Any]:
     """SQL ranks (0 none, 1 yellow, 2 red) of an open task: by its own limit, by being a
-    warning task, by the warnings raised for its item; and the open tasks they apply to."""
-    own = case((HumanTask.due_at < now, 2), (HumanTask.warn_at <= now, 1), else_=0)
-    spec = case(*((HumanTask.spec_name == name, _RANK[level])
-                  for name, level in WARNING_TASKS.items()), else_=0)
+    warning task, by the warnings raised for its item; and the open tasks they apply to.
+    An item whose clock stands still (R12) is paused, not late: every rank is 0."""
+    today = now.astimezone(SERVICE_TZ).date().isoformat()
+    paused = select(ItemPause.id).where(
+        ItemPause.case_id == HumanTask.case_id, ItemPause.item_code == HumanTask.item_code,
+        ItemPause.resumed_on.is_(None), ItemPause.ends_on >= today).exists()
+    own = case((paused, 0), (HumanTask.due_at < now, 2), (HumanTask.warn_at <= now, 1),
+               else_=0)
+    spec = case((paused, 0), *((HumanTask.spec_name == name, _RANK[level])
+                               for name, level in WARNING_TASKS.items()), else_=0)
     warning = aliased(HumanTask)
     raised = (select(warning.case_id, warning.item_code,
                      func.max(case(*((warning.spec_name == name, _RANK[level])
@@ -290,7 +296,7 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
                   .outerjoin(raised, and_(raised.c.case_id == HumanTask.case_id,
                                           raised.c.item_code == HumanTask.item_code))
                   .where(HumanTask.state == "ready", Case.status == "running"))
-    return own, spec, (open_tasks, func.coalesce(raised.c.rank, 0))
+    return own, spec, (open_tasks, case((paused, 0), else_=func.coalesce(raised.c.rank, 0)))
 
 
 # The project unit's own tasks (acknowledge, sign, rate) lapse on their own timers: no item

@@ -30,6 +30,12 @@ def app(service, sqlite_url, tmp_path):
     return make_app(service.engine, sqlite_url, tmp_path)
 
 
+@pytest.fixture
+def on_both(make_pack_engine, db_url, clock) -> Service:
+    """A service on SQLite and on PostgreSQL."""
+    return Service(make_pack_engine(db_url), clock)
+
+
 def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=SERVICE_TZ)
 
@@ -48,7 +54,8 @@ def due_of(service: Service) -> date:
     return service.task("track_approval", ITEM).due_at.astimezone(SERVICE_TZ).date()
 
 
-def test_R12_a_20_day_item_paused_5_and_10_days_is_due_after_35_and_took_20(service, clock):
+def test_R12_a_20_day_item_paused_5_and_10_days_is_due_after_35_and_took_20(on_both, clock):
+    service = on_both
     engine = service.engine
     start = accepted(service)
     assert due_of(service) == CALENDAR.add_working_days(start, 20)
@@ -264,3 +271,28 @@ def test_R12_dashboard_report_and_publicity_count_government_time(service, app, 
     summary = publicity.public_summary(engine)
     [line] = [i for i in summary.items if i.finished and "水土保持" in i.name]
     assert line.average_days == 20.0  # government time, not the 35 working days it took
+
+
+def test_R12_a_warned_item_once_paused_is_paused_not_late_on_the_dashboard(
+        on_both, clock):
+    from agency import oversight
+
+    service = on_both
+    engine = service.engine
+    start = accepted(service)
+    clock.set(at(CALENDAR.add_working_days(start, 17)))
+    engine.fire_due_timers()
+    assert service.ready("yellow_warning", ITEM)
+    late = oversight.figures(engine).overdue
+    assert late["water"]["yellow"] == 1
+    clocks.pause(engine, service.case_id, ITEM, "testing", 10, "送检", WATER)
+    figures = oversight.figures(engine)
+    assert "water" not in figures.overdue or figures.overdue["water"]["yellow"] == 0
+    assert [t.item_code for t in figures.paused] == [ITEM]
+    assert [t.item_code for t in oversight.figures(engine, "water").paused] == [ITEM]
+    water = oversight.figures(engine, "water").overdue
+    assert "water" not in water or water["water"]["yellow"] + water["water"]["red"] == 0
+    tasks = service.ready(item=ITEM)
+    assert set(oversight.warning_levels(engine, tasks).values()) == {"none"}
+    clocks.resume(engine, service.case_id, ITEM, WATER)
+    assert oversight.figures(engine).overdue["water"]["yellow"] == 1  # late again

@@ -24,6 +24,7 @@ def upgrade() -> None:
                     sa.Column('kind', sa.String(length=20), nullable=False),
                     sa.Column('started_on', sa.String(length=10), nullable=False),
                     sa.Column('planned_days', sa.Integer(), nullable=False),
+                    sa.Column('ends_on', sa.String(length=10), nullable=False),
                     sa.Column('resumed_on', sa.String(length=10), nullable=True),
                     sa.Column('days', sa.Integer(), nullable=False),
                     sa.Column('note', sa.String(length=500), nullable=False),
