@@ -81,6 +81,15 @@ def timers(engine, case_id: int) -> dict[str, datetime]:
             select(Timer).where(Timer.case_id == case_id))}
 
 
+def all_timers(engine, case_id: int) -> list[tuple[str, date]]:
+    from sqlalchemy import select
+
+    from engine.store.models import Timer
+    with engine.db.reading() as s:
+        return sorted((t.spec_name, t.due_at.astimezone(SERVICE_TZ).date()) for t in s.scalars(
+            select(Timer).where(Timer.case_id == case_id)))
+
+
 def test_R12_a_paused_item_is_not_warned_and_its_timers_follow_the_moved_date(service, clock):
     engine = service.engine
     start = accepted(service)
@@ -296,3 +305,25 @@ def test_R12_a_warned_item_once_paused_is_paused_not_late_on_the_dashboard(
     assert set(oversight.warning_levels(engine, tasks).values()) == {"none"}
     clocks.resume(engine, service.case_id, ITEM, WATER)
     assert oversight.figures(engine).overdue["water"]["yellow"] == 1  # late again
+
+
+def test_R12_pausing_one_item_leaves_the_other_items_of_the_case_alone(service, clock):
+    engine = service.engine
+    start = accepted(service)
+    if service.ready("prepare_materials", "project_filing"):
+        service.complete("prepare_materials", "project_filing")
+    service.complete("check_materials", "project_filing")
+    other = service.task("track_approval", "project_filing")
+    before = all_timers(engine, service.case_id)
+    clocks.pause(engine, service.case_id, ITEM, "expert_review", 10, "", WATER)
+    assert due_of(service) == CALENDAR.add_working_days(start, 30)
+    assert service.task("track_approval", "project_filing").due_at == other.due_at
+    red = {t.item_code: t for t in clocks.item_times(engine, {service.case_id})}
+    assert red["project_filing"].paused is None and red[ITEM].paused is not None
+    after = all_timers(engine, service.case_id)
+    # The filing's red moment stays; the plan's moves by the ten paused days.
+    filing_red = ("red_timer", CALENDAR.add_working_days(start, 2))
+    assert filing_red in before and filing_red in after
+    assert ("red_timer", CALENDAR.add_working_days(start, 21)) in before
+    assert ("red_timer", CALENDAR.add_working_days(start, 31)) in after
+    assert engine.verify_case(service.case_id).ok

@@ -2,12 +2,14 @@
 
 A deadline lives in a scope of the workflow as data (a due date, the moments its timers wait
 for). Moving it is one case event, `deadlines_moved`, naming an open task and the new values
-of the names that hold the deadline. The event writes them into every unfinished task of the
-task's process and of the processes that enclose it (below the top-level case) that already
-holds the name, and every waiting date timer among them waits for its moment anew, computed
-from its own expression over the moved data. So a boundary timer set from `red_at` follows
-the moved `red_at`, a task created later from the moved scope reads the moved due date, and a
-replay re-executes the same event with the same values. Why the deadline moved (a suspended
+of the names that hold the deadline. The event writes them into every unfinished task that
+already holds the name in the task's own process: its embedded sub-processes up to the
+called process (call activity) they belong to, never beyond it nor the top-level case, so a
+sibling instance or the caller keeps its own dates. Every waiting date timer among them
+waits for its moment anew, computed from its own expression over the moved data. So a
+boundary timer set from `red_at` follows the moved `red_at`, a task created later from the
+moved scope reads the moved due date, and a replay re-executes the same event with the same
+values. Why the deadline moved (a suspended
 clock, a calendar declared) is the service's business; the event carries it along unread.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimeDateEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
@@ -28,11 +31,14 @@ DEADLINES_MOVED = "deadlines_moved"
 
 
 def scopes_of(task: Task) -> Iterator[Any]:
-    """The task's own process and every process enclosing it, innermost first, without the
-    top-level case (whose data is the whole case's, not one deadline's)."""
+    """The task's process, innermost first: its embedded sub-processes up to and including
+    the called process they run in; never the top-level case."""
     workflow = task.workflow
     while workflow is not None and workflow.parent_workflow is not None:
         yield workflow
+        parent = workflow.parent_workflow.get_task_from_id(workflow.parent_task_id)
+        if parent is None or isinstance(parent.task_spec, CallActivity):
+            return
         workflow = workflow.parent_workflow
 
 
