@@ -162,9 +162,20 @@ def test_R13_a_due_date_past_the_horizon_is_provisional_and_moves_when_the_year_
     english.get("/lang/en")
     english_inbox = english.get("/").get_data(as_text=True)
     assert 'data-clock="provisional"' in english_inbox and ">provisional</span>" in english_inbox
-    # The office declares 2027: the due date skips New Year's Day, with a case event.
-    calendar.declare_year(engine, 2027, NEW_YEAR_2027 + SPRING_2027, MAKE_UP_2027,
-                          "国务院办公厅2027年部分节假日安排（示例）", OFFICE)
+    # The office declares 2027 on its calendar page: the due date skips New Year's Day,
+    # with a case event.
+    office = logged_in(app, "office")
+    page = office.get("/calendar?year=2027").get_data(as_text=True)
+    assert 'id="declare-year"' in page
+    bad = office.post("/calendar/year", data={"csrf_token": csrf_of(page), "year": "2027",
+                                              "holidays": "2027-13-01"})
+    assert bad.status_code == 422
+    done = office.post("/calendar/year", data={
+        "csrf_token": csrf_of(page), "year": "2027",
+        "holidays": "\n".join(d.isoformat() for d in NEW_YEAR_2027 + SPRING_2027),
+        "workdays": ", ".join(d.isoformat() for d in MAKE_UP_2027),
+        "note": "国务院办公厅2027年部分节假日安排（示例）"}, follow_redirects=True)
+    assert done.status_code == 200 and "2027-02-08" in done.get_data(as_text=True)
     assert due_of(service) == date(2027, 1, 19)
     moved = [e for e in engine.case_events(service.case_id) if e.type == "deadlines_moved"]
     assert moved and moved[-1].data["clock"]["action"] == "recomputed"

@@ -201,6 +201,9 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     # Bulk intake, follow-up records, enterprise links.
     ("/calendar", "GET"): (lambda ws, t: ("/calendar", None), False, OFFICE_ADMIN),
     ("/calendar", "POST"): (lambda ws, t: ("/calendar", {}), False, OFFICE_ADMIN_WRITE),
+    # A year declared at once (webapp/clocks.py); an empty form is refused, nothing stored.
+    ("/calendar/year", "POST"): (lambda ws, t: ("/calendar/year", {}), False,
+                                 OFFICE_ADMIN_WRITE),
     ("/intake/", "GET"): (lambda ws, t: ("/intake/", None), False, OFFICE_ADMIN),
     ("/intake/", "POST"): (lambda ws, t: ("/intake/", {}), False, {**OFFICE_ADMIN_WRITE}),
     ("/intake/template.<any(xlsx, csv):kind>", "GET"): (

@@ -3,13 +3,13 @@ paused item, a provisional due date (rule R13)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
 
-from agency import clocks
+from agency import calendar, clocks
 from agency.reference import reference_of
 from engine.cases import TaskView
 from engine.runtime.clock import SERVICE_TZ
@@ -41,6 +41,30 @@ def resume(case_id: int, item_code: str) -> Any:
     clocks.resume(engine, case_id, item_code, g.user.actor)
     flash(_("已恢复计时，办理期限已按实际暂停的工作日重新计算。"))
     return redirect(url_for("agent.case", case_id=case_id) + "#clocks")
+
+
+@bp.route("/calendar/year", methods=["POST"])
+@requires(*calendar.WRITERS)
+def declare_year() -> Any:
+    """The office declares a year's holidays and make-up days from the State Council's
+    notice at once; the provisional due dates of that year are computed again."""
+    engine = get_engine()
+    form = request.form
+    try:
+        year = int(form.get("year", ""))
+        holidays = _dates(form.get("holidays", ""))
+        workdays = _dates(form.get("workdays", ""))
+    except ValueError:
+        flash(_("日期格式应为 YYYY-MM-DD：%(value)s", value=form.get("holidays", "")[:40]),
+              "warning")
+        return redirect(url_for("oversight.calendar_page")), 422
+    calendar.declare_year(engine, year, holidays, workdays, form.get("note", ""), g.user.actor)
+    flash(_("已登记 %(day)s", day=str(year)), "success")
+    return redirect(url_for("oversight.calendar_page", year=year))
+
+
+def _dates(text: str) -> list[date]:
+    return [date.fromisoformat(part) for part in text.replace(",", " ").replace("，", " ").split()]
 
 
 @bp.app_template_global()
