@@ -29,7 +29,8 @@ $(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/message
 # After changing user-facing strings: refresh the template and both catalogues.
 # The agency modules listed give messages the web app translates where it shows them:
 # texts marked N_(...), intake errors and cell messages, column headers, record kinds.
-ENGINE_MESSAGES := agency/intake.py agency/enterprise.py agency/records.py agency/calendar.py agency/webhooks.py
+ENGINE_MESSAGES := agency/intake.py agency/enterprise.py agency/records.py agency/calendar.py agency/webhooks.py \
+	agency/clocks.py
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k lazy_gettext -k N_ \
 		-k IntakeError -k Message:2 -k Column:2 -k Kind:2 --no-location \

@@ -27,7 +27,7 @@ from engine.store.db import Database
 def service_engine(config: Config, *, database: Database | None = None,
                    clock_source: Callable[[], datetime] = clock.now) -> Engine:
     """An engine running the agency service: its reference functions and notifications."""
-    from agency import alerts, calendar, intake, notify, oversight, progress, webhooks
+    from agency import alerts, calendar, clocks, intake, notify, oversight, progress, webhooks
     from agency.reference import ReferenceData, script_functions
 
     reference = ReferenceData.load(config.data_dir)
@@ -38,6 +38,7 @@ def service_engine(config: Config, *, database: Database | None = None,
         hooks.seal_made.append(lambda s, document: notify.seal_made(
             s, document, addresses=addresses, now=clock_source()))
     hooks.case_event.append(webhooks.record)
+    hooks.case_event.append(clocks.record)
     hooks.task_raised.append(alerts.task_raised)
     hooks.task_indexed.append(functools.partial(oversight.set_warn_moment, reference))
     hooks.case_changed.append(progress.report_submitted)

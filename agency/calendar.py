@@ -1,8 +1,15 @@
-"""The working-day calendar as the office keeps it: the published holidays and make-up working
-days of `data/calendar.json`, with the days the office declares over them (a new year's
-holidays as soon as the State Council publishes them). Each change is an audited operation in
-the hash-chained operations log. Cases that already computed dates keep them: a re-execution
-is served the answers recorded at the time.
+"""The working-day calendar as the office keeps it (rule R13): the State Council's published
+holidays and make-up working days (the `chinese-calendar` package, with `data/calendar.json`
+over it), with the days the office declares over them (a new year's holidays as soon as the
+State Council publishes them). Each change is an audited operation in the hash-chained
+operations log.
+
+The declared horizon is the end of the last year the calendar has holidays for; a due date
+past it was counted on weekdays alone and is provisional (shown so). Cases that already
+computed dates within the published years keep them (a re-execution is served the answers
+recorded at the time); an item clock due in a year the office declares itself is computed
+again with each of that year's declarations, as a `deadlines_moved` case event
+(agency/clocks.py). The office is warned 60 days before the horizon.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from agency import oversight
+from agency import clocks, oversight
 from agency.models import CalendarDay
 from agency.reference import WorkingCalendar, reference_of
 from engine.actors import Actor
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
 
 KINDS = ("holiday", "workday", "normal")
 # The office is warned when the calendar does not reach this far ahead.
-COVER_DAYS = 90
+COVER_DAYS = 60
 WRITERS = ("office", "admin")
 
 
@@ -113,7 +120,7 @@ def covered_until(calendar: WorkingCalendar) -> date | None:
 
 
 def coverage_warning(engine: Engine, now: datetime) -> date | None:
-    """The calendar's last known day when it does not cover the next 90 days, else None."""
+    """The calendar's last known day when it does not cover the next 60 days, else None."""
     calendar = refresh(engine)
     until = covered_until(calendar)
     today = now.astimezone(SERVICE_TZ).date()
@@ -146,4 +153,22 @@ def declare(engine: Engine, day: date, kind: str, note: str, actor: Actor) -> Wo
         # The open tasks' warn moments by the changed calendar, with the change.
         changed = combine(published, list(s.scalars(select(CalendarDay))))
         oversight.store_warn_moments(s, changed, reference_of(engine).settings)
-    return refresh(engine)
+    calendar = refresh(engine)
+    # Item clocks due past the published years were counted on the office's declarations
+    # (or guessed on weekdays): they follow every declaration of those years.
+    clocks.recompute_provisional(engine, covered_until(published), actor)
+    return calendar
+
+
+def declare_year(engine: Engine, year: int, holidays: list[date], workdays: list[date],
+                 note: str, actor: Actor) -> WorkingCalendar:
+    """Declare a year's public holidays and make-up working days at once (the State
+    Council's notice for a year the published calendar does not list yet)."""
+    if any(day.year != year for day in [*holidays, *workdays]) or not holidays:
+        raise CalendarError(N_("请填写该年度的节假日（和调休上班日），日期须在该年度内"))
+    calendar = refresh(engine)
+    for day in holidays:
+        calendar = declare(engine, day, "holiday", note, actor)
+    for day in workdays:
+        calendar = declare(engine, day, "workday", note, actor)
+    return calendar

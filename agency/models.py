@@ -266,3 +266,26 @@ class CaseItem(Base):
                                          primary_key=True)
     item_code: Mapped[str] = mapped_column(Text, primary_key=True)
     department: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ItemPause(Base):
+    """A stop of an approval item's clock (行政许可法 §45): why, from when, for how many
+    working days, and when it was resumed. Written only from the case's `deadlines_moved`
+    events (agency/clocks.py), in the transaction that records them."""
+
+    __tablename__ = "item_pause"
+    __table_args__ = (Index("ix_item_pause_case_item", "case_id", "item_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"))
+    item_code: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))  # applicant | procedure
+    started_on: Mapped[str] = mapped_column(String(10))  # ISO date
+    planned_days: Mapped[int]
+    ends_on: Mapped[str] = mapped_column(String(10))  # the last paused working day, planned
+    resumed_on: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    days: Mapped[int]  # working days counted: the planned ones, or those up to the resumption
+    note: Mapped[str] = mapped_column(String(500), default="")
+    paused_by: Mapped[str] = mapped_column(String(100))
+    event_seq: Mapped[int]

@@ -23,7 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from agency.models import CaseItem, ItemSpan
+from agency import clocks
+from agency.clocks import TimeFigure, paused_items, time_figures
+from agency.models import CaseItem, ItemPause, ItemSpan
 from agency.reference import (
     ReferenceData,
     ServiceSettings,
@@ -113,10 +115,12 @@ def levels_in(s: Session, ref: ReferenceData, tasks: Iterable[_OpenTask], now: d
     """
     tasks = list(tasks)
     raised = _raised_warnings(s, {t.case_id for t in tasks})
+    # An item whose clock stands still (R12) is paused, not late, whatever it was before.
+    paused = paused_items(s, ref, {t.case_id for t in tasks if t.item_code}, now)
     levels: dict[str, str] = {}
     memo: dict[tuple[date, date], str] = {}
     for task in tasks:
-        if task.state != "ready":
+        if task.state != "ready" or (task.case_id, task.item_code or "") in paused:
             levels[task.id] = "none"
             continue
         level = due_level(ref, task.created_at, task.due_at, now, memo)
@@ -178,6 +182,10 @@ class Figures:
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
     # Commitments (告知承诺) found not kept: case, item and the department's decision.
     broken_commitments: list[dict[str, Any]] = field(default_factory=list)
+    # Government and applicant time per department and item (R12, agency/clocks.py), and
+    # the items whose clock stands still today.
+    clock_times: list[TimeFigure] = field(default_factory=list)
+    paused: list[clocks.ItemTime] = field(default_factory=list)
 
     @property
     def overdue_red(self) -> int:
@@ -200,6 +208,13 @@ class Figures:
                for t in self.item_times],
             "closed_this_month": [["案件 case", "名称 title", "状态 status", "办结时间 ended"]]
             + [[c["id"], c["title"], c["status"], c["ended"]] for c in self.closed_this_month],
+            "government_time": [["部门 department", "事项 item", "计时事项 items",
+                                 "已办结 finished", "政府用时 government days",
+                                 "申请人用时 applicant days", "其他不计时 other excluded days",
+                                 "办结平均政府用时 average government days"]]
+            + [[t.department_name, t.item_name, t.items, t.finished, t.government_days,
+                t.applicant_days, t.procedure_days, t.average_government_days]
+               for t in self.clock_times],
         }
 
 
@@ -242,10 +257,13 @@ def figures(engine: Engine, department: str | None = None) -> Figures:
         item_times = _item_times(s, ref, facts, department)
         closed = _closed_this_month(s, today, facts, department, mine)
         broken = _broken_commitments(s, facts, mine)
+    times = [t for t in clocks.item_times(engine)
+             if department is None or t.department == department]
     return Figures(today, department, open_cases, by_phase_stage,
                    dict(sorted(overdue.items(), key=lambda kv: (-kv[1]["red"],
                                                                 -kv[1]["yellow"], kv[0]))),
-                   item_times, closed, broken)
+                   item_times, closed, broken, time_figures(times, ref),
+                   [t for t in times if t.paused is not None])
 
 
 def _phase_stage(phase: str | None, stage: str | None) -> tuple[str, str]:
@@ -255,10 +273,16 @@ def _phase_stage(phase: str | None, stage: str | None) -> tuple[str, str]:
 
 def _ranks(now: datetime) -> tuple[Any, Any, Any]:
     """SQL ranks (0 none, 1 yellow, 2 red) of an open task: by its own limit, by being a
-    warning task, by the warnings raised for its item; and the open tasks they apply to."""
-    own = case((HumanTask.due_at < now, 2), (HumanTask.warn_at <= now, 1), else_=0)
-    spec = case(*((HumanTask.spec_name == name, _RANK[level])
-                  for name, level in WARNING_TASKS.items()), else_=0)
+    warning task, by the warnings raised for its item; and the open tasks they apply to.
+    An item whose clock stands still (R12) is paused, not late: every rank is 0."""
+    today = now.astimezone(SERVICE_TZ).date().isoformat()
+    paused = select(ItemPause.id).where(
+        ItemPause.case_id == HumanTask.case_id, ItemPause.item_code == HumanTask.item_code,
+        ItemPause.resumed_on.is_(None), ItemPause.ends_on >= today).exists()
+    own = case((paused, 0), (HumanTask.due_at < now, 2), (HumanTask.warn_at <= now, 1),
+               else_=0)
+    spec = case((paused, 0), *((HumanTask.spec_name == name, _RANK[level])
+                               for name, level in WARNING_TASKS.items()), else_=0)
     warning = aliased(HumanTask)
     raised = (select(warning.case_id, warning.item_code,
                      func.max(case(*((warning.spec_name == name, _RANK[level])
@@ -272,7 +296,7 @@ def _ranks(now: datetime) -> tuple[Any, Any, Any]:
                   .outerjoin(raised, and_(raised.c.case_id == HumanTask.case_id,
                                           raised.c.item_code == HumanTask.item_code))
                   .where(HumanTask.state == "ready", Case.status == "running"))
-    return own, spec, (open_tasks, func.coalesce(raised.c.rank, 0))
+    return own, spec, (open_tasks, case((paused, 0), else_=func.coalesce(raised.c.rank, 0)))
 
 
 # The project unit's own tasks (acknowledge, sign, rate) lapse on their own timers: no item

@@ -125,17 +125,19 @@ class ServiceSettings:
 
 
 def warning_limits(calendar: WorkingCalendar, settings: ServiceSettings, accepted: date,
-                   committed_days: int) -> tuple[date, date, date]:
+                   committed_days: int, paused_days: int = 0) -> tuple[date, date, date]:
     """(due date, first yellow day, first red day) of a limit counted from `accepted`.
 
     Yellow starts when the configured share of the committed working days remains
     (at least one day before the due date when the limit allows it); red starts on
-    the first working day after the due date.
+    the first working day after the due date. `paused_days`: working days the clock stood
+    still (行政许可法 §45), which move all three by as many working days.
     """
     days = max(1, int(committed_days))
     warn_days = max(1, int(settings.yellow_fraction * days))
-    due = calendar.add_working_days(accepted, days)
-    yellow = calendar.add_working_days(accepted, max(1, days - warn_days))
+    paused = max(0, int(paused_days))
+    due = calendar.add_working_days(accepted, days + paused)
+    yellow = calendar.add_working_days(accepted, max(1, days - warn_days) + paused)
     red = calendar.add_working_days(due, 1)
     return due, yellow, red
 
@@ -152,6 +154,10 @@ class ReferenceData:
     settings: ServiceSettings = field(default_factory=lambda: ServiceSettings())
     # Return visits during handling, construction and production (data/return_visits.json).
     return_visits: list[dict[str, Any]] = field(default_factory=list)
+    # Why an item's clock may stop (data/pause_reasons.json), by code, and the longest pause
+    # the service accepts for a reason the law sets no maximum for.
+    pause_reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    longest_pause: int = 120
 
     @classmethod
     def load(cls, directory: Path) -> ReferenceData:
@@ -178,15 +184,56 @@ class ReferenceData:
                                              f"unknown department {part.get('department')!r}")
             _check_limits(item)
         _check_prerequisites(items)
-        raw_calendar = _read(directory / "calendar.json", {})
-        calendar = WorkingCalendar(
-            frozenset(date.fromisoformat(d) for d in raw_calendar.get("holidays", [])),
-            frozenset(date.fromisoformat(d) for d in raw_calendar.get("workdays", [])))
+        calendar = published_calendar(_read(directory / "calendar.json", {}))
         settings = ServiceSettings.from_dict(_read(directory / "settings.json", {}),
                                              directory / "settings.json")
         return_visits = _return_visits(_read(directory / "return_visits.json", {}),
                                        departments, items)
-        return cls(departments, items, materials, policies, calendar, settings, return_visits)
+        reasons, longest = _pause_reasons(_read(directory / "pause_reasons.json", {}))
+        return cls(departments, items, materials, policies, calendar, settings, return_visits,
+                   reasons, longest)
+
+
+PAUSE_KINDS = ("applicant", "procedure")
+
+
+def _pause_reasons(raw: Any) -> tuple[dict[str, dict[str, Any]], int]:
+    """The catalogue of reasons an item's clock may stop for, checked."""
+    if not isinstance(raw, dict):
+        raise ReferenceDataError("pause_reasons.json must hold an object with a list 'reasons'")
+    longest = raw.get("longest_pause_working_days", 120)
+    if isinstance(longest, bool) or not isinstance(longest, int) or not 1 <= longest <= 250:
+        raise ReferenceDataError("pause_reasons.json: longest_pause_working_days must be a "
+                                 "whole number from 1 to 250")
+    reasons: dict[str, dict[str, Any]] = {}
+    for reason in raw.get("reasons", []):
+        code = reason.get("code") if isinstance(reason, dict) else None
+        if not code or not reason.get("name") or reason.get("kind") not in PAUSE_KINDS:
+            raise ReferenceDataError("pause_reasons.json: every reason needs a code, a name and "
+                                     "a kind (applicant or procedure)")
+        most = reason.get("max_working_days")
+        if most is not None and (isinstance(most, bool) or not isinstance(most, int)
+                                 or not 1 <= most <= longest):
+            raise ReferenceDataError(f"pause_reasons.json: reason {code}: max_working_days "
+                                     f"must be null or a whole number from 1 to {longest}")
+        reasons[code] = {"code": code, "name": reason["name"], "kind": reason["kind"],
+                         "max_working_days": most, "basis": reason.get("basis", "")}
+    return reasons, longest
+
+
+def published_calendar(raw: Any) -> WorkingCalendar:
+    """The State Council's published holidays and make-up working days as the maintained
+    `chinese-calendar` package lists them (it names the years it covers), with the days of
+    data/calendar.json over them (a year published after the package's release)."""
+    import chinese_calendar  # noqa: PLC0415 - read once per load
+
+    holidays = set(chinese_calendar.constants.holidays)
+    workdays = set(chinese_calendar.constants.workdays)
+    extra_holidays = {date.fromisoformat(d) for d in raw.get("holidays", [])}
+    extra_workdays = {date.fromisoformat(d) for d in raw.get("workdays", [])}
+    holidays = (holidays - extra_workdays) | extra_holidays
+    workdays = (workdays - extra_holidays) | extra_workdays
+    return WorkingCalendar(frozenset(holidays), frozenset(workdays))
 
 
 def _return_visits(raw: Any, departments: dict[str, dict[str, Any]],

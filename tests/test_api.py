@@ -170,7 +170,8 @@ class Api:
         self.case_id = template.case_id
         # Ids the permission table fills into paths beyond {task} and {case} (set by prepare).
         self.ids: dict[str, Any] = {"job": "00000000-0000-5000-8000-000000000000",
-                                    "process": "case_flow", "version": 1}
+                                    "process": "case_flow", "version": 1,
+                                    "item": "project_approval"}
 
     def call(self, who: str, method: str, path: str, body: Any = None,
              headers: dict[str, str] | None = None, check: bool = True) -> TestResponse:
@@ -481,6 +482,12 @@ ROUTES: dict[str, Route] = {
     "retry_job": Route("POST", "/external-tasks/{job}/retry", lambda api: {}, writes=True),
     "list_jobs": Route("GET", "/external-tasks"),
     "case_tasks": Route("GET", "/cases/{case}/tasks"),
+    # The item clocks (webapp/api_clocks.py): the case has no accepted item yet.
+    "case_clocks": Route("GET", "/cases/{case}/clocks"),
+    "pause_item": Route("POST", "/cases/{case}/items/{item}/pause",
+                        lambda api: {"reason": "correction", "days": 5}, writes=True),
+    "resume_item": Route("POST", "/cases/{case}/items/{item}/resume", lambda api: {},
+                         writes=True),
 }
 
 _R = dict(zip(ROLES, range(len(ROLES)), strict=True))
@@ -523,6 +530,9 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "fail_job":    (401, 403, 403, 403, 403, 404, 404, 403),
     "retry_job":   (401, 403, 403, 403, 403, 403, 404, 403),
     "list_jobs":   (401, 403, 403, 403, 403, 200, 200, 200),
+    "case_clocks": (401, 200, 404, 200, 404, 200, 200, 200),
+    "pause_item":  (401, 403, 404, 403, 404, 409, 403, 403),
+    "resume_item": (401, 403, 404, 403, 404, 409, 403, 403),
 }
 # 404, not 403, where the caller may not see the task or case: the same answer as for one
 # that does not exist (issue 14.5); 403 where the caller sees it but may not change it.
@@ -553,7 +563,8 @@ def test_every_route_for_every_role(api, route_name, role):
         # 404: the caller passed the permission checks, and nothing waits / no such job
         assert error["code"] == {401: "unauthorized", 403: "forbidden",
                                  404: PERMITTED_404.get(
-                                     route_name, f"{route.path.split('/')[1][:-1]}_not_found")
+                                     route_name, f"{route.path.split('/')[1][:-1]}_not_found"),
+                                 409: "conflict",  # the office: no item is on its clock yet
                                  }[expected]
         assert error["message"]
         if route.writes:  # a refused write changes nothing

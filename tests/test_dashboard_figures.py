@@ -90,6 +90,12 @@ def before(engine, department=None, listed=oversight.LISTED):
     return figures
 
 
+def compared(figures) -> dict:
+    """The figures the former computation had: not the item clocks' (R12: government time,
+    paused items), which are new."""
+    return {k: v for k, v in asdict(figures).items() if k not in ("clock_times", "paused")}
+
+
 @pytest.mark.parametrize(("seed", "listed"), [(1, oversight.LISTED), (2, 3)])
 def test_the_figures_equal_the_former_computation(tmp_path, seed, listed, db_url, monkeypatch):
     """The figures of the whole service and of each department; also with only the first
@@ -106,7 +112,7 @@ def test_the_figures_equal_the_former_computation(tmp_path, seed, listed, db_url
     seen = {"red": 0, "yellow": 0, "times": 0, "closed": 0, "broken": 0, "more": 0}
     for department in departments:
         new = oversight.figures(engine, department)
-        assert asdict(new) == before(engine, department, listed), department
+        assert compared(new) == before(engine, department, listed), department
         seen["more"] += sum(d["more"] for d in new.overdue.values())
         seen["red"] += new.overdue_red
         seen["yellow"] += new.overdue_yellow
@@ -133,7 +139,7 @@ def test_tasks_without_moments_get_them_on_the_first_dashboard(tmp_path):
     with engine.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) > 20
     figures = oversight.figures(engine)
-    assert asdict(figures) == before(engine)
+    assert compared(figures) == before(engine)
     assert figures.overdue_yellow > 0
     with engine.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(HumanTask).where(*missing)) == 0
@@ -173,7 +179,7 @@ def test_the_figures_follow_a_calendar_change(tmp_path, db_url):
     assert asdict(oversight.figures(engine)) != first  # some items changed level
     for department in departments:
         new = oversight.figures(engine, department)
-        assert asdict(new) == before(engine, department), department
+        assert compared(new) == before(engine, department), department
     # Undone: the moments are those of the published calendar again.
     for back in range(1, 22):
         day = today - timedelta(days=back)

@@ -269,7 +269,7 @@ def test_dashboard_exports_and_the_periodic_report(service, app, clock):
     assert bad.status_code == 400 and "overdue_by_department" in bad.get_data(as_text=True)
     book = load_workbook(io.BytesIO(office.get("/dashboard.xlsx").data))
     assert book.sheetnames == ["open_cases_by_phase_stage", "overdue_by_department",
-                               "handling_times", "closed_this_month"]
+                               "handling_times", "closed_this_month", "government_time"]
     assert [c.value for c in book["overdue_by_department"][2]] == ["市生态环境局", 1, 0]
     page = office.get("/dashboard").get_data(as_text=True)
     assert "<svg" in page and "超期预警事项（按部门）" in page

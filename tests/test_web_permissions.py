@@ -201,6 +201,9 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     # Bulk intake, follow-up records, enterprise links.
     ("/calendar", "GET"): (lambda ws, t: ("/calendar", None), False, OFFICE_ADMIN),
     ("/calendar", "POST"): (lambda ws, t: ("/calendar", {}), False, OFFICE_ADMIN_WRITE),
+    # A year declared at once (webapp/clocks.py); an empty form is refused, nothing stored.
+    ("/calendar/year", "POST"): (lambda ws, t: ("/calendar/year", {}), False,
+                                 OFFICE_ADMIN_WRITE),
     ("/intake/", "GET"): (lambda ws, t: ("/intake/", None), False, OFFICE_ADMIN),
     ("/intake/", "POST"): (lambda ws, t: ("/intake/", {}), False, {**OFFICE_ADMIN_WRITE}),
     ("/intake/template.<any(xlsx, csv):kind>", "GET"): (
@@ -266,6 +269,17 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,
          "admin": 302, "auditor": 403}),
+    # An item's clock (webapp/clocks.py): its department or the office; no item is on its
+    # clock yet, so the office is refused with 409 and nothing is stored.
+    ("/cases/<int:case_id>/items/<item_code>/pause", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/items/construction_permit/pause",
+                       {"reason": "correction", "days": "5"}), False,
+        {**LOGIN, "owner_agent": 403, "other_agent": 404, "leader": 403, "office": 409,
+         "admin": 403, "auditor": 403}),
+    ("/cases/<int:case_id>/items/<item_code>/resume", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/items/construction_permit/resume", {}), False,
+        {**LOGIN, "owner_agent": 403, "other_agent": 404, "leader": 403, "office": 409,
+         "admin": 403, "auditor": 403}),
     # Systems outside: webhook subscriptions and external jobs (webapp/integrations.py).
     ("/admin/integrations/", "GET"): (lambda ws, t: ("/admin/integrations/", None), False,
                                       LIBRARY_READERS),

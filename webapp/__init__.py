@@ -51,11 +51,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         admin,
         agent,
         api,
-        api_interop,  # noqa: F401  (routes on the API's blueprint)
+        api_clocks,  # noqa: F401  (routes on the API's blueprint)
+        api_interop,  # noqa: F401
         api_lifecycle,  # noqa: F401
         audit,
         auth,
         cases,
+        clocks,
         enterprise,
         i18n,
         intake,
@@ -102,6 +104,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(progress.bp)
+    app.register_blueprint(clocks.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

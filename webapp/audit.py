@@ -29,6 +29,7 @@ EVENT_LABELS = {
     "task_claimed": _l("认领任务"), "task_released": _l("释放任务（放回部门待办）"),
     "task_reassigned": _l("转交替岗代办员"), "task_draft_saved": _l("保存草稿"),
     "comment_added": _l("评论"), "timer_fired": _l("定时器触发"),
+    "deadlines_moved": _l("办理期限调整"),
     "case_terminated": _l("终止办理"), "process_version_saved": _l("保存流程版本"),
     "process_published": _l("发布流程版本"), "account_created": _l("创建账号"),
     "password_reset": _l("重置密码"), "api_token_issued": _l("签发 API 令牌"),

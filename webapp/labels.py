@@ -31,7 +31,7 @@ EVENTS = {"case_started": _l("Case started"), "task_completed": _l("Task complet
           "task_claimed": _l("Task claimed"), "task_released": _l("Task released"),
           "task_draft_saved": _l("Draft saved"), "attachment_added": _l("File attached"),
           "task_reassigned": _l("Task handed to a substitute"),
-          "comment_added": _l("Comment")}
+          "comment_added": _l("Comment"), "deadlines_moved": _l("Deadline moved")}
 
 
 def label(table: dict[str, Any], code: Any) -> str:

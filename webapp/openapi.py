@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from webapp import openapi_clocks as item_clocks
 from webapp import openapi_lifecycle as lifecycle
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -213,7 +214,11 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "description": "`case_started`, `task_claimed`, "
                                                       "`task_released`, `task_draft_saved`, "
                                                       "`task_completed`, `timer_fired`, "
-                                                      "`case_terminated`."},
+                                                      "`case_terminated`, `deadlines_moved` "
+                                                      "(an item's clock paused or resumed, or "
+                                                      "its due date computed again on a "
+                                                      "declared calendar; `data.clock` says "
+                                                      "which)."},
             "actor": {"type": "string"},
             "at": {"type": "string", "format": "date-time"},
             "data": {"type": "object"},
@@ -359,6 +364,10 @@ _SCHEMAS.update(lifecycle.SCHEMAS)
 for _path, _operations in lifecycle.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
 _PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
+# The item-clock routes (rule R12), likewise.
+_SCHEMAS.update(item_clocks.SCHEMAS)
+for _path, _operations in item_clocks.PATHS.items():
+    _PATHS.setdefault(_path, {}).update(_operations)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

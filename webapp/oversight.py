@@ -36,6 +36,7 @@ ALL_ROLES = ("agent", "leader", "office", "admin", "auditor")
 # Auditors change nothing, not even the read marks of notifications (they receive none).
 MARKERS = ("agent", "leader", "office", "admin")
 EXPORT_TABLES = ("open_cases_by_phase_stage", "overdue_by_department", "handling_times",
+                 "government_time",
                  "closed_this_month")
 
 

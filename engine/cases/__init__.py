@@ -9,6 +9,7 @@ the CLI, the agency service) use it and the views it returns, never the store di
 from __future__ import annotations
 
 from engine.cases.commands import Commands
+from engine.cases.deadline_commands import DeadlineCommands
 from engine.cases.instrument import instrument
 from engine.cases.interactions import (
     AmbiguousMessage,
@@ -42,5 +43,6 @@ __all__ = ["AmbiguousMessage", "CaseQuery", "Delivery", "JobView", "NobodyWaits"
 
 
 @instrument
-class Engine(InteractionCommands, Commands, TimerCommands, MigrationCommands, CaseSearch):
+class Engine(InteractionCommands, Commands, DeadlineCommands, TimerCommands, MigrationCommands,
+             CaseSearch):
     """Runs cases of stored process versions; the only writer of cases, tasks and events."""

@@ -36,7 +36,7 @@ END_OF_DAY = time(18, 0, tzinfo=SERVICE_TZ)
 
 WORKFLOW_EVENTS = ("case_started", "task_completed", "timer_fired", "case_terminated",
                    "case_migrated", "case_migration_reverted", "message_received",
-                   "job_completed")
+                   "job_completed", "deadlines_moved")
 
 MIGRATION_EVENTS = ("case_migrated", "case_migration_reverted")
 

@@ -18,6 +18,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from engine.cases.deadlines import DEADLINES_MOVED, move_deadlines
 from engine.cases.views import WORKFLOW_EVENTS, plain_data
 from engine.cases.waits import message_definitions
 from engine.errors import (
@@ -74,6 +75,8 @@ def run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
         workflow.cancel()
     elif event_type == "message_received":
         deliver_message(workflow, payload, case_id)
+    elif event_type == DEADLINES_MOVED:
+        move_deadlines(workflow, payload, case_id)
     elif event_type == "job_completed":
         task = workflow.get_task_from_id(UUID(payload["task_id"]))
         if task is None or task.state != TaskState.STARTED:
