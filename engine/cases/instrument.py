@@ -13,7 +13,8 @@ from engine.hooks import CommandDone
 # Engine methods that change cases or process versions, by the name metrics and logs use.
 COMMANDS = {
     "store_pack": "store_pack", "start_case": "start_case", "start_cases": "start_cases",
-    "complete_task": "complete_task", "claim_task": "claim_task",
+    "complete_task": "complete_task", "complete_for": "complete_for",
+    "claim_task": "claim_task",
     "release_task": "release_task", "save_draft": "save_draft",
     "record_case_event": "record_case_event", "terminate_case": "terminate_case",
     "add_attachment": "add_attachment", "migrate_case": "migrate_case",
