@@ -108,6 +108,8 @@ class Progress:
     documents: list[tuple[int, str, datetime]] = field(default_factory=list)
     # The one-time notices among them, shown with the task that asks to acknowledge one.
     notices: list[tuple[int, str, datetime]] = field(default_factory=list)
+    # The unit's steps an agent recorded for it (代为办理): (task title, item name, step).
+    on_behalf: list[tuple[str, str | None, ProxiedStep]] = field(default_factory=list)
 
 
 # The documents the service sends the project unit (the others are internal).
@@ -213,6 +215,9 @@ class EnterpriseLinks:
                     Document.case_id == case.id, Document.kind.in_(ADDRESSED_KINDS))
                 .order_by(Document.id))]
         view = _progress(case, tasks, departments)
+        titles = {t.id: (t.title, t.item_name) for t in tasks}
+        view.on_behalf.extend((*titles.get(step.task_id, (step.task_spec, None)), step)
+                              for step in proxied_steps(self.engine, case.id).values())
         view.documents.extend((id_, title, at) for id_, title, at, _kind in documents)
         view.notices.extend((id_, title, at) for id_, title, at, kind in documents
                             if kind == "one_time_notice")
@@ -235,6 +240,18 @@ class EnterpriseLinks:
                 HumanTask.department == PROJECT_UNIT).order_by(HumanTask.created_at,
                                                                HumanTask.id)))
         return [self.engine.get_task(task_id, actor) for task_id in ids]
+
+    def closed_task(self, token: str, task_id: str) -> tuple[HumanTask, ProxiedStep | None]:
+        """A task of the token's case in the unit's lane that is no longer open, with the
+        agent's record if one did it for the unit; NotFound for any other task."""
+        actor = self.actor(token)
+        with self.engine.db.reading() as s:
+            row = s.get(HumanTask, task_id) if len(task_id) <= 36 else None
+            if (row is None or row.case_id != _case_id(actor) or row.department != PROJECT_UNIT
+                    or row.state == "ready"):
+                raise NotFound("not found")
+            s.expunge(row)
+        return row, proxied_steps(self.engine, row.case_id).get(task_id)
 
     def _own_task(self, token: str, task_id: str) -> tuple[Actor, TaskDetail]:
         """A task of the token's case in the unit's lane; NotFound for any other."""
@@ -440,8 +457,12 @@ class UnitTasks:
         return [self.engine.get_task(task_id, actor) for task_id in ids]
 
     def task(self, case_id: int, task_id: str, actor: Actor) -> TaskDetail:
-        """One task of the case in the unit's lane (any state); NotFound for any other."""
-        self.check(case_id, actor)
+        """One task of the case in the unit's lane (any state); TaskNotFound for any other,
+        and for a task of a case the actor may not read (an id tells an outsider nothing)."""
+        try:
+            self.check(case_id, actor)
+        except CaseNotFound as exc:
+            raise TaskNotFound(f"task {task_id} does not exist") from exc
         with self.engine.db.reading() as s:
             row = s.get(HumanTask, task_id) if len(task_id) <= 36 else None
             if row is None or row.case_id != case_id or row.department != PROJECT_UNIT:

@@ -53,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api,
         api_interop,  # noqa: F401  (routes on the API's blueprint)
         api_lifecycle,  # noqa: F401
+        api_unit_tasks,  # noqa: F401
         audit,
         auth,
         cases,

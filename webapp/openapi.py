@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from webapp import openapi_lifecycle as lifecycle
+from webapp import openapi_unit_tasks as unit_tasks
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
@@ -359,6 +360,9 @@ _SCHEMAS.update(lifecycle.SCHEMAS)
 for _path, _operations in lifecycle.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
 _PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
+# The project unit's tasks done on its behalf (rule R05), also in their own module.
+_SCHEMAS.update(unit_tasks.SCHEMAS)
+_PATHS.update(unit_tasks.PATHS)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
