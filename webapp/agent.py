@@ -393,7 +393,7 @@ def render_unit_task(case_id: int, task_id: str, values: dict[str, Any] | None =
         confirmation=fields_for(localised(_confirmation_schema()), values, errors),
         authorisation=unit.authorisation(case_id),
         proxied=proxied_steps(get_engine(), case_id).get(task_id),
-        department_name=department_name), status
+        kept=request.method == "POST", department_name=department_name), status
 
 
 @bp.route("/cases/<int:case_id>/unit-tasks/<task_id>", methods=["GET", "POST"])
