@@ -4,6 +4,7 @@ unit's own tasks (its lane) done there."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -400,9 +401,18 @@ class Authorisation:
     document_id: int | None
 
 
+def service_form(engine: Engine, name: str) -> dict[str, Any] | None:
+    """One of the service's own forms (not a task's): a JSON Schema of the pack's folder."""
+    path = engine.config.processes_dir / "forms" / name
+    if not path.is_file():
+        return None
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
 def form_titles(engine: Engine, form: str, field_name: str) -> dict[str, str]:
     """The catalogue of a choice field of one of the service's forms: code -> title."""
-    schema = engine.process_form("case_flow", form) or {}
+    schema = service_form(engine, form) or {}
     prop = schema.get("properties", {}).get(field_name, {})
     return {str(o.get("const")): str(o.get("title")) for o in prop.get("oneOf", [])}
 
@@ -502,7 +512,7 @@ class UnitTasks:
             raise InvalidData(N_("代为办理的确认信息需要补充，未做任何更改"), errors)
 
     def _forms(self, name: str) -> FormCatalogue:
-        schema = self.engine.process_form("case_flow", name)
+        schema = service_form(self.engine, name)
         if schema is None:
             raise EngineError(f"the form {name} is missing from the process pack")
         return FormCatalogue({name: schema})

@@ -241,6 +241,7 @@ def test_R05_the_bureaus_agent_records_every_step_of_the_unit_through_a_whole_ca
     token_link, _ = EnterpriseLinks(service.engine).create(case_id, OFFICE)
     unit_page = text_of(app.test_client().get(f"/p/{token_link}").get_data(as_text=True))
     assert "代办员代贵单位办理的事项" in unit_page
+    assert "由代办员依据贵单位签署的代办委托书代为办理" in unit_page  # the page says both ways
     assert re.search(r"确认收到一次性告知 ： 代为办理 ，\S+ 代贵单位办理", unit_page)
     assert "确认方式：纸质材料签字确认（张伟" in unit_page
     assert "代办委托书" in unit_page  # the authorisation is among the documents addressed to it

@@ -27,6 +27,7 @@ from agency.enterprise import (
     UnitTasks,
     form_titles,
     proxied_steps,
+    service_form,
 )
 from agency.reference import ReferenceData
 from engine.cases import CaseView, TaskDetail, TaskView
@@ -372,7 +373,7 @@ def comment(case_id: int) -> Any:
 
 
 def _confirmation_schema() -> dict[str, Any]:
-    return get_engine().process_form("case_flow", CONFIRMATION_FORM) or {}
+    return service_form(get_engine(), CONFIRMATION_FORM) or {}
 
 
 def render_unit_task(case_id: int, task_id: str, values: dict[str, Any] | None = None,
@@ -432,7 +433,7 @@ def authorisation(case_id: int) -> Any:
     engine = get_engine()
     unit = UnitTasks(engine)
     unit.check(case_id, g.user.actor)
-    schema = engine.process_form("case_flow", AUTHORISATION_FORM) or {}
+    schema = service_form(engine, AUTHORISATION_FORM) or {}
     project = engine.get_case(case_id).data.get("project") or {}
     values: dict[str, Any] = {"principal": project.get("enterprise", ""),
                               "signatory": project.get("lead", "")}
