@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engine.actors import Proxy
 from engine.cases import Engine
 from engine.config import Config
 from engine.hooks import Hooks
@@ -51,5 +52,10 @@ def service_engine(config: Config, *, database: Database | None = None,
     engine = Engine(config, database=database, clock_source=clock_source,
                     functions=functions, hooks=hooks)
     engine.extensions["reference"] = reference
+    # 代办: the unit's agency authorisation lets a department's agents do its lane's steps.
+    for code, entry in reference.departments.items():
+        if entry.get("external") and entry.get("acted_for_by"):
+            engine.proxies[code] = Proxy(code, str(entry["acted_for_by"]),
+                                         participant="enterprise:{case_id}")
     calendar.refresh(engine)  # the office's holidays and make-up days over the published ones
     return engine

@@ -4,6 +4,7 @@ unit's own tasks (its lane) done there."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,10 +14,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agency.models import Document, EnterpriseLink
-from engine.actors import Actor
+from agency.reference import reference_of
+from engine.actors import Actor, OnBehalf
 from engine.audit.chain import NewEvent
-from engine.cases import Engine, TaskDetail
-from engine.errors import N_, CaseNotFound, EngineError, Forbidden, NotFound
+from engine.cases import CaseView, Engine, TaskDetail
+from engine.errors import (
+    N_,
+    CaseNotFound,
+    Conflict,
+    EngineError,
+    FieldError,
+    Forbidden,
+    InvalidData,
+    NotFound,
+    TaskNotFound,
+)
+from engine.pack.forms import FormCatalogue
+from engine.runtime.clock import SERVICE_TZ
 from engine.store.models import Case, Department, HumanTask
 
 PROJECT_UNIT = "project_unit"  # the lane (department code) of the project unit's own tasks
@@ -95,11 +109,13 @@ class Progress:
     documents: list[tuple[int, str, datetime]] = field(default_factory=list)
     # The one-time notices among them, shown with the task that asks to acknowledge one.
     notices: list[tuple[int, str, datetime]] = field(default_factory=list)
+    # The unit's steps an agent recorded for it (代为办理): (task title, item name, step).
+    on_behalf: list[tuple[str, str | None, ProxiedStep]] = field(default_factory=list)
 
 
 # The documents the service sends the project unit (the others are internal).
 ADDRESSED_KINDS = ("one_time_notice", "rejection", "commitment", "commitment_decision",
-                   "handover", "termination")
+                   "handover", "termination", "authorisation")
 
 
 def _link_view(row: EnterpriseLink) -> LinkView:
@@ -200,6 +216,9 @@ class EnterpriseLinks:
                     Document.case_id == case.id, Document.kind.in_(ADDRESSED_KINDS))
                 .order_by(Document.id))]
         view = _progress(case, tasks, departments)
+        titles = {t.id: (t.title, t.item_name) for t in tasks}
+        view.on_behalf.extend((*titles.get(step.task_id, (step.task_spec, None)), step)
+                              for step in proxied_steps(self.engine, case.id).values())
         view.documents.extend((id_, title, at) for id_, title, at, _kind in documents)
         view.notices.extend((id_, title, at) for id_, title, at, kind in documents
                             if kind == "one_time_notice")
@@ -222,6 +241,18 @@ class EnterpriseLinks:
                 HumanTask.department == PROJECT_UNIT).order_by(HumanTask.created_at,
                                                                HumanTask.id)))
         return [self.engine.get_task(task_id, actor) for task_id in ids]
+
+    def closed_task(self, token: str, task_id: str) -> tuple[HumanTask, ProxiedStep | None]:
+        """A task of the token's case in the unit's lane that is no longer open, with the
+        agent's record if one did it for the unit; NotFound for any other task."""
+        actor = self.actor(token)
+        with self.engine.db.reading() as s:
+            row = s.get(HumanTask, task_id) if len(task_id) <= 36 else None
+            if (row is None or row.case_id != _case_id(actor) or row.department != PROJECT_UNIT
+                    or row.state == "ready"):
+                raise NotFound("not found")
+            s.expunge(row)
+        return row, proxied_steps(self.engine, row.case_id).get(task_id)
 
     def _own_task(self, token: str, task_id: str) -> tuple[Actor, TaskDetail]:
         """A task of the token's case in the unit's lane; NotFound for any other."""
@@ -325,3 +356,210 @@ def _missing_materials(tasks: list[HumanTask]) -> list[str]:
         if task.spec_name == "check_materials" and result.get("decision") == "deficiency":
             return [str(m) for m in result.get("missing_materials", [])]
     return []
+
+
+# Acting for the unit (代为办理) ------------------------------------------------------------
+# Under the agency authorisation (代办委托书) the unit signs at the start, the Bureau's agents
+# may record each of the unit's steps for it, with how the unit confirmed the step and the
+# evidence; the unit's own page stays open to it all the same.
+
+CONFIRMATION_FORM = "on_behalf.schema.json"
+AUTHORISATION_FORM = "agency_authorisation.schema.json"
+AUTHORISATION_EVENT = "agency_authorisation_recorded"
+ON_BEHALF = N_("代为办理")
+EVIDENCE_FILES = 5  # evidence files at most per step
+
+
+@dataclass(frozen=True)
+class ProxiedStep:
+    """One of the unit's steps recorded for it by an agent, as every page shows it."""
+
+    task_id: str
+    task_spec: str
+    agent: str
+    at: datetime
+    on_behalf_of: str
+    method: str
+    method_title: str
+    confirmed_by: str
+    confirmed_on: str
+    note: str
+    evidence: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Authorisation:
+    """The unit's agency authorisation as recorded (the latest one counts)."""
+
+    principal: str
+    signatory: str
+    signed_on: str
+    signing_method: str
+    scope: str
+    recorded_by: str
+    recorded_at: datetime
+    document_id: int | None
+
+
+def service_form(engine: Engine, name: str) -> dict[str, Any] | None:
+    """One of the service's own forms (not a task's): a JSON Schema of the pack's folder."""
+    path = engine.config.processes_dir / "forms" / name
+    if not path.is_file():
+        return None
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+def form_titles(engine: Engine, form: str, field_name: str) -> dict[str, str]:
+    """The catalogue of a choice field of one of the service's forms: code -> title."""
+    schema = service_form(engine, form) or {}
+    prop = schema.get("properties", {}).get(field_name, {})
+    return {str(o.get("const")): str(o.get("title")) for o in prop.get("oneOf", [])}
+
+
+def proxied_steps(engine: Engine, case_id: int) -> dict[str, ProxiedStep]:
+    """The case's unit steps recorded by agents on its behalf, by task id."""
+    methods = form_titles(engine, CONFIRMATION_FORM, "confirmation_method")
+    found: dict[str, ProxiedStep] = {}
+    for event in engine.case_events(case_id, types=("task_completed",)):
+        if not event.data.get("on_behalf_of"):
+            continue
+        confirmation = dict(event.data.get("confirmation") or {})
+        method = str(confirmation.get("confirmation_method", ""))
+        found[str(event.data["task_id"])] = ProxiedStep(
+            task_id=str(event.data["task_id"]), task_spec=str(event.data.get("task_spec")),
+            agent=event.actor, at=event.at, on_behalf_of=str(event.data["on_behalf_of"]),
+            method=method, method_title=methods.get(method, method),
+            confirmed_by=str(confirmation.get("confirmed_by", "")),
+            confirmed_on=str(confirmation.get("confirmed_on", "")),
+            note=str(confirmation.get("confirmation_note", "")),
+            evidence=list(confirmation.get("evidence") or []))
+    return found
+
+
+class UnitTasks:
+    """The project unit's open tasks as the Bureau's agents see them, and their completion
+    on the unit's behalf (代为办理) under its agency authorisation."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def may_act(self, actor: Actor) -> bool:
+        """Whether the actor may act for the project unit (the engine's proxy decides)."""
+        return self.engine.acts_for(PROJECT_UNIT, actor)
+
+    def check(self, case_id: int, actor: Actor) -> None:
+        """CaseNotFound for a case the actor may not read; Forbidden for one it reads but
+        whose unit it may not act for."""
+        self.engine.check_case_visible(case_id, actor)
+        if not self.may_act(actor):
+            raise Forbidden(N_("只有市审批服务管理局的代办员可以代项目单位办理；"
+                               "项目单位也可在其进度页面自行办理"))
+
+    def open_tasks(self, case_id: int, actor: Actor) -> list[TaskDetail]:
+        """The case's ready tasks in the unit's lane, with their forms."""
+        self.check(case_id, actor)
+        with self.engine.db.reading() as s:
+            ids = list(s.scalars(select(HumanTask.id).where(
+                HumanTask.case_id == case_id, HumanTask.state == "ready",
+                HumanTask.department == PROJECT_UNIT).order_by(HumanTask.created_at,
+                                                               HumanTask.id)))
+        return [self.engine.get_task(task_id, actor) for task_id in ids]
+
+    def task(self, case_id: int, task_id: str, actor: Actor) -> TaskDetail:
+        """One task of the case in the unit's lane (any state); TaskNotFound for any other,
+        and for a task of a case the actor may not read (an id tells an outsider nothing)."""
+        try:
+            self.check(case_id, actor)
+        except CaseNotFound as exc:
+            raise TaskNotFound(f"task {task_id} does not exist") from exc
+        with self.engine.db.reading() as s:
+            row = s.get(HumanTask, task_id) if len(task_id) <= 36 else None
+            if row is None or row.case_id != case_id or row.department != PROJECT_UNIT:
+                raise TaskNotFound(f"task {task_id} does not exist")
+        return self.engine.get_task(task_id, actor)
+
+    def complete(self, case_id: int, task_id: str, data: dict[str, Any],
+                 confirmation: dict[str, Any], evidence: list[tuple[str, bytes]],
+                 actor: Actor, seen_version: int | None = None) -> CaseView:
+        """Record one of the unit's steps for it: the task's own form, how the unit confirmed
+        it (the confirmation form) and at least one evidence file, in one command."""
+        self.task(case_id, task_id, actor)
+        if self.authorisation(case_id) is None:
+            raise Conflict(N_("项目单位尚未签署代办委托书：请先在案件页登记代办委托书，再代为办理"))
+        self.check_confirmation(confirmation, evidence)
+        return self.engine.complete_for(task_id, data, actor,
+                                        OnBehalf(confirmation, tuple(evidence)), seen_version)
+
+    def check_confirmation(self, confirmation: dict[str, Any],
+                           evidence: list[tuple[str, bytes]]) -> None:
+        """InvalidData naming every problem of the confirmation and its evidence."""
+        errors: list[FieldError] = []
+        try:
+            self._forms(CONFIRMATION_FORM).validate(CONFIRMATION_FORM, confirmation)
+        except InvalidData as exc:
+            errors.extend(exc.errors)
+        today = self.engine.clock().astimezone(SERVICE_TZ).date().isoformat()
+        confirmed_on = confirmation.get("confirmed_on")
+        if isinstance(confirmed_on, str) and len(confirmed_on) == 10 and confirmed_on > today:
+            errors.append(FieldError("confirmed_on", N_("确认日期不能晚于今天")))
+        if not evidence:
+            errors.append(FieldError("evidence", N_(
+                "请上传项目单位确认的凭证（通话记录、上门记录或签字的纸质材料）")))
+        elif len(evidence) > EVIDENCE_FILES:
+            errors.append(FieldError("evidence", N_("每次最多上传5个凭证文件")))
+        if errors:
+            raise InvalidData(N_("代为办理的确认信息需要补充，未做任何更改"), errors)
+
+    def _forms(self, name: str) -> FormCatalogue:
+        schema = service_form(self.engine, name)
+        if schema is None:
+            raise EngineError(f"the form {name} is missing from the process pack")
+        return FormCatalogue({name: schema})
+
+    # The agency authorisation (代办委托书) --------------------------------------------
+
+    def authorisation(self, case_id: int) -> Authorisation | None:
+        """The unit's latest recorded agency authorisation, if any."""
+        events = self.engine.case_events(case_id, types=(AUTHORISATION_EVENT,))
+        if not events:
+            return None
+        event = events[-1]
+        data = dict(event.data.get("data") or {})
+        document = event.data.get("document_id")
+        return Authorisation(
+            principal=str(data.get("principal", "")), signatory=str(data.get("signatory", "")),
+            signed_on=str(data.get("signed_on", "")),
+            signing_method=str(data.get("signing_method", "")),
+            scope=str(data.get("authorisation_scope", "")), recorded_by=event.actor,
+            recorded_at=event.at, document_id=int(document) if document else None)
+
+    def record_authorisation(self, case_id: int, data: dict[str, Any], actor: Actor
+                             ) -> Authorisation:
+        """Record the authorisation the unit signed and issue the 代办委托书 document."""
+        from agency import documents
+
+        self.check(case_id, actor)
+        self._forms(AUTHORISATION_FORM).validate(AUTHORISATION_FORM, data)
+        today = self.engine.clock().astimezone(SERVICE_TZ).date().isoformat()
+        if str(data.get("signed_on", ""))[:10] > today:
+            raise InvalidData(N_("代办委托书的信息需要补充，未做任何更改"),
+                              [FieldError("signed_on", N_("签署日期不能晚于今天"))])
+        case = self.engine.get_case(case_id)
+        methods = form_titles(self.engine, AUTHORISATION_FORM, "signing_method")
+        bureau = reference_of(self.engine).departments.get("approval_bureau", {})
+        html = documents.render("authorisation", {
+            "title": AUTHORISATION_TITLE, "case": case, "project": case.data.get("project") or {},
+            "submitted": data, "methods": methods, "bureau": bureau,
+            "issued": self.engine.clock(), "recorded_by": actor.username})
+        view = documents.store(self.engine, case_id, "authorisation", "",
+                               f"{AUTHORISATION_TITLE}：{case.title}", None, html, actor)
+        self.engine.record_case_event(case_id, AUTHORISATION_EVENT,
+                                      {"data": data, "document_id": view.id}, actor)
+        found = self.authorisation(case_id)
+        if found is None:
+            raise EngineError(f"the authorisation of case {case_id} was not recorded")
+        return found
+
+
+AUTHORISATION_TITLE = "代办委托书"

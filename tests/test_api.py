@@ -385,6 +385,7 @@ class Route:
 
 PDF_BASE64 = "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCiUlRU9GCg=="
 PERMITTED_404 = {"message": "nobody_waits", "complete_job": "not_found",
+                 "complete_on_behalf": "task_not_found",
                  "fail_job": "not_found", "retry_job": "not_found",
                  # hidden from the caller: answered as missing (a document by its case)
                  "download_document": "case_not_found", "download_attachment": "not_found"}
@@ -488,6 +489,14 @@ ROUTES: dict[str, Route] = {
                         lambda api: {"reason": "correction", "days": 5}, writes=True),
     "resume_item": Route("POST", "/cases/{case}/items/{item}/resume", lambda api: {},
                          writes=True),
+    # The project unit's tasks done on its behalf (webapp/api_unit_tasks.py, rule R05)
+    "unit_tasks": Route("GET", "/cases/{case}/unit-tasks"),
+    "complete_on_behalf": Route("POST", "/cases/{case}/unit-tasks/{task}/complete-on-behalf",
+                                lambda api: {"data": {}, "confirmation": {}, "evidence": [],
+                                             "version": 1}, writes=True),
+    "record_authorisation": Route("POST", "/cases/{case}/authorisation", lambda api: {
+        "data": {"principal": "中卫市沙坡头区冷链物流有限公司", "signatory": "张伟",
+                 "signed_on": "2026-03-02", "signing_method": "paper"}}, writes=True),
 }
 
 _R = dict(zip(ROLES, range(len(ROLES)), strict=True))
@@ -533,6 +542,11 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "case_clocks": (401, 200, 404, 200, 404, 200, 200, 200),
     "pause_item":  (401, 403, 404, 403, 404, 409, 403, 403),
     "resume_item": (401, 403, 404, 403, 404, 409, 403, 403),
+    # only the Bureau's agents act for the unit; others who read the case: 403 (select_items
+    # is no task of the unit: 404 for the Bureau's agent)
+    "unit_tasks":  (401, 200, 404, 403, 404, 403, 403, 403),
+    "complete_on_behalf": (401, 404, 404, 403, 404, 403, 403, 403),
+    "record_authorisation": (401, 201, 404, 403, 404, 403, 403, 403),
 }
 # 404, not 403, where the caller may not see the task or case: the same answer as for one
 # that does not exist (issue 14.5); 403 where the caller sees it but may not change it.

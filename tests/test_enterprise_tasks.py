@@ -81,11 +81,13 @@ def test_the_unit_supplies_the_missing_material_by_upload_and_it_is_audited(app,
     assert events == [("attachment_added", f"enterprise:{case_id}"),
                       ("task_completed", f"enterprise:{case_id}")]
     assert service.engine.verify_case(case_id).ok
-    # Done once: posting again changes nothing.
+    # Done once: posting again changes nothing, and says so (409, not "page not found").
+    count = len(service.engine.case_events(case_id))
     again = visitor.post(f"/p/{token}/tasks/{task_id}", data={
         "csrf_token": csrf, "version": version, "action": "complete",
         "supplied_materials": "project_code_proof", "supplied_date": "2026-03-03"})
-    assert again.status_code == 404
+    assert again.status_code == 409 and "无需再提交" in again.get_data(as_text=True)
+    assert len(service.engine.case_events(case_id)) == count
 
 
 def test_only_that_cases_own_tasks_only_through_a_live_token(app, service):

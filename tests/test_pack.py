@@ -162,6 +162,8 @@ def test_forms_are_valid_titled_and_do_not_touch_routing_data():
     assert referenced <= files
     # the start form, and the schemas of a message's payload and of an external job's output
     assert files - referenced == {"case_flow.start.schema.json",
+                                  # the service's own forms: acting for the unit (R05)
+                                  "on_behalf.schema.json", "agency_authorisation.schema.json",
                                   "message.item_approval_result.schema.json",
                                   "licence_archive.output.schema.json"}
     for path in FORMS.glob("*.schema.json"):

@@ -265,6 +265,21 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
                        {"question": "能否申请技改补助？", "answer": "投产后可申报"}), False,
         {**LOGIN, "owner_agent": 302, "other_agent": 404, "leader": 403, "office": 403,
          "admin": 403, "auditor": 403}),
+    # Acting for the project unit (代为办理, rule R05): the Approval Service Bureau's agents
+    # only; select_items is no task of the unit, so even they find it "not found".
+    ("/cases/<int:case_id>/unit-tasks/<task_id>", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/unit-tasks/{t.task_id}", None), False,
+        {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 404, "other_agent": 404}),
+    ("/cases/<int:case_id>/unit-tasks/<task_id>", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/unit-tasks/{t.task_id}",
+                       {"confirmation_method": "phone"}), False,
+        {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 404, "other_agent": 404}),
+    ("/cases/<int:case_id>/authorisation", "GET"): (
+        lambda ws, t: (f"/cases/{t.case_id}/authorisation", None), False,
+        {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 200, "other_agent": 404}),
+    ("/cases/<int:case_id>/authorisation", "POST"): (
+        lambda ws, t: (f"/cases/{t.case_id}/authorisation", {"signatory": "张伟"}), False,
+        {**dict.fromkeys(ROLES, 403), **LOGIN, "owner_agent": 422, "other_agent": 404}),
     ("/cases/<int:case_id>/terminate", "POST"): (
         lambda ws, t: (f"/cases/{t.case_id}/terminate", {"reason": "项目单位主动要求终止"}), False,
         {**LOGIN, "owner_agent": 403, "other_agent": 403, "leader": 403, "office": 302,

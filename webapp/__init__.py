@@ -54,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api_clocks,  # noqa: F401  (routes on the API's blueprint)
         api_interop,  # noqa: F401
         api_lifecycle,  # noqa: F401
+        api_unit_tasks,  # noqa: F401
         audit,
         auth,
         cases,

@@ -20,11 +20,19 @@ from flask import (
 from flask_babel import gettext as _
 
 from agency import records
-from agency.enterprise import PROJECT_UNIT
+from agency.enterprise import (
+    AUTHORISATION_FORM,
+    CONFIRMATION_FORM,
+    PROJECT_UNIT,
+    UnitTasks,
+    form_titles,
+    proxied_steps,
+    service_form,
+)
 from agency.reference import ReferenceData
 from engine.cases import CaseView, TaskDetail, TaskView
 from engine.cases.views import COMMENT_ROLES
-from engine.errors import Conflict, InvalidData
+from engine.errors import Conflict, InvalidData, TaskNotReady
 from engine.store.files import AttachmentRefused
 from webapp import get_engine
 from webapp.auth import HOMES, home_of, requires
@@ -125,8 +133,12 @@ def inbox() -> Any:
     query = {k: v for k, v in {"phase": phase, "item": item, "overdue": "1" if overdue else None,
                                "mine": "1" if mine else None, "green": "1" if green else None,
                                "sort": sort}.items() if v}
+    # The project unit's open tasks, for the agents who may record them on its behalf (R05).
+    unit_tasks = (engine.list_tasks(department=PROJECT_UNIT, limit=PAGE_SIZE)
+                  if engine.acts_for(PROJECT_UNIT, g.user.actor) else [])
     return render_template(
         "agent/inbox.html", rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
+        unit_rows=[task_row(t, now) for t in unit_tasks],
         counts=counts,
         total=total, page=page, pages=pages, query=query, phases=phases, items=items,
         page_url=lambda n: url_for("agent.inbox") + "?" + urlencode({**query, "page": n}),
@@ -198,9 +210,14 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
     other_errors = [msg for path, msg in errors.items()
                     if path.split(".")[0].split("-")[0] not in known]
     may_work = detail.task.state == "ready" and g.user.actor.may_work_on(detail.task.department)
+    may_act_for = detail.task.state == "ready" and engine.acts_for(detail.task.department,
+                                                                    g.user.actor)
+    proxied = (proxied_steps(engine, detail.task.case_id).get(detail.task.id)
+               if detail.task.department == PROJECT_UNIT else None)
     now = engine.clock()
     return render_template("agent/task.html", detail=detail, fields=fields, errors=errors,
                            other_errors=other_errors, message=message, may_work=may_work,
+                           may_act_for=may_act_for, proxied=proxied,
                            row=task_row(detail.task, now), department_name=department_name,
                            time_limit=time_limit(detail.task.item_code),
                            comments=get_engine().list_comments(detail.task.case_id,
@@ -323,6 +340,11 @@ def case(case_id: int) -> Any:
                            may_comment=g.user.role in COMMENT_ROLES,
                            department_name=department_name,
                            unit_tasks=[t for t in tasks if t.department == PROJECT_UNIT],
+                           proxied=proxied_steps(engine, case_id),
+                           may_act_for=UnitTasks(engine).may_act(g.user.actor),
+                           authorisation=UnitTasks(engine).authorisation(case_id),
+                           confirmation_methods=form_titles(engine, CONFIRMATION_FORM,
+                                                            "confirmation_method"),
                            notes=records.case_notes(engine, case_id),
                            note_kinds={k: records.KINDS[k] for k in records.NOTE_FIELDS},
                            note_fields=records.NOTE_FIELDS,
@@ -345,3 +367,88 @@ def comment(case_id: int) -> Any:
         return redirect(back)
     flash(_("Comment added."))
     return redirect(back)
+
+
+# Acting for the project unit (代为办理, rule R05) ------------------------------------------
+
+
+def _confirmation_schema() -> dict[str, Any]:
+    return service_form(get_engine(), CONFIRMATION_FORM) or {}
+
+
+def render_unit_task(case_id: int, task_id: str, values: dict[str, Any] | None = None,
+                     errors: dict[str, str] | None = None, message: str | None = None,
+                     status: int = 200) -> Any:
+    """The form to record one of the unit's steps for it: the task's own form, how the unit
+    confirmed it and the evidence."""
+    unit = UnitTasks(get_engine())
+    detail = unit.task(case_id, task_id, g.user.actor)
+    errors = errors or {}
+    if values is None:
+        declared = (detail.form_schema or {}).get("properties", {})
+        values = {k: v for k, v in detail.data.items() if k in declared}
+    case_view = get_engine().get_case(case_id)
+    return render_template(
+        "agent/unit_task.html", detail=detail, case=case_view, message=message,
+        errors=errors, fields=fields_for(localised(detail.form_schema), values, errors),
+        confirmation=fields_for(localised(_confirmation_schema()), values, errors),
+        authorisation=unit.authorisation(case_id),
+        proxied=proxied_steps(get_engine(), case_id).get(task_id),
+        kept=request.method == "POST", department_name=department_name), status
+
+
+@bp.route("/cases/<int:case_id>/unit-tasks/<task_id>", methods=["GET", "POST"])
+@requires("agent")
+def unit_task(case_id: int, task_id: str) -> Any:
+    """Record one of the project unit's steps on its behalf (代为办理)."""
+    if request.method == "GET":
+        return render_unit_task(case_id, task_id)
+    unit = UnitTasks(get_engine())
+    detail = unit.task(case_id, task_id, g.user.actor)
+    data = data_from_form(detail.form_schema, request.form)
+    confirmation = data_from_form(_confirmation_schema(), request.form)
+    evidence = [(f.filename or "", f.read()) for f in request.files.getlist("evidence")
+                if f.filename]
+    values = {**data, **confirmation}
+    try:
+        unit.complete(case_id, task_id, data, confirmation, evidence, g.user.actor,
+                      request.form.get("version", type=int))
+    except InvalidData as exc:
+        found = {path: engine_message(msg) for path, msg in error_paths(exc.errors).items()}
+        return render_unit_task(case_id, task_id, values, found, status=422)
+    except AttachmentRefused as exc:
+        return render_unit_task(case_id, task_id, values,
+                                {"evidence": engine_message(exc.message)}, status=422)
+    except (Conflict, TaskNotReady) as exc:
+        return render_unit_task(case_id, task_id, values, message=engine_message(exc.message),
+                                status=409)
+    flash(_("已代项目单位办理：%(title)s", title=task_title(detail.task)))
+    return redirect(url_for("agent.case", case_id=case_id) + "#project-unit")
+
+
+@bp.route("/cases/<int:case_id>/authorisation", methods=["GET", "POST"])
+@requires("agent")
+def authorisation(case_id: int) -> Any:
+    """Record the agency authorisation (代办委托书) the project unit signed."""
+    engine = get_engine()
+    unit = UnitTasks(engine)
+    unit.check(case_id, g.user.actor)
+    schema = service_form(engine, AUTHORISATION_FORM) or {}
+    project = engine.get_case(case_id).data.get("project") or {}
+    values: dict[str, Any] = {"principal": project.get("enterprise", ""),
+                              "signatory": project.get("lead", "")}
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        values = data_from_form(schema, request.form)
+        try:
+            unit.record_authorisation(case_id, values, g.user.actor)
+        except InvalidData as exc:
+            errors = {path: engine_message(msg) for path, msg in error_paths(exc.errors).items()}
+            status = 422
+        else:
+            flash(_("代办委托书已登记，代办员可代项目单位办理其事项"))
+            return redirect(url_for("agent.case", case_id=case_id) + "#project-unit")
+    return render_template("agent/authorisation.html", case=engine.get_case(case_id),
+                           fields=fields_for(localised(schema), values, errors),
+                           errors=errors, current=unit.authorisation(case_id)), status

@@ -19,13 +19,15 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from agency.enterprise import PHASES, STAGES, EnterpriseLinks, may_manage
+from agency.enterprise import PHASES, STAGES, EnterpriseLinks, ProxiedStep, may_manage
 from engine.errors import Conflict, InvalidData, NotFound, TaskNotReady
 from engine.store.files import AttachmentRefused
+from engine.store.models import HumanTask
 from webapp import get_engine
 from webapp.auth import requires
 from webapp.forms import data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
+from webapp.labels import local_time, person
 from webapp.pack_i18n import localised, task_title
 
 bp = Blueprint("enterprise", __name__)
@@ -80,8 +82,11 @@ def task(token: str, task_id: str) -> Any:
     """The project unit uploads a file to, or completes, one of its own tasks."""
     links = _links()
     try:
-        detail = next(d for d in links.tasks(token) if d.task.id == task_id)
-    except (NotFound, StopIteration):
+        detail = next((d for d in links.tasks(token) if d.task.id == task_id), None)
+        if detail is None:  # done already (by the unit or by an agent for it), or no such task
+            return _page(token, message=_closed_message(*links.closed_task(token, task_id)),
+                         status=409)
+    except NotFound:
         abort(404)
     values = data_from_form(detail.form_schema, request.form)
     action = request.form.get("action", "complete")
@@ -110,6 +115,19 @@ def task(token: str, task_id: str) -> Any:
         return _page(token, message=engine_message(exc.message), status=409)
     flash(_("Submitted: %(title)s", title=task_title(detail.task)))
     return redirect(url_for("enterprise.progress", token=token))
+
+
+def _closed_message(row: HumanTask, step: ProxiedStep | None) -> str:
+    """Why a task of the unit cannot be submitted any more, as the unit reads it."""
+    title = task_title(row)
+    if step is not None:
+        return _("“%(title)s”已由代办员 %(agent)s 于 %(when)s 代贵单位办理（代为办理），"
+                 "无需再提交；本次提交未做任何更改。", title=title, agent=person(step.agent),
+                 when=local_time(step.at))
+    if row.state == "completed" and row.completed_at is not None:
+        return _("“%(title)s”已于 %(when)s 提交，无需再提交；本次提交未做任何更改。",
+                 title=title, when=local_time(row.completed_at))
+    return _("“%(title)s”已撤回，无需再提交；本次提交未做任何更改。", title=title)
 
 
 @bp.route("/p/<token>/documents/<int:document_id>.pdf")

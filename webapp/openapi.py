@@ -11,6 +11,7 @@ from typing import Any
 
 from webapp import openapi_clocks as item_clocks
 from webapp import openapi_lifecycle as lifecycle
+from webapp import openapi_unit_tasks as unit_tasks
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
@@ -368,6 +369,9 @@ _PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
 _SCHEMAS.update(item_clocks.SCHEMAS)
 for _path, _operations in item_clocks.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
+# The project unit's tasks done on its behalf (rule R05), also in their own module.
+_SCHEMAS.update(unit_tasks.SCHEMAS)
+_PATHS.update(unit_tasks.PATHS)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.actors import STARTERS, SYSTEM, Actor
+from engine.actors import STARTERS, SYSTEM, Actor, OnBehalf
 from engine.audit import chain as audit
 from engine.audit.chain import GENESIS, NewEvent
 from engine.cases.instrument import command
@@ -206,6 +206,17 @@ class Commands(Queries):
         """Complete a ready task with the actor's data; the next wait state is reached."""
         submitted = plain_data(data)
         return self._task_command(task_id, actor, seen_version, "task_completed", submitted)
+
+    @command()
+    def complete_for(self, task_id: str, data: Mapping[str, Any], actor: Actor,
+                     on_behalf: OnBehalf, seen_version: int | None = None) -> CaseView:
+        """Complete an external lane's ready task on its participant's behalf: the actor is
+        one the lane's proxy names; the event records whom it acted for (`on_behalf_of`),
+        how the participant confirmed the step and the evidence, stored in the same
+        transaction. Re-execution applies it as any completion."""
+        submitted = plain_data(data)
+        return self._task_command(task_id, actor, seen_version, "task_completed", submitted,
+                                  on_behalf)
 
     @command()
     def claim_task(self, task_id: str, actor: Actor, seen_version: int | None = None

@@ -323,6 +323,12 @@ class Queries(Verifying):
             return loaded
         return schema
 
+    def acts_for(self, department: str | None, actor: Actor) -> bool:
+        """Whether the actor may complete `department`'s tasks on its participant's behalf
+        (the department is an external lane whose proxy names the actor)."""
+        proxy = self.proxies.get(department or "")
+        return proxy is not None and proxy.allows(actor)
+
     def may_see_case(self, case_id: int, actor: Actor) -> bool:
         """Whether the actor may read a case: the office, administrators and auditors see
         every case; agents and leaders the cases where their department holds or held a task,
@@ -378,7 +384,7 @@ class Queries(Verifying):
             # A department involved in the case reads (never changes) its completed tasks:
             # the decisions it acts on, such as the reasons for a non-acceptance. Others'
             # tasks read as missing, like tasks that do not exist.
-            if not (actor.may_see_task(row.department)
+            if not (actor.may_see_task(row.department) or self.acts_for(row.department, actor)
                     or (row.state == "completed" and self.may_see_case(row.case_id, actor))):
                 raise TaskNotFound(f"task {task_id} does not exist")
             version = self._version(s, case.process_version_id)

@@ -16,7 +16,7 @@ from SpiffWorkflow.task import Task
 from sqlalchemy import Select, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.actors import Actor
+from engine.actors import Actor, OnBehalf, Proxy
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
 from engine.cases.elements import sync_elements
@@ -31,6 +31,7 @@ from engine.cases.views import (
     case_view,
     open_task_views,
     parse_due,
+    plain_data,
     task_view,
 )
 from engine.cases.waits import sync_interactions
@@ -70,8 +71,9 @@ from engine.runtime.spiff import (
     task_ids,
 )
 from engine.store.db import Database
-from engine.store.files import FileStore
+from engine.store.files import FileStore, check_upload
 from engine.store.models import (
+    Attachment,
     Case,
     CaseElement,
     CaseSnapshot,
@@ -131,6 +133,8 @@ class CaseStore:
         self.clock = clock_source
         self.functions = {**case_data.FUNCTIONS, **dict(functions or {})}
         self.hooks = hooks or Hooks()
+        # External lanes whose participant a department acts for (declared by the service).
+        self.proxies: dict[str, Proxy] = {}
         # Services built on the engine keep their per-engine state here (cf. Flask extensions).
         self.extensions: dict[str, Any] = {}
         self.script_engine = expressions.SafeScriptEngine(functions=self.functions)
@@ -191,12 +195,17 @@ class CaseStore:
         return FileStore(self.config.instance_dir / "attachments")
 
     def _task_command(self, task_id: str, actor: Actor, seen_version: int | None,
-                      event_type: str, submitted: dict[str, Any]) -> CaseView:
+                      event_type: str, submitted: dict[str, Any],
+                      on_behalf: OnBehalf | None = None) -> CaseView:
         now = self.clock()
         with self._unit() as s:
             case, rows = self._lock_task_case(s, task_id)
             row = rows[task_id]
-            self._check_task_actor(row, actor)
+            proxy = None
+            if on_behalf is None:
+                self._check_task_actor(row, actor)
+            else:
+                proxy = self._check_proxy(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
             if seen_version is not None and row.version != seen_version:
@@ -213,14 +222,17 @@ class CaseStore:
                                    today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
             for hook in self.hooks.data_submitted:
                 hook(s, DataSubmitted(case, row.spec_name, submitted))
+            payload: dict[str, Any] = {"task_id": task_id, "task_spec": row.spec_name,
+                                       "data": submitted}
+            if proxy is not None and on_behalf is not None:
+                payload.update(self._proxied(s, case, row, actor, now, proxy, on_behalf))
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None
             row.result = submitted
             others = {i: r for i, r in rows.items() if i != task_id and r.state == "ready"}
-            view = self._change(s, case, actor, now, event_type,
-                                {"task_id": task_id, "task_spec": row.spec_name,
-                                 "data": submitted}, done_task=row.id, open_rows=others)
+            view = self._change(s, case, actor, now, event_type, payload, done_task=row.id,
+                                open_rows=others)
         return replace(view, completed_task=task_view(row, case.title))
 
     def _case_command(self, case_id: int, actor: Actor, event_type: str,
@@ -634,6 +646,42 @@ class CaseStore:
         if found is None:
             raise TaskNotFound(f"task {task_id} does not exist")
         return found[0], found[1]
+
+    def _check_proxy(self, row: HumanTask, actor: Actor) -> Proxy:
+        """The proxy under which the actor completes an external lane's task for its
+        participant: Forbidden for a task of no external lane, or an actor it does not name."""
+        proxy = self.proxies.get(row.department or "")
+        if proxy is None:
+            raise Forbidden("this task is not a task of an external participant; complete "
+                            "it as your own task")
+        if not proxy.allows(actor):
+            raise Forbidden(f"only the agents of {proxy.department} may act for "
+                            f"{proxy.lane}")
+        return proxy
+
+    def _proxied(self, s: Session, case: Case, row: HumanTask, actor: Actor, now: datetime,
+                 proxy: Proxy, on_behalf: OnBehalf) -> dict[str, Any]:
+        """Store a proxied completion's evidence (one `attachment_added` event each, before
+        the completion) and return what the completion event records of it."""
+        participant = proxy.participant_of(case.id)
+        evidence = []
+        for filename, content in on_behalf.evidence:
+            name, content_type = check_upload(filename, content)
+            digest = self.files.put(content)
+            attachment = Attachment(case_id=case.id, task_id=row.id, material=None,
+                                    filename=name, content_type=content_type,
+                                    size=len(content), sha256=digest,
+                                    uploaded_by=actor.username, uploaded_at=now)
+            s.add(attachment)
+            s.flush()
+            self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
+                "attachment_id": attachment.id, "task_id": row.id, "material": None,
+                "filename": name, "size": len(content), "sha256": digest,
+                "on_behalf_of": participant}))
+            evidence.append({"attachment_id": attachment.id, "filename": name,
+                             "sha256": digest})
+        return {"on_behalf_of": participant,
+                "confirmation": {**plain_data(on_behalf.confirmation), "evidence": evidence}}
 
     @staticmethod
     def _check_task_actor(row: HumanTask, actor: Actor) -> None:
