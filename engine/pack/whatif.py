@@ -535,14 +535,15 @@ class _LostLease(Exception):
     """Another worker took the run over (this one stopped renewing it in time)."""
 
 
-def run_view(engine: Engine, run_id: int) -> RunView:
-    """A run with its progress and every outcome so far, in the order the cases were chosen."""
+def run_view(engine: Engine, run_id: int, outcomes: bool = True) -> RunView:
+    """A run with its progress and (unless `outcomes` is false) every outcome so far, in
+    the order the cases were chosen."""
     with engine.db.reading() as s:
         run = s.get(WhatIfRun, run_id)
         if run is None:
             raise ProcessNotFound(f"what-if run {run_id} does not exist")
         rows = s.scalars(select(WhatIfResult).where(WhatIfResult.run_id == run_id)
-                         .order_by(WhatIfResult.position))
+                         .order_by(WhatIfResult.position)) if outcomes else []
         results = [ResultView(r.case_id, r.outcome, r.migratable, r.detail.get("title", ""),
                               r.detail.get("status", ""), r.detail.get("events", 0),
                               r.detail.get("divergence"), r.detail.get("migration_reasons", []),
