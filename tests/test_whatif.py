@@ -174,3 +174,13 @@ def test_a_replay_of_other_cases_or_by_others_is_refused_and_stores_nothing(engi
     with pytest.raises(Conflict, match="not a draft"):
         whatif.start_run(engine, published, [waiting], ADMIN)
     assert whatif.runs_of(engine, draft) == []
+
+
+def test_the_what_if_bench_replays_its_recorded_cases(tmp_path):
+    from bench import whatif as bench_whatif
+
+    figures = bench_whatif.measure(tmp_path, cases=8)
+    assert figures["cases"] == 8 and figures["events"] > 8
+    assert figures["renamed"]["identical"] == 8 and figures["renamed"]["failed"] == 0
+    # Every case with items took the changed branch; the one without items (n % 7 == 6) did not.
+    assert figures["gateway"]["diverged"] == 7 and figures["gateway"]["identical"] == 1
