@@ -184,3 +184,17 @@ def test_the_what_if_bench_replays_its_recorded_cases(tmp_path):
     assert figures["renamed"]["identical"] == 8 and figures["renamed"]["failed"] == 0
     # Every case with items took the changed branch; the one without items (n % 7 == 6) did not.
     assert figures["gateway"]["diverged"] == 7 and figures["gateway"]["identical"] == 1
+
+
+def test_a_run_left_by_a_stopped_worker_is_taken_over(make_pack_engine, db_url, clock):
+    engine = make_pack_engine(db_url)
+    cases = three_cases(engine)
+    draft = draft_of(engine, renamed_review((PACK / "phase_2.bpmn").read_bytes()))
+    run_id = whatif.start_run(engine, draft, cases, ADMIN)
+    assert whatif._claim(engine, "worker-a") == run_id  # then worker a stops
+    assert whatif.work(engine, "worker-b", seconds=30) == (0, False)  # a still holds it
+    assert whatif.run_view(engine, run_id).state == "running"
+    clock.advance(minutes=3)  # a's lease ran out
+    assert whatif.work(engine, "worker-b", seconds=30) == (3, False)
+    run = whatif.run_view(engine, run_id)
+    assert run.state == "done" and [r.outcome for r in run.results] == ["identical"] * 3

@@ -464,7 +464,8 @@ def _claim(engine: Engine, worker: str) -> int | None:
 
 
 def work(engine: Engine, worker: str, seconds: float = 2.0) -> tuple[int, bool]:
-    """Replay cases of pending runs for about `seconds`; (cases replayed, whether work is left).
+    """Replay cases of pending runs for about `seconds`; (cases replayed, whether work this
+    worker could take is left: a run another worker holds is not).
 
     Outcomes are written every few cases with the run's progress, as long as this worker
     still holds the run; a case that cannot be read is recorded as failed.
@@ -542,8 +543,9 @@ def run_view(engine: Engine, run_id: int, outcomes: bool = True) -> RunView:
         run = s.get(WhatIfRun, run_id)
         if run is None:
             raise ProcessNotFound(f"what-if run {run_id} does not exist")
-        rows = s.scalars(select(WhatIfResult).where(WhatIfResult.run_id == run_id)
-                         .order_by(WhatIfResult.position)) if outcomes else []
+        rows: Iterable[WhatIfResult] = s.scalars(
+            select(WhatIfResult).where(WhatIfResult.run_id == run_id)
+            .order_by(WhatIfResult.position)) if outcomes else []
         results = [ResultView(r.case_id, r.outcome, r.migratable, r.detail.get("title", ""),
                               r.detail.get("status", ""), r.detail.get("events", 0),
                               r.detail.get("divergence"), r.detail.get("migration_reasons", []),
