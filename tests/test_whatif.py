@@ -198,3 +198,18 @@ def test_a_run_left_by_a_stopped_worker_is_taken_over(make_pack_engine, db_url, 
     assert whatif.work(engine, "worker-b", seconds=30) == (3, False)
     run = whatif.run_view(engine, run_id)
     assert run.state == "done" and [r.outcome for r in run.results] == ["identical"] * 3
+
+
+def test_a_run_goes_on_over_several_slices_of_the_same_worker(engine):
+    cases = three_cases(engine)
+    draft = draft_of(engine, renamed_review((PACK / "phase_2.bpmn").read_bytes()))
+    run_id = whatif.start_run(engine, draft, cases, ADMIN)
+    progress = []
+    while True:  # slices too short for more than the one batch each is sure to do
+        replayed, more = whatif.work(engine, "worker-a", seconds=0, batch_size=1)
+        progress.append((replayed, whatif.run_view(engine, run_id, outcomes=False).done))
+        if not more:
+            break
+    assert progress == [(1, 1), (1, 2), (1, 3)]
+    assert whatif.run_view(engine, run_id).state == "done"
+    assert whatif.work(engine, "worker-a") == (0, False)

@@ -442,28 +442,33 @@ def start_run(engine: Engine, version_id: int, case_ids: Iterable[int], actor: A
         return run.id
 
 
+def _takable(worker: str, now: datetime) -> ColumnElement[bool]:
+    """Runs a worker may take: queued ones, its own unfinished ones, and running ones whose
+    worker stopped renewing them."""
+    return or_(WhatIfRun.state == "queued",
+               (WhatIfRun.state == "running")
+               & or_(WhatIfRun.worker == worker, WhatIfRun.lease_until < now))
+
+
 def _claim(engine: Engine, worker: str) -> int | None:
-    """Take the oldest queued run, or a running one whose worker stopped renewing it."""
+    """Take the oldest run this worker may take (see `_takable`)."""
     now = engine.clock()
     with engine.db.reading() as s:
-        ids = list(s.scalars(select(WhatIfRun.id).where(or_(
-            WhatIfRun.state == "queued",
-            (WhatIfRun.state == "running") & (WhatIfRun.lease_until < now)))
-            .order_by(WhatIfRun.id).limit(5)))
+        ids = list(s.scalars(select(WhatIfRun.id).where(_takable(worker, now))
+                             .order_by(WhatIfRun.id).limit(5)))
     for run_id in ids:
         with engine.db.transaction() as s:
-            taken = s.execute(update(WhatIfRun).where(
-                WhatIfRun.id == run_id, or_(WhatIfRun.state == "queued",
-                                            (WhatIfRun.state == "running")
-                                            & (WhatIfRun.lease_until < now)))
-                .values(state="running", worker=worker, lease_until=now + LEASE,
-                        started_at=func.coalesce(WhatIfRun.started_at, now)))
+            taken = s.execute(update(WhatIfRun).where(WhatIfRun.id == run_id,
+                                                      _takable(worker, now))
+                              .values(state="running", worker=worker, lease_until=now + LEASE,
+                                      started_at=func.coalesce(WhatIfRun.started_at, now)))
             if taken.rowcount == 1:  # type: ignore[attr-defined]
                 return run_id
     return None
 
 
-def work(engine: Engine, worker: str, seconds: float = 2.0) -> tuple[int, bool]:
+def work(engine: Engine, worker: str, seconds: float = 2.0,
+         batch_size: int = COMMIT_EVERY) -> tuple[int, bool]:
     """Replay cases of pending runs for about `seconds`; (cases replayed, whether work this
     worker could take is left: a run another worker holds is not).
 
@@ -472,12 +477,12 @@ def work(engine: Engine, worker: str, seconds: float = 2.0) -> tuple[int, bool]:
     """
     deadline = time.monotonic() + seconds
     replayed = 0
-    while time.monotonic() < deadline:
+    while True:  # at least one batch, however short the slice
         run_id = _claim(engine, worker)
         if run_id is None:
             return replayed, False
         try:
-            replayed += _work_on(engine, run_id, worker, deadline)
+            replayed += _work_on(engine, run_id, worker, deadline, batch_size)
         except _LostLease:
             log.warning("what-if run %s was taken over by another worker", run_id)
         except Exception as exc:
@@ -486,13 +491,16 @@ def work(engine: Engine, worker: str, seconds: float = 2.0) -> tuple[int, bool]:
                     state="failed", error=f"{type(exc).__name__}: {exc}",
                     finished_at=engine.clock()))
             raise
+        if time.monotonic() >= deadline:
+            break
     with engine.db.reading() as s:
         left = s.scalar(select(func.count()).select_from(WhatIfRun).where(
-            WhatIfRun.state.in_(("queued", "running")))) or 0
+            _takable(worker, engine.clock()))) or 0
     return replayed, left > 0
 
 
-def _work_on(engine: Engine, run_id: int, worker: str, deadline: float) -> int:
+def _work_on(engine: Engine, run_id: int, worker: str, deadline: float,
+             batch_size: int) -> int:
     with engine.db.reading() as s:
         run = s.get(WhatIfRun, run_id)
         assert run is not None  # noqa: S101 (claimed just now; runs are never deleted)
@@ -500,8 +508,10 @@ def _work_on(engine: Engine, run_id: int, worker: str, deadline: float) -> int:
         position = run.done
         draft = engine._version(s, run.version_id)
     replayed = 0
-    while pending and time.monotonic() < deadline:
-        batch, pending = pending[:COMMIT_EVERY], pending[COMMIT_EVERY:]
+    while pending:
+        if replayed and time.monotonic() >= deadline:
+            break  # the rest in the next slice (at least one batch a slice)
+        batch, pending = pending[:batch_size], pending[batch_size:]
         outcomes: list[CaseOutcome] = []
         with engine.db.reading() as s:
             for case_id in batch:
