@@ -21,7 +21,7 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import create_engine, select, text
 
-from bench import inbox, messages, seals, web
+from bench import inbox, messages, seals, web, whatif
 from bench.casegen import human_task_count, item_list, write_pack, write_parallel_pack
 from engine.actors import Actor
 from engine.audit.history import case_history
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-seconds", type=float, default=15,
                         help="seconds the agents are measured on each database")
     parser.add_argument("--http-cases", type=int, default=30, help="cases the agents work on")
+    parser.add_argument("--whatif-cases", type=int, default=1000,
+                        help="recorded cases of the pack replayed against a draft")
     args = parser.parse_args(argv)
     tasks = human_task_count(args.blocks, args.items)
     with tempfile.TemporaryDirectory() as tmp:
@@ -299,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"over the same cases: audit search {pages['audit_search']:.1f} ms (by department"
               f" {pages['audit_search_department']:.1f} ms), dashboard {pages['dashboard']:.1f} "
               f"ms, heatmap of the version {pages['heatmap']:.1f} ms (median of 3)")
+        replay = whatif.measure(Path(tmp) / "whatif", args.whatif_cases)
+        for draft, label in (("renamed", "identical runs"), ("gateway", "diverging")):
+            r = replay[draft]
+            print(f"what-if replay of {replay['cases']:,} recorded phase_2 cases "
+                  f"({replay['events']:,} events) against a draft, {label}: "
+                  f"{r['cases_per_s']:.1f} cases/s ({r['seconds']:.1f} s wall, "
+                  f"{r['cpu_seconds']:.1f} s CPU = {r['cases_per_cpu_s']:.1f} cases per CPU "
+                  f"second; {r['identical']} identical, {r['diverged']} diverged)")
     figures = {
         "human_tasks": tasks,
         "raw_per_s": round(raw["per_s"], 1),
@@ -328,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         "start_ms_plain": round(starts["plain"], 2),
         "start_ms_parallel": round(starts["parallel"], 2),
         "message_per_s": round(correlated["per_s"], 1),
+        "whatif_cases": replay["cases"],
+        "whatif_identical_cases_per_s": replay["renamed"]["cases_per_s"],
+        "whatif_identical_cases_per_cpu_s": replay["renamed"]["cases_per_cpu_s"],
+        "whatif_diverging_cases_per_s": replay["gateway"]["cases_per_s"],
     }
     for suffix, values in http.items():
         figures.update({f"{key}{suffix}": value for key, value in values.items()})

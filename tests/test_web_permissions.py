@@ -154,12 +154,18 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
            ("/admin/processes/<process_id>/migrate", "/admin/processes/case_flow/migrate",
             ADMINS),
            ("/admin/decisions/<file_name>", "/admin/decisions/item_selection.dmn", ADMINS),
-           ("/admin/accounts", "/admin/accounts", ADMINS)]},
+           ("/admin/accounts", "/admin/accounts", ADMINS),
+           ("/admin/versions/<int:version_id>/whatif", "/admin/versions/1/whatif", ADMINS),
+           ("/admin/whatif/<int:run_id>", "/admin/whatif/999999", {**ADMINS, "admin": 404}),
+           ("/admin/whatif/<int:run_id>/progress", "/admin/whatif/999999/progress",
+            {**ADMINS, "admin": 404})]},
     # Administrators' writes: everyone else is refused before anything is read.
     **{(rule, "POST"): (lambda ws, t, path=path: (path.format(case=t.case_id), {}), False,
                         {**ADMIN_WRITE, "admin": status})
        for rule, path, status in [
            ("/admin/processes/save", "/admin/processes/save", 400),
+           # no case chosen: nothing is queued
+           ("/admin/versions/<int:version_id>/whatif", "/admin/versions/1/whatif", 422),
            ("/admin/processes/upload", "/admin/processes/upload", 302),
            ("/admin/versions/<int:version_id>/publish", "/admin/versions/999/publish", 404),
            ("/admin/processes/<process_id>/migrate", "/admin/processes/case_flow/migrate",

@@ -73,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         records,
         sso,
         team,
+        whatif,
     )
 
     i18n.init_app(app)
@@ -106,6 +107,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(team.bp)
     app.register_blueprint(progress.bp)
     app.register_blueprint(clocks.bp)
+    app.register_blueprint(whatif.bp)
     api.init_app(app)
 
     @app.errorhandler(EngineError)

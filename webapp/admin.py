@@ -26,7 +26,7 @@ from engine.pack.library import Library
 from engine.pack.migration import MigrationRefused
 from engine.pack.xml import MAX_XML_BYTES
 from engine.store.models import Case, Department
-from webapp import get_engine
+from webapp import get_engine, whatif
 from webapp.auth import requires
 from webapp.pack_messages import diff_detail, element_kind, problem_message
 
@@ -181,7 +181,12 @@ def download(version_id: int) -> Any:
 @bp.route("/versions/<int:version_id>/publish", methods=["POST"])
 @requires("admin")
 def publish(version_id: int) -> Any:
-    """Make a version the one new cases use."""
+    """Make a version the one new cases use (asked to confirm first when its latest what-if
+    replay found cases that would run differently)."""
+    if not request.form.get("confirm"):
+        confirmation = whatif.publish_confirmation(version_id)
+        if confirmation is not None:
+            return confirmation
     done = _library().publish(version_id, g.user.actor)
     if done:
         flash(_("已发布：%(list)s（新案件使用此版本，办理中的案件保持原版本）",

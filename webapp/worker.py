@@ -1,5 +1,5 @@
-"""The timer worker's loop: fire due timers, seal the audit trail when due and send queued
-mail, whatever fails on the way."""
+"""The timer worker's loop: fire due timers, seal the audit trail when due, send queued
+mail and run queued what-if replays, whatever fails on the way."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from engine import health
 from engine.audit.seals import seal_if_due
 from engine.cases import Engine
 from engine.errors import EngineError
+from engine.pack import whatif
 
 log = logging.getLogger(__name__)
 
 OUTAGE_FIRST_SECONDS = 1.0  # wait after a failed round, doubled while it keeps failing
 OUTAGE_MAX_SECONDS = 60.0
+WHATIF_SLICE_SECONDS = 2.0  # what-if replay per round, so that timers still fire on time
 SEAL_RETRY = timedelta(hours=1)  # after a refused seal, the worker tries again this much later
 
 
@@ -59,6 +61,9 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
             hooks_sent, hooks_failed = webhooks.deliver(engine)
             if hooks_sent or hooks_failed:
                 report(f"webhooks: {hooks_sent} sent, {hooks_failed} failed")
+            replayed, replay_left = whatif.work(engine, name, WHATIF_SLICE_SECONDS)
+            if replayed:
+                report(f"what-if replay: {replayed} case(s)")
             health.beat(engine, name, started, fired=fired, failed=failed + hooks_failed)
         except (SQLAlchemyError, OSError) as exc:
             failures += 1
@@ -90,4 +95,5 @@ def run_worker(engine: Engine, *, once: bool = False, stop: threading.Event | No
         failures = 0
         if once:
             return
-        stop.wait(engine.config.timer_poll_seconds)
+        # A what-if replay not finished goes on at once (in slices, between the timers).
+        stop.wait(0 if replay_left else engine.config.timer_poll_seconds)

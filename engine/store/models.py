@@ -401,3 +401,41 @@ class ExternalJob(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WhatIfRun(Base):
+    """A what-if replay: recorded cases re-executed against a draft version, done by the
+    worker in slices (migration 0025); nothing of the cases is written."""
+
+    __tablename__ = "whatif_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    # queued, running (a worker holds it until lease_until), done, failed
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    case_ids: Mapped[list[int]] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WhatIfResult(Base):
+    """One case of a what-if run: identical, diverged (where and how) or failed."""
+
+    __tablename__ = "whatif_result"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("whatif_run.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    case_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    # For a running case: whether the existing migration check lets it move to the draft.
+    migratable: Mapped[bool | None] = mapped_column(nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
