@@ -23,7 +23,7 @@ from engine.audit import chain as audit
 from engine.errors import EngineError, Forbidden, NotFound
 from engine.runtime import clock
 from engine.store.db import Database
-from engine.store.models import Department, LoginThrottle, User
+from engine.store.models import Department, LoginThrottle, MessageGrant, User
 
 HASHER = PasswordHasher()
 MAX_FAILED_LOGINS = 5
@@ -269,6 +269,35 @@ def revoke_tokens(s: Session, username: str, *, actor: str = "system") -> bool:
     user.api_token_hash = None
     _record(s, "api_tokens_revoked", actor, {"username": username, "had_token": had_token})
     return had_token
+
+
+def grant_message(s: Session, username: str, message: str, *, now: datetime,
+                  actor: str = "system") -> bool:
+    """Let an account (another system's) deliver `message` to every element waiting for
+    it, whatever department the element names; False when it already may."""
+    message = message.strip()
+    if not message or len(message) > 200:
+        raise EngineError("a message name of 1 to 200 characters is required")
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    if user.role == "auditor":
+        raise Forbidden("auditors change nothing; they cannot be granted a message")
+    if s.get(MessageGrant, (username, message)) is not None:
+        return False
+    s.add(MessageGrant(username=username, message=message, granted_by=actor, granted_at=now))
+    _record(s, "message_granted", actor, {"username": username, "message": message}, now)
+    return True
+
+
+def revoke_message(s: Session, username: str, message: str, *, actor: str = "system") -> bool:
+    """Take a message grant back; False when the account had none."""
+    grant = s.get(MessageGrant, (username, message))
+    if grant is None:
+        return False
+    s.delete(grant)
+    _record(s, "message_grant_revoked", actor, {"username": username, "message": message})
+    return True
 
 
 def token_digest(token: str) -> str:
