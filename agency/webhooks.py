@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import socket
 import urllib.error
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -91,6 +93,68 @@ def _delivery_view(row: WebhookDelivery) -> DeliveryView:
     return DeliveryView(row.id, row.event_type, row.case_id, row.status, row.attempts,
                         row.next_attempt_at, row.last_status, row.last_error, row.created_at,
                         row.sent_at)
+
+
+# The secret is kept encrypted (Fernet: AES-128-CBC with an HMAC) under a key outside the
+# database, as the seal key is: a copy of the database alone cannot sign deliveries.
+SEALED = "fernet:"
+
+
+def secrets_key(config: Config) -> Fernet:
+    """The key encrypting webhook secrets: from the setting, the key file, or a new file.
+
+    A new key is only created at the default place under the instance folder; a key file
+    named in the settings must exist."""
+    if config.webhook_key:
+        return _fernet(config.webhook_key.encode("ascii", "replace"), "ZERORUN_WEBHOOK_KEY")
+    path = config.webhook_key_path
+    if not path.exists():
+        if config.webhook_key_file:
+            raise ConfigError(f"the webhook key file {path} (ZERORUN_WEBHOOK_KEY_FILE) does "
+                              "not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker created it first: read theirs
+        else:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+    return _fernet(path.read_bytes().strip(), str(path))
+
+
+def _fernet(key: bytes, where: str) -> Fernet:
+    try:
+        return Fernet(key)
+    except ValueError as exc:
+        raise ConfigError(f"the webhook key in {where} is not a Fernet key (32 bytes, "
+                          "url-safe base64)") from exc
+
+
+def seal_secret(config: Config, secret: str) -> str:
+    """What the database keeps of a signing secret."""
+    return SEALED + secrets_key(config).encrypt(secret.encode()).decode("ascii")
+
+
+def open_secret(config: Config, stored: str) -> str:
+    """The signing secret back from what the database keeps (a secret stored before they
+    were encrypted is read as it is, and encrypted by the next delivery round)."""
+    if not stored.startswith(SEALED):
+        return stored
+    try:
+        return secrets_key(config).decrypt(stored[len(SEALED):].encode("ascii")).decode()
+    except InvalidToken as exc:
+        raise ConfigError("a webhook secret cannot be decrypted with the webhook key "
+                          "(ZERORUN_WEBHOOK_KEY / ZERORUN_WEBHOOK_KEY_FILE changed?)") from exc
+
+
+def seal_plain_secrets(s: Session, config: Config) -> int:
+    """Encrypt the secrets stored in plain text before they were encrypted; how many."""
+    rows = list(s.scalars(select(WebhookSubscription).where(
+        ~WebhookSubscription.secret.startswith(SEALED))))
+    for row in rows:
+        row.secret = seal_secret(config, row.secret)
+    return len(rows)
 
 
 def _require_admin(actor: Actor) -> None:
@@ -174,8 +238,9 @@ def subscribe(engine: Engine, url: str, event_types: list[str], actor: Actor
     secret = secrets.token_urlsafe(32)
     now = engine.clock()
     with engine.db.transaction() as s:
-        row = WebhookSubscription(url=url, event_types=sorted(set(event_types)), secret=secret,
-                                  active=True, created_by=actor.username, created_at=now)
+        row = WebhookSubscription(url=url, event_types=sorted(set(event_types)),
+                                  secret=seal_secret(engine.config, secret), active=True,
+                                  created_by=actor.username, created_at=now)
         s.add(row)
         s.flush()
         audit.append_ops(s, NewEvent("webhook_subscribed", actor.username, now, {
@@ -403,6 +468,7 @@ def deliver(engine: Engine, limit: int = 50, send: Sender | None = None) -> tupl
         send = functools.partial(post, allowed=allowed_networks(engine.config))
     now = engine.clock()
     with engine.db.transaction() as s:
+        seal_plain_secrets(s, engine.config)
         query = (select(WebhookDelivery, WebhookSubscription)
                  .join(WebhookSubscription,
                        WebhookSubscription.id == WebhookDelivery.subscription_id)
@@ -415,7 +481,8 @@ def deliver(engine: Engine, limit: int = 50, send: Sender | None = None) -> tupl
         batch = []
         for delivery, sub in s.execute(query).all():
             delivery.next_attempt_at = now + LEASE  # leased: no other worker sends it now
-            batch.append((delivery.id, delivery.event_type, delivery.body, sub.url, sub.secret))
+            batch.append((delivery.id, delivery.event_type, delivery.body, sub.url,
+                          open_secret(engine.config, sub.secret)))
     sent = failed = 0
     for delivery_id, kind, body, url, secret in batch:
         raw = body.encode("utf-8")

@@ -163,3 +163,94 @@ def test_the_admin_page_refuses_an_internal_receiver(engine, sqlite_url, tmp_pat
             follow_redirects=True).get_data(as_text=True))
         assert "不能订阅" in shown
     assert webhooks.subscriptions(engine) == []
+
+
+# Row 4: the signing secrets -----------------------------------------------------------
+
+
+def _stored_secret(engine, subscription_id: int) -> str:
+    from agency.models import WebhookSubscription
+
+    with engine.db.reading() as s:
+        return s.get(WebhookSubscription, subscription_id).secret
+
+
+def test_secrets_are_kept_encrypted_under_a_key_outside_the_database(make_engine, sqlite_url,
+                                                                       tmp_path):
+    import hashlib
+    import hmac
+
+    receiver_hits: list[tuple[dict, bytes]] = []
+
+    def send(url, body, headers):
+        receiver_hits.append((headers, body))
+        return 204, None
+
+    engine = make_engine(sqlite_url, FIXTURES / "interact", webhook_allow="127.0.0.1/32")
+    engine.hooks.case_event.append(webhooks.record)
+    sub, secret = webhooks.subscribe(engine, "http://127.0.0.1:9/hook", ["case_started"],
+                                     ADMIN)
+    stored = _stored_secret(engine, sub.id)
+    assert stored.startswith("fernet:") and secret not in stored
+    key = tmp_path / "webhook.key"
+    assert key.exists() and key.stat().st_mode & 0o077 == 0
+    engine.start_case("interact", {}, OFFICE)
+    assert webhooks.deliver(engine, send=send) == (1, 0)
+    [(headers, body)] = receiver_hits
+    expected = hmac.new(secret.encode(), headers["X-Zerorun-Timestamp"].encode() + b"."
+                        + body, hashlib.sha256).hexdigest()
+    assert headers["X-Zerorun-Signature"] == "sha256=" + expected
+    # Another key (a copy of the database elsewhere) cannot read it: a clear refusal.
+    other = make_engine(sqlite_url, FIXTURES / "interact", load=False,
+                        webhook_key="ZmFrZS1rZXktZmFrZS1rZXktZmFrZS1rZXktZmFrZS0=")
+    with pytest.raises(ConfigError, match="decrypted"):
+        webhooks.open_secret(other.config, stored)
+
+
+def test_a_secret_stored_in_plain_text_before_is_encrypted_and_still_signs(make_engine,
+                                                                           sqlite_url):
+    from agency.models import WebhookSubscription
+
+    engine = make_engine(sqlite_url, FIXTURES / "interact", webhook_allow="127.0.0.1/32")
+    engine.hooks.case_event.append(webhooks.record)
+    sub, _ = webhooks.subscribe(engine, "http://127.0.0.1:9/hook", ["case_started"], ADMIN)
+    with engine.db.transaction() as s:
+        s.get(WebhookSubscription, sub.id).secret = "old-plain-secret"
+    engine.start_case("interact", {}, OFFICE)
+    seen: list[str] = []
+    webhooks.deliver(engine, send=lambda url, body, headers: (
+        seen.append(headers["X-Zerorun-Signature"]) or (204, None)))
+    stored = _stored_secret(engine, sub.id)
+    assert stored.startswith("fernet:")
+    assert webhooks.open_secret(engine.config, stored) == "old-plain-secret"
+    assert len(seen) == 1
+
+
+def test_the_once_shown_secret_never_travels_in_a_cookie(make_engine, sqlite_url, tmp_path):
+    from engine import accounts
+    from tests.webhelpers import PASSWORD, csrf_of, logged_in, text_of
+    from webapp import create_app
+
+    engine = make_engine(sqlite_url, FIXTURES / "interact", webhook_allow="127.0.0.1/32")
+    app = create_app({"TESTING": True, "ENGINE_INSTANCE": engine,
+                      "ENGINE": {"database_url": sqlite_url, "instance_dir": tmp_path}})
+    with engine.db.transaction() as s:
+        accounts.create_user(s, "admin", PASSWORD, "admin", now=engine.clock())
+    admin = logged_in(app, "admin")
+    page = admin.get("/admin/integrations/").get_data(as_text=True)
+    response = admin.post("/admin/integrations/webhooks", data={
+        "url": "http://127.0.0.1:9/hook", "event_types": ["case_started"],
+        "csrf_token": csrf_of(page)})
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    shown = text_of(response.get_data(as_text=True))
+    [sub] = webhooks.subscriptions(engine)
+    secret = webhooks.open_secret(engine.config, _stored_secret(engine, sub.id))
+    assert secret in shown and "只显示这一次" in shown
+    serializer = app.session_interface.get_signing_serializer(app)
+    cookie = admin.get_cookie("session")
+    assert cookie is not None
+    assert secret not in repr(serializer.loads(cookie.value))
+    for header in response.headers.getlist("Set-Cookie"):
+        assert secret not in header
+    # shown once: the next page does not show it again
+    assert secret not in admin.get("/admin/integrations/").get_data(as_text=True)
