@@ -44,6 +44,7 @@ def service_engine(config: Config, *, database: Database | None = None,
     hooks.case_changed.append(functools.partial(alerts.case_changed, reference=reference,
                                                 mail=config.mail_enabled))
     hooks.data_submitted.append(intake.unique_project_code)
+    hooks.case_departments.append(alerts.item_departments)
     # The functions read the clock in force: a command pins it to its own time and a
     # replay to the recorded event's, so re-execution computes the same dates.
     functions: dict[str, Callable[..., Any]] = script_functions(reference, clock.now)

@@ -6,7 +6,7 @@ command's transaction, so whatever a hook writes commits or rolls back with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,9 @@ class DataSubmitted:
 
 
 DataSubmittedHook = Callable[["Session", DataSubmitted], None]
+# The departments a service says take part in a case besides those holding its tasks (the
+# agency: every department with an item in it): their agents and leaders read the case.
+CaseDepartmentsHook = Callable[["Case"], "Iterable[str]"]
 
 
 @dataclass
@@ -104,3 +107,4 @@ class Hooks:
     case_event: list[CaseEventHook] = field(default_factory=list)
     case_changed: list[CaseChangedHook] = field(default_factory=list)
     data_submitted: list[DataSubmittedHook] = field(default_factory=list)
+    case_departments: list[CaseDepartmentsHook] = field(default_factory=list)
