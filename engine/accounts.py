@@ -34,6 +34,10 @@ MAX_ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = timedelta(minutes=10)
 
 
+LOGIN_REFUSED = ("wrong user name or password (after repeated failures an account is "
+                 "locked for a few minutes)")
+
+
 class LoginFailed(Forbidden):
     """Wrong user name or password, or the account is locked for a while."""
 
@@ -195,21 +199,20 @@ def login(db: Database, username: str, password: str, address: str, now: datetim
             raise LoginThrottled("too many failed logins from your address; "
                                  "try again in a few minutes")
         user = s.scalar(select(User).where(User.username == username))
+        # Unknown, deactivated, locked or a wrong password: one answer, after the same
+        # work (a hash), so that no answer tells which accounts exist or are locked.
         if user is None or not user.active:
-            HASHER.hash(password)  # spend the same time as a real check
-            refusal = "wrong user name or password"
+            HASHER.hash(password)
         elif user.locked_until is not None and user.locked_until > now:
-            refusal = "too many failed logins; try again in a few minutes"
+            HASHER.hash(password)
         elif _password_matches(user, password):
             user.failed_logins, user.locked_until = 0, None
             if HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = HASHER.hash(password)
             return _view(user)
-        else:
-            refusal = "wrong user name or password"
     with db.transaction() as s:
         _count_failure(s, username, address, now)
-    raise LoginFailed(refusal)
+    raise LoginFailed(LOGIN_REFUSED)
 
 
 def _password_matches(user: User, password: str) -> bool:

@@ -53,6 +53,10 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
                       "or the case has ended (`case_not_running`). Nothing was changed."),
     415: ("UnsupportedMediaType", "The body is not sent as `application/json` "
                                   "(code `unsupported_media_type`)."),
+    429: ("TooManyRequests", "Too many requests with an unknown or revoked API token came "
+                             "from the caller's address in the last minute (code "
+                             "`too_many_requests`): every request from it waits the seconds "
+                             "the `Retry-After` header gives, a valid token too."),
     503: ("ServiceUnavailable", "The database cannot be reached for a moment (code "
                                 "`service_unavailable`); nothing was changed. Try again after "
                                 "the seconds the `Retry-After` header gives."),
@@ -359,6 +363,11 @@ _SCHEMAS.update(lifecycle.SCHEMAS)
 for _path, _operations in lifecycle.PATHS.items():
     _PATHS.setdefault(_path, {}).update(_operations)
 _PATHS["/tasks"]["get"]["parameters"].extend(lifecycle.TASK_FILTERS)
+# Every call that takes a token may be told to wait: too many bad tokens from an address.
+for _operations in _PATHS.values():
+    for _operation_spec in _operations.values():
+        if "401" in _operation_spec["responses"]:
+            _operation_spec["responses"].update(_errors(429))
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -387,7 +396,7 @@ _DOCUMENT: dict[str, Any] = {
                                           "schema": {"type": "string"}}}
             if status == 401 else {"Retry-After": {"description": "Seconds to wait.",
                                                    "schema": {"type": "string"}}}
-            if status == 503 else None)
+            if status in (429, 503) else None)
             for status, (name, description) in _ERROR_RESPONSES.items()},
     },
 }
