@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from engine.actors import Actor
     from engine.store.models import Case, Event, HumanTask
 
 
@@ -84,6 +85,8 @@ class DataSubmitted:
     case: Case
     spec_name: str | None
     data: dict[str, Any]
+    # Who submitted it: a refusal tells them only what they may read.
+    actor: Actor | None = None
 
 
 DataSubmittedHook = Callable[["Session", DataSubmitted], None]

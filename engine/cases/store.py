@@ -211,7 +211,7 @@ class CaseStore:
             version.forms.validate(meta.get("form"), submitted,
                                    today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
             for hook in self.hooks.data_submitted:
-                hook(s, DataSubmitted(case, row.spec_name, submitted))
+                hook(s, DataSubmitted(case, row.spec_name, submitted, actor))
             row.state, row.completed_at, row.completed_by = "completed", now, actor.username
             row.version += 1
             row.draft = None
