@@ -29,7 +29,10 @@ def service_engine(config: Config, *, database: Database | None = None,
     """An engine running the agency service: its reference functions and notifications."""
     from agency import alerts, calendar, intake, notify, oversight, progress, webhooks
     from agency.reference import ReferenceData, script_functions
+    from engine import accounts
 
+    # API token caches of every process sharing the instance folder forget at once.
+    accounts.watch_epoch(config.instance_dir / "accounts.epoch")
     reference = ReferenceData.load(config.data_dir)
     hooks = Hooks()
     hooks.task_raised.append(functools.partial(notify.task_raised, mail=config.mail_enabled))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import secrets
 import threading
 import time
@@ -11,12 +12,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from engine.actors import ROLES, Actor
 from engine.audit import chain as audit
@@ -332,8 +334,58 @@ _generation = [0]
 
 @event.listens_for(User, "after_update")
 @event.listens_for(User, "after_delete")
-def _account_changed(*_args: object) -> None:
+def _account_changed(_mapper: object, _connection: object, target: User) -> None:
     _generation[0] = next(_account_changes) + 1
+    session = object_session(target)
+    if session is not None:
+        session.info["accounts_changed"] = True
+
+
+# Processes on one host (web workers, the CLI, the worker) share the instance folder: an
+# account change committed in any of them replaces the epoch file, and every token cache
+# checks the file (a stat, no database round trip) before trusting what it remembers.
+_EPOCH_FILES: dict[Path, None] = {}  # a process serves one installation (tests: a few)
+
+
+def watch_epoch(path: Path) -> None:
+    """Replace `path` after every committed account change made in this process."""
+    _EPOCH_FILES.pop(path, None)
+    _EPOCH_FILES[path] = None
+    while len(_EPOCH_FILES) > 8:
+        _EPOCH_FILES.pop(next(iter(_EPOCH_FILES)))
+
+
+def epoch_stamp(path: Path | None) -> tuple[int, int] | None:
+    """What identifies the epoch file's current version (None: none written yet)."""
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def bump_epoch(path: Path) -> None:
+    """Write a new version of the epoch file (a new file moved in place: a new inode)."""
+    fresh = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fresh.write_text(secrets.token_hex(16))
+    os.replace(fresh, path)
+
+
+@event.listens_for(Session, "after_commit")
+def _accounts_committed(session: Session) -> None:
+    if session.info.pop("accounts_changed", False):
+        for path in list(_EPOCH_FILES):
+            if path.parent.is_dir():
+                bump_epoch(path)
+            else:  # an instance folder that is gone (a finished test's)
+                _EPOCH_FILES.pop(path, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _accounts_rolled_back(session: Session) -> None:
+    session.info.pop("accounts_changed", None)
 
 
 class TokenCache:
@@ -341,14 +393,17 @@ class TokenCache:
 
     Looking the token up costs a database round trip on every API call; the answer is
     kept for `ttl` seconds. A change to any account made in this process forgets every
-    entry at once; one made by another process (`zerorun revoke-tokens`, another app
-    worker) takes effect here within `ttl` seconds. A `ttl` of 0 turns caching off.
+    entry at once; so does one made by another process on this host (`zerorun
+    deactivate-user`, another app worker): it replaces the `epoch_file` every cache checks.
+    A process on another host without the shared instance folder takes effect here within
+    `ttl` seconds. A `ttl` of 0 turns caching off.
     """
 
     def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic,
-                 size: int = 1024) -> None:
+                 size: int = 1024, epoch_file: Path | None = None) -> None:
         self.ttl, self.monotonic, self.size = ttl, monotonic, size
-        self._entries: dict[str, tuple[UserView, float, int]] = {}
+        self.epoch_file = epoch_file
+        self._entries: dict[str, tuple[UserView, float, int, tuple[int, int] | None]] = {}
         self._lock = threading.Lock()
 
     def user(self, open_session: Callable[[], AbstractContextManager[Session]], token: str
@@ -357,13 +412,15 @@ class TokenCache:
         digest = token_digest(token)
         now, generation = self.monotonic(), _generation[0]
         cached = self._entries.get(digest)
-        if cached is not None and cached[2] == generation and now - cached[1] < self.ttl:
+        if cached is not None and cached[2] == generation and now - cached[1] < self.ttl \
+                and cached[3] == epoch_stamp(self.epoch_file):
             return cached[0]
+        stamp = epoch_stamp(self.epoch_file)  # before the lookup: a change after it counts
         with open_session() as s:
             user = user_by_token(s, token)
         if user is not None and self.ttl > 0:
             with self._lock:
                 if len(self._entries) >= self.size:
                     self._entries.clear()
-                self._entries[digest] = (user, now, generation)
+                self._entries[digest] = (user, now, generation, stamp)
         return user

@@ -73,3 +73,41 @@ def test_a_locked_account_and_an_unknown_one_answer_alike(sqlite_site: Site):
     assert locked[1].replace("agent_ab", "X") == unknown[1].replace("nobody_here", "X")
     assert "用户名或密码错误" in locked[1]
     assert wrong[1].replace("agent_drc", "X") == unknown[1].replace("nobody_here", "X")
+
+
+def test_a_deactivation_elsewhere_stops_every_cached_token_at_once(sqlite_site: Site,
+                                                                     tmp_path):
+    site = sqlite_site
+    epoch = tmp_path / "accounts.epoch"
+    with site.engine.db.transaction() as s:
+        token = accounts.issue_token(s, "agent_ab")
+    # Two web workers' caches, each remembering the token for a minute.
+    workers = [accounts.TokenCache(60, epoch_file=epoch) for _ in range(2)]
+    for cache in workers:
+        assert cache.user(site.engine.db.reading, token).username == "agent_ab"
+    # `zerorun deactivate-user` in another process: this process's own counter of
+    # account changes does not move (as if the change were made elsewhere); only the
+    # epoch file that process replaces after its commit tells the caches.
+    before = accounts._generation[0]
+    with site.engine.db.transaction() as s:
+        assert accounts.set_active(s, "agent_ab", False)
+    accounts._generation[0] = before
+    assert epoch.exists()
+    for cache in workers:
+        assert cache.user(site.engine.db.reading, token) is None
+    # and through the API of this app at once, too
+    assert _get(site, token).status_code == 401
+
+
+def test_a_rolled_back_change_does_not_move_the_epoch(sqlite_site: Site, tmp_path):
+    site = sqlite_site
+    epoch = tmp_path / "accounts.epoch"
+    with site.engine.db.transaction() as s:
+        accounts.issue_token(s, "agent_drc")
+    stamp = accounts.epoch_stamp(epoch)
+    with pytest.raises(RuntimeError), site.engine.db.transaction() as s:
+        accounts.set_active(s, "agent_drc", False)
+        s.flush()
+        raise RuntimeError("refused later in the same transaction")
+    assert accounts.epoch_stamp(epoch) == stamp
+    assert site.user("agent_drc").active

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request, url_for
@@ -27,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from engine import accounts
 from engine.accounts import UserView
 from engine.cases import CaseView, Engine, TaskDetail, TaskView
+from engine.config import Config
 from engine.errors import EngineError, FieldError, Forbidden, InvalidData
 from webapp import csrf, get_engine
 from webapp.openapi import document
@@ -167,13 +169,18 @@ def _token_user() -> UserView:
     tokens = engine.extensions.get("api_tokens")
     if tokens is None:
         tokens = engine.extensions["api_tokens"] = accounts.TokenCache(
-            engine.config.token_cache_seconds)
+            engine.config.token_cache_seconds, epoch_file=epoch_file(engine.config))
     user = tokens.user(engine.db.reading, token.strip())
     if user is None:
         throttle.failed(address)
         raise _unauthorized("the API token is unknown, revoked or its user is deactivated",
                             invalid=True)
     return user
+
+
+def epoch_file(config: Config) -> Path:
+    """The file every process of this installation replaces after an account change."""
+    return config.instance_dir / "accounts.epoch"
 
 
 class BadTokens:
