@@ -15,6 +15,7 @@ from engine.store.models import Case, MessageWait
 from tests.conftest import FIXTURES
 from tests.test_api_lifecycle import PROJECT, _submission, _through_dispatch
 from tests.test_api_lifecycle import caller as caller  # noqa: PLC0414 - the fixture
+from tests.test_hardening import sqlite_site as sqlite_site  # noqa: PLC0414 - the fixture
 
 RESULT = {"approved": True, "certificate_no": "640502202603200009",
           "approved_date": "2026-03-20"}
@@ -121,3 +122,32 @@ def test_a_failing_correlation_key_refuses_the_start_and_stores_nothing(make_eng
     with engine.db.reading() as s:
         assert s.query(Case).count() == before
         assert s.query(MessageWait).count() == 0
+
+
+def test_the_cli_grants_and_revokes_a_message(sqlite_site, monkeypatch):
+    from click.testing import CliRunner
+
+    from engine.store.models import Event
+    from webapp.cli import main
+
+    site = sqlite_site
+    monkeypatch.setenv("DATABASE_URL", site.url)
+    runner = CliRunner()
+    done = runner.invoke(main, ["grant-message", "office", "item_approval_result"],
+                         catch_exceptions=False)
+    assert done.exit_code == 0 and "office may deliver message item_approval_result" in \
+        done.output
+    assert site.engine.message_granted("office", "item_approval_result")
+    again = runner.invoke(main, ["grant-message", "office", "item_approval_result"])
+    assert again.exit_code == 0 and "nothing changed" in again.output
+    refused = runner.invoke(main, ["grant-message", "auditor", "item_approval_result"])
+    assert refused.exit_code == 1 and "auditors" in refused.output
+    missing = runner.invoke(main, ["grant-message", "nobody", "item_approval_result"])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    revoked = runner.invoke(main, ["grant-message", "--revoke", "office",
+                                   "item_approval_result"], catch_exceptions=False)
+    assert revoked.exit_code == 0 and "may no longer" in revoked.output
+    assert not site.engine.message_granted("office", "item_approval_result")
+    with site.engine.db.reading() as s:
+        kinds = [e.type for e in s.query(Event).filter(Event.stream == "ops")]
+    assert kinds.count("message_granted") == 1 and kinds.count("message_grant_revoked") == 1
