@@ -31,6 +31,7 @@ from engine.cases import CaseView, Engine, TaskDetail, TaskView
 from engine.config import Config
 from engine.errors import EngineError, FieldError, Forbidden, InvalidData
 from webapp import csrf, get_engine
+from webapp.hardening import MAX_BAD_TOKENS
 from webapp.openapi import document
 
 PREFIX = "/api/v1"
@@ -38,7 +39,6 @@ REALM = "zerorun"
 TASK_STATES = ("ready", "completed", "cancelled")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-MAX_BAD_TOKENS = 20  # unknown tokens from one address per window, then it waits
 BAD_TOKEN_WINDOW = 60.0  # seconds
 MAX_OFFSET = 2**31 - 1  # what a database can skip; larger offsets are a client's mistake
 # Roles whose users see every task and case, whatever their department.

@@ -20,6 +20,10 @@ from engine.errors import FieldError
 MAX_JSON_DEPTH = 32
 # Ids in URLs are database integers (32-bit on PostgreSQL): larger ones name nothing.
 MAX_ID = 2**31 - 1
+# A request body (uploads are at most 8 MiB once base64-encoded in JSON).
+MAX_BODY_BYTES = 11 * 1024 * 1024
+# Unknown API tokens from one address per minute before it must wait (webapp/api.py).
+MAX_BAD_TOKENS = 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

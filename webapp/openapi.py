@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from webapp import openapi_lifecycle as lifecycle
+from webapp.hardening import MAX_BAD_TOKENS, MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
@@ -379,7 +380,13 @@ _DOCUMENT: dict[str, Any] = {
                        "`Authorization: Bearer <token>` with a per-user token (`zerorun "
                        "issue-token <username>`), and acts as that user with the same "
                        "permission checks as the web pages. Errors are JSON objects "
-                       "`{\"error\": {\"code\", \"message\", \"fields\"}}`.",
+                       "`{\"error\": {\"code\", \"message\", \"fields\"}}`. Bounds the "
+                       "server enforces on every request (400 past them, nothing changed): "
+                       f"a body of at most {MAX_BODY_BYTES // (1024 * 1024)} MiB (413 "
+                       f"past it), JSON nested at most {MAX_JSON_DEPTH} levels, no NUL "
+                       "character or lone surrogate in any text, ids and offsets up to "
+                       f"{MAX_ID}; more than {MAX_BAD_TOKENS} unknown tokens from one address "
+                       "within a minute make it wait (429).",
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearerAuth": []}],

@@ -210,11 +210,12 @@ SCHEMAS: dict[str, Any] = {
     "JobFailureRequest": _obj(
         ["worker_id", "error", "retries"],
         {"worker_id": {"type": "string"}, "error": {"type": "string"},
-         "retries": {"type": "integer", "minimum": 0, "description": "Retries left; 0 makes "
-                                                                     "an incident."},
-         "retry_seconds": {"type": "integer", "minimum": 0, "description": "Back-off before "
-                                                                           "the next try."}}),
-    "JobRetryRequest": _obj([], {"retries": {"type": "integer", "minimum": 1}}),
+         "retries": {"type": "integer", "minimum": 0, "maximum": 100,
+                     "description": "Retries left; 0 makes an incident."},
+         "retry_seconds": {"type": "integer", "minimum": 0, "maximum": 86400,
+                           "default": 0, "description": "Back-off before the next try."}}),
+    "JobRetryRequest": _obj([], {"retries": {"type": "integer", "minimum": 1, "maximum": 100,
+                                             "default": 1}}),
 }
 
 
