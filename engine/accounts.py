@@ -34,6 +34,8 @@ MIN_PASSWORD_LENGTH = 8
 # Failed logins from one client address, whatever the accounts tried, before it must wait.
 MAX_ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = timedelta(minutes=10)
+# Unknown API tokens from one client address per minute before it must wait (the API).
+MAX_BAD_TOKENS = 20
 
 
 LOGIN_REFUSED = ("wrong user name or password (after repeated failures an account is "

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.accounts import MAX_BAD_TOKENS
 from tests.test_api_lifecycle import caller as caller  # noqa: PLC0414 - the fixture
-from webapp.hardening import MAX_BAD_TOKENS, MAX_BODY_BYTES, MAX_JSON_DEPTH
+from webapp.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from webapp.openapi import document
 
 BODIES = {

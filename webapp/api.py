@@ -26,12 +26,11 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from engine import accounts
-from engine.accounts import UserView
+from engine.accounts import MAX_BAD_TOKENS, UserView
 from engine.cases import CaseView, Engine, TaskDetail, TaskView
 from engine.config import Config
 from engine.errors import EngineError, FieldError, Forbidden, InvalidData
 from webapp import csrf, get_engine
-from webapp.hardening import MAX_BAD_TOKENS
 from webapp.openapi import document
 
 PREFIX = "/api/v1"

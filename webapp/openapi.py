@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from engine.accounts import MAX_BAD_TOKENS
 from webapp import openapi_lifecycle as lifecycle
-from webapp.hardening import MAX_BAD_TOKENS, MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH
+from webapp.limits import MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}

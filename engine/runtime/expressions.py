@@ -35,8 +35,13 @@ from engine.runtime.bounds import (
     active_loop_scoping,
     check_data,
     cpu_seconds,
+    dict_of,
+    hash_checked,
+    keys_of_pairs,
     loop_scoping,
     measured,
+    set_of,
+    sum_numbers,
     time_budget,
     where,
 )
@@ -69,72 +74,10 @@ def _listed(fn: Callable[..., Iterable[Any]]) -> Callable[..., list[Any]]:
     return wrapper
 
 
-def _sum(values: Iterable[Any], start: Any = 0) -> Any:
-    # sum() over lists or tuples copies the running total at every step (quadratic, in
-    # one builtin call the time bound cannot interrupt): numbers only.
-    if not isinstance(start, (int, float)) or isinstance(start, bool):
-        raise UnsafeExpression("sum() adds numbers only; to join lists use a comprehension "
-                               "or +, to join text use ''.join(...)")
-    total = start
-    for value in values:
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"sum() adds numbers only, not {type(value).__name__}")
-        total += value
-    return total
-
-
-MAX_SAME_HASH = 64  # different keys of one set or dict that may share a hash value
-
-
-def _distinct_hashes(keys: Iterable[Any]) -> None:
-    """Refuse keys built to share hash values before a set or dict is built of them.
-
-    Inserting n different keys with one hash value costs n*n/2 comparisons inside one
-    C-level call (`set(L)`), which no time check can interrupt: 30,000 multiples of
-    2**61-1 took 6 s against a 1 s bound. Real data never has more than a handful of
-    different keys per hash value; this pass is linear, with at most MAX_SAME_HASH
-    comparisons per key."""
-    keys = keys if isinstance(keys, (list, tuple)) else list(keys)
-    if len(keys) <= MAX_SAME_HASH:
-        return
-    buckets: dict[int, list[Any]] = {}
-    for key in keys:
-        try:
-            bucket = buckets.setdefault(hash(key), [])
-        except TypeError:
-            return  # unhashable: building the set or dict raises its own clear error
-        if key not in bucket:
-            bucket.append(key)
-            if len(bucket) > MAX_SAME_HASH:
-                raise ExpressionLimitExceeded(
-                    f"more than {MAX_SAME_HASH} different values of this set or dict share "
-                    "one hash value (a collection built to be slow)")
-
-
-def _keys_of_pairs(value: Any) -> list[Any]:
-    if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
-        return []
-    return [pair[0] for pair in value if isinstance(pair, (list, tuple)) and len(pair) == 2]
-
-
-def _set(*args: Any) -> set[Any]:
-    if args and not isinstance(args[0], (dict, str)):
-        args = (list(args[0]) if not isinstance(args[0], (list, tuple)) else args[0],
-                *args[1:])
-        _distinct_hashes(args[0])
-    return set(*args)
-
-
-def _dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
-    if args:
-        _distinct_hashes(_keys_of_pairs(args[0]))
-    return dict(*args, **kwargs)
-
-
 BUILTINS: dict[str, Callable[..., Any]] = {
-    "len": len, "min": min, "max": max, "sum": _sum, "abs": abs, "round": round,
+    "len": len, "min": min, "max": max, "sum": sum_numbers, "abs": abs, "round": round,
     "sorted": sorted, "any": any, "all": all, "str": str, "int": int, "float": float,
-    "bool": bool, "list": list, "dict": _dict, "set": _set, "tuple": tuple,
+    "bool": bool, "list": list, "dict": dict_of, "set": set_of, "tuple": tuple,
     "range": _len_range, "enumerate": _listed(enumerate), "zip": _listed(zip),
     "reversed": _listed(reversed),
 }
@@ -347,7 +290,7 @@ class _Interpreter:
 
     def _e_Set(self, node: ast.Set) -> set[Any]:
         values = [self.eval(e) for e in node.elts]
-        _hash_checked(values, node)
+        hash_checked(values, node)
         return set(values)
 
     def _e_Dict(self, node: ast.Dict) -> dict[Any, Any]:
@@ -356,7 +299,7 @@ class _Interpreter:
             if key is None:
                 raise UnsafeExpression("** unpacking is not allowed", **_where(node))
             pairs.append((self.eval(key), self.eval(value)))
-        _hash_checked([k for k, _ in pairs], node)
+        hash_checked([k for k, _ in pairs], node)
         return dict(pairs)
 
     def _e_BoolOp(self, node: ast.BoolOp) -> Any:
@@ -450,8 +393,8 @@ class _Interpreter:
         if isinstance(receiver, str):
             _check_str_method(receiver, name, args)
         if isinstance(receiver, dict) and name == "update" and args:
-            keys = list(args[0]) if isinstance(args[0], dict) else _keys_of_pairs(args[0])
-            _hash_checked([*receiver, *keys], node)
+            keys = list(args[0]) if isinstance(args[0], dict) else keys_of_pairs(args[0])
+            hash_checked([*receiver, *keys], node)
         if isinstance(receiver, list) and name in ("extend", "insert", "append"):
             added = len(args[0]) if name == "extend" and hasattr(args[0], "__len__") else 1
             if len(receiver) + added > MAX_LENGTH:
@@ -493,13 +436,13 @@ class _Interpreter:
 
     def _e_SetComp(self, node: ast.SetComp) -> set[Any]:
         values = self._comprehend(node.generators, lambda: self.eval(node.elt), node)
-        _hash_checked(values, node)
+        hash_checked(values, node)
         return set(values)
 
     def _e_DictComp(self, node: ast.DictComp) -> dict[Any, Any]:
         pairs = self._comprehend(node.generators,
                                  lambda: (self.eval(node.key), self.eval(node.value)), node)
-        _hash_checked([k for k, _ in pairs], node)
+        hash_checked([k for k, _ in pairs], node)
         return dict(pairs)
 
     def _comprehend(self, generators: list[ast.comprehension], element: Callable[[], Any],
@@ -666,13 +609,6 @@ def _iterable(value: Any, node: ast.AST) -> Iterable[Any]:
         return list(value)
     raise UnsafeExpression(f"cannot loop over a value of type {type(value).__name__}",
                            **_where(node))
-
-
-def _hash_checked(keys: list[Any], node: ast.AST) -> None:
-    try:
-        _distinct_hashes(keys)
-    except ExpressionLimitExceeded as exc:
-        raise ExpressionLimitExceeded(exc.message, **_where(node)) from None
 
 
 def _bounded(value: Any, node: ast.AST) -> Any:
