@@ -30,7 +30,10 @@ def service_engine(config: Config, *, database: Database | None = None,
     """An engine running the agency service: its reference functions and notifications."""
     from agency import alerts, calendar, clocks, intake, notify, oversight, progress, webhooks
     from agency.reference import ReferenceData, script_functions
+    from engine import accounts
 
+    # API token caches of every process sharing the instance folder forget at once.
+    accounts.watch_epoch(config.instance_dir / "accounts.epoch")
     reference = ReferenceData.load(config.data_dir)
     hooks = Hooks()
     hooks.task_raised.append(functools.partial(notify.task_raised, mail=config.mail_enabled))
@@ -46,6 +49,7 @@ def service_engine(config: Config, *, database: Database | None = None,
     hooks.case_changed.append(functools.partial(alerts.case_changed, reference=reference,
                                                 mail=config.mail_enabled))
     hooks.data_submitted.append(intake.unique_project_code)
+    hooks.case_departments.append(alerts.item_departments)
     # The functions read the clock in force: a command pins it to its own time and a
     # replay to the recorded event's, so re-execution computes the same dates.
     functions: dict[str, Callable[..., Any]] = script_functions(reference, clock.now)

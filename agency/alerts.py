@@ -41,6 +41,12 @@ def subject_of(row: HumanTask) -> str:
     return f"task:{row.id}"
 
 
+def item_departments(case: Case) -> set[str]:
+    """The departments with an item in a case: their agents and leaders read it."""
+    return {str(item["department"]) for item in (case.data or {}).get("items") or []
+            if isinstance(item, dict) and item.get("department")}
+
+
 def _item_department(case: Case | None, item_code: str | None) -> str | None:
     if case is None or not item_code:
         return None

@@ -703,8 +703,13 @@ def unique_project_code(s: Session, submitted: DataSubmitted) -> None:
         Case.process_id == PROCESS_ID, Case.project_code == code, Case.id != case.id,
         Case.status.in_(CODE_HOLDING_STATUSES)).order_by(Case.id).limit(1)).first()
     if other is not None:
-        state = "办理中" if other.status == "running" else "已办结"
-        raise InvalidData(f"项目代码 {code} 已被案件 #{other.id}「{other.title}」（{state}）使用",
-                          [FieldError(field_name, f"项目代码 {code} 已被案件 #{other.id}"
-                                      f"「{other.title}」（{state}）使用，不能重复登记")])
+        actor = submitted.actor
+        if actor is None or actor.is_system or actor.role in ("office", "admin", "auditor"):
+            # Those who read every case are told which one holds the code.
+            state = "办理中" if other.status == "running" else "已办结"
+            message = f"项目代码 {code} 已被案件 #{other.id}「{other.title}」（{state}）使用"
+        else:
+            # Anyone else learns only that the code is taken: not another unit's case.
+            message = f"项目代码 {code} 已被另一个案件使用（请联系领导小组办公室核实）"
+        raise InvalidData(message, [FieldError(field_name, f"{message}，不能重复登记")])
     case.project_code = code

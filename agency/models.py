@@ -140,7 +140,8 @@ class WebhookSubscription(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
     event_types: Mapped[list[Any]] = mapped_column(JSON)
-    secret: Mapped[str] = mapped_column(String(100))
+    # Encrypted with the webhook key kept outside the database (agency/webhooks.py).
+    secret: Mapped[str] = mapped_column(String(400))
     active: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]

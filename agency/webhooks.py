@@ -10,11 +10,16 @@ Each request carries `X-Zerorun-Signature: sha256=<hex>`, the HMAC-SHA256 of
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import logging
+import os
 import secrets
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -24,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,6 +39,7 @@ from engine.actors import Actor
 from engine.audit import chain as audit
 from engine.audit.chain import NewEvent
 from engine.cases import Engine
+from engine.config import Config, ConfigError
 from engine.errors import N_, EngineError, Forbidden, NotFound
 from engine.store.models import Case, Event, HumanTask
 
@@ -45,6 +52,7 @@ MAX_ATTEMPTS = 8  # then the delivery is marked failed (about 4 hours of retries
 LEASE = timedelta(minutes=2)  # a worker sending a delivery holds it this long
 MAX_BODY_LOG = 500  # characters of a receiver's error kept in the log
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Sender = Callable[[str, bytes, dict[str, str]], tuple[int | None, str | None]]
 
 
@@ -87,19 +95,135 @@ def _delivery_view(row: WebhookDelivery) -> DeliveryView:
                         row.sent_at)
 
 
+# The secret is kept encrypted (Fernet: AES-128-CBC with an HMAC) under a key outside the
+# database, as the seal key is: a copy of the database alone cannot sign deliveries.
+SEALED = "fernet:"
+
+
+def secrets_key(config: Config) -> Fernet:
+    """The key encrypting webhook secrets: from the setting, the key file, or a new file.
+
+    A new key is only created at the default place under the instance folder; a key file
+    named in the settings must exist."""
+    if config.webhook_key:
+        return _fernet(config.webhook_key.encode("ascii", "replace"), "ZERORUN_WEBHOOK_KEY")
+    path = config.webhook_key_path
+    if not path.exists():
+        if config.webhook_key_file:
+            raise ConfigError(f"the webhook key file {path} (ZERORUN_WEBHOOK_KEY_FILE) does "
+                              "not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker created it first: read theirs
+        else:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+    return _fernet(path.read_bytes().strip(), str(path))
+
+
+def _fernet(key: bytes, where: str) -> Fernet:
+    try:
+        return Fernet(key)
+    except ValueError as exc:
+        raise ConfigError(f"the webhook key in {where} is not a Fernet key (32 bytes, "
+                          "url-safe base64)") from exc
+
+
+def seal_secret(config: Config, secret: str) -> str:
+    """What the database keeps of a signing secret."""
+    return SEALED + secrets_key(config).encrypt(secret.encode()).decode("ascii")
+
+
+def open_secret(config: Config, stored: str) -> str:
+    """The signing secret back from what the database keeps (a secret stored before they
+    were encrypted is read as it is, and encrypted by the next delivery round)."""
+    if not stored.startswith(SEALED):
+        return stored
+    try:
+        return secrets_key(config).decrypt(stored[len(SEALED):].encode("ascii")).decode()
+    except InvalidToken as exc:
+        raise ConfigError("a webhook secret cannot be decrypted with the webhook key "
+                          "(ZERORUN_WEBHOOK_KEY / ZERORUN_WEBHOOK_KEY_FILE changed?)") from exc
+
+
+def seal_plain_secrets(s: Session, config: Config) -> int:
+    """Encrypt the secrets stored in plain text before they were encrypted; how many."""
+    rows = list(s.scalars(select(WebhookSubscription).where(
+        ~WebhookSubscription.secret.startswith(SEALED))))
+    for row in rows:
+        row.secret = seal_secret(config, row.secret)
+    return len(rows)
+
+
 def _require_admin(actor: Actor) -> None:
     if not (actor.is_system or actor.role == "admin"):
         raise Forbidden(N_("只有管理员可以管理 Webhook 订阅"))
 
 
-def check_url(url: str) -> str:
-    """An http(s) URL with a host, as the admin typed it; anything else is refused."""
+class RefusedAddress(OSError):
+    """A webhook receiver resolves to an address deliveries may not go to."""
+
+
+def allowed_networks(config: Config) -> tuple[IPNetwork, ...]:
+    """The networks an operator lets receivers be in although they are not public
+    (ZERORUN_WEBHOOK_ALLOW: an intranet receiver)."""
+    found = []
+    for part in config.webhook_allow.split(","):
+        if part.strip():
+            try:
+                found.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigError(f"ZERORUN_WEBHOOK_ALLOW: {part.strip()!r} is not a network "
+                                  "(e.g. 10.20.0.0/16)") from exc
+    return tuple(found)
+
+
+def address_refusal(address: str, allowed: tuple[IPNetwork, ...]) -> str | None:
+    """Why deliveries may not go to an IP address (None: they may): loopback, private,
+    link-local, unspecified, multicast and reserved addresses are refused unless they are
+    in an allowed network; an IPv4 address written as IPv6 is judged as IPv4."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip.version == net.version and ip in net for net in allowed):
+        return None
+    if ip.is_global and not ip.is_multicast:
+        return None
+    return f"{ip} is not a public address"
+
+
+def resolve(host: str, port: int | None) -> list[str]:
+    """Every address a host name (or literal address, in any notation) resolves to."""
+    try:
+        infos = socket.getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise EngineError(N_("Webhook 地址的主机名无法解析"), host=host) from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def check_url(url: str, allowed: tuple[IPNetwork, ...] | None = None) -> str:
+    """An http(s) URL with a host, as the admin typed it; anything else is refused. With
+    `allowed`, its host is resolved too and every address it has must be public (or in an
+    allowed network): a receiver is never this server, its neighbours or their metadata."""
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 500:
         raise EngineError(N_("Webhook 地址必须是带主机名的 http 或 https 地址"))
     if parts.username or parts.password:
         raise EngineError(N_("Webhook 地址不能包含用户名或密码"))
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise EngineError(N_("Webhook 地址必须是带主机名的 http 或 https 地址")) from exc
+    if allowed is not None:
+        for address in resolve(parts.hostname, port):
+            refusal = address_refusal(address, allowed)
+            if refusal is not None:
+                raise EngineError(N_("Webhook 地址指向本机、内网、链路本地或保留地址，不能订阅"
+                                     "（内网接收方须由运维列入 ZERORUN_WEBHOOK_ALLOW）"),
+                                  address=address)
     return url
 
 
@@ -107,15 +231,16 @@ def subscribe(engine: Engine, url: str, event_types: list[str], actor: Actor
               ) -> tuple[SubscriptionView, str]:
     """Subscribe a URL to event types; the signing secret is returned once."""
     _require_admin(actor)
-    url = check_url(url)
+    url = check_url(url, allowed_networks(engine.config))
     unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown or not event_types:
         raise EngineError(N_("请选择至少一种事件类型"), unknown=unknown)
     secret = secrets.token_urlsafe(32)
     now = engine.clock()
     with engine.db.transaction() as s:
-        row = WebhookSubscription(url=url, event_types=sorted(set(event_types)), secret=secret,
-                                  active=True, created_by=actor.username, created_at=now)
+        row = WebhookSubscription(url=url, event_types=sorted(set(event_types)),
+                                  secret=seal_secret(engine.config, secret), active=True,
+                                  created_by=actor.username, created_at=now)
         s.add(row)
         s.flush()
         audit.append_ops(s, NewEvent("webhook_subscribed", actor.username, now, {
@@ -234,35 +359,116 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A receiver's redirect is an error: deliveries go only to the configured URL."""
+    """A receiver's redirect is an error, never followed: a delivery goes only to the URL
+    checked, so no hop can lead it to an address that was not."""
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def _checked_connection(allowed: tuple[IPNetwork, ...], address: tuple[str, int],
+                        timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+                        source_address: Any = None) -> socket.socket:
+    """A connection to the receiver, made only after every address its name resolves to
+    has been checked, and to one of those very addresses (a name that resolves to another
+    address between the check and the connection, DNS rebinding, gains nothing)."""
+    host, port = address
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        refusal = address_refusal(str(info[4][0]), allowed)
+        if refusal is not None:
+            raise RefusedAddress(f"refused: {host} resolves to {refusal}")
+    error: OSError | None = None
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host} has no address")
 
 
-def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
-    """POST a delivery; (HTTP status, error text or None when the receiver took it)."""
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, allowed: tuple[IPNetwork, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = functools.partial(_checked_connection, allowed)
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, allowed: tuple[IPNetwork, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = functools.partial(_checked_connection, allowed)
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, allowed: tuple[IPNetwork, ...]) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_CheckedHTTPConnection, allowed=self.allowed),
+                            req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, allowed: tuple[IPNetwork, ...]) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_CheckedHTTPSConnection, allowed=self.allowed),
+                            req, context=self._context)  # type: ignore[attr-defined]
+
+
+def _opener(allowed: tuple[IPNetwork, ...]) -> urllib.request.OpenerDirector:
+    # No proxy from the environment either: the address checked is the one connected to.
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect,
+                                       _CheckedHTTPHandler(allowed),
+                                       _CheckedHTTPSHandler(allowed))
+
+
+def post(url: str, body: bytes, headers: dict[str, str],
+         allowed: tuple[IPNetwork, ...] = ()) -> tuple[int | None, str | None]:
+    """POST a delivery; (HTTP status, error text or None when the receiver took it).
+
+    The log keeps what went wrong in our words only (a status, a refusal, the kind of
+    network error), never what the receiver wrote: its body and reason phrase are not
+    read back, so a delivery log cannot be used to read an internal service's answers."""
     check_url(url)  # an http(s) URL only, checked again before every request
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
+        with _opener(allowed).open(request, timeout=TIMEOUT_SECONDS) as response:
             status = int(response.status)
     except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}: {exc.reason}"[:MAX_BODY_LOG]
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:MAX_BODY_LOG]
+        exc.close()
+        if 300 <= exc.code < 400:
+            return exc.code, f"HTTP {exc.code}: redirects are not followed"
+        return exc.code, f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, RefusedAddress):
+            return None, str(reason)[:MAX_BODY_LOG]
+        return None, f"URLError: {type(reason).__name__}"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return None, f"{type(exc).__name__}"
     if 200 <= status < 300:
         return status, None
     return status, f"HTTP {status}"
 
 
-def deliver(engine: Engine, limit: int = 50, send: Sender = post) -> tuple[int, int]:
+def deliver(engine: Engine, limit: int = 50, send: Sender | None = None) -> tuple[int, int]:
     """Send the deliveries that are due; return (sent, failed this round)."""
+    if send is None:
+        send = functools.partial(post, allowed=allowed_networks(engine.config))
     now = engine.clock()
     with engine.db.transaction() as s:
+        seal_plain_secrets(s, engine.config)
         query = (select(WebhookDelivery, WebhookSubscription)
                  .join(WebhookSubscription,
                        WebhookSubscription.id == WebhookDelivery.subscription_id)
@@ -275,7 +481,8 @@ def deliver(engine: Engine, limit: int = 50, send: Sender = post) -> tuple[int, 
         batch = []
         for delivery, sub in s.execute(query).all():
             delivery.next_attempt_at = now + LEASE  # leased: no other worker sends it now
-            batch.append((delivery.id, delivery.event_type, delivery.body, sub.url, sub.secret))
+            batch.append((delivery.id, delivery.event_type, delivery.body, sub.url,
+                          open_secret(engine.config, sub.secret)))
     sent = failed = 0
     for delivery_id, kind, body, url, secret in batch:
         raw = body.encode("utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import secrets
 import threading
 import time
@@ -11,19 +12,20 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from engine.actors import ROLES, Actor
 from engine.audit import chain as audit
 from engine.errors import EngineError, Forbidden, NotFound
 from engine.runtime import clock
 from engine.store.db import Database
-from engine.store.models import Department, LoginThrottle, User
+from engine.store.models import Department, LoginThrottle, MessageGrant, User
 
 HASHER = PasswordHasher()
 MAX_FAILED_LOGINS = 5
@@ -32,6 +34,12 @@ MIN_PASSWORD_LENGTH = 8
 # Failed logins from one client address, whatever the accounts tried, before it must wait.
 MAX_ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = timedelta(minutes=10)
+# Unknown API tokens from one client address per minute before it must wait (the API).
+MAX_BAD_TOKENS = 20
+
+
+LOGIN_REFUSED = ("wrong user name or password (after repeated failures an account is "
+                 "locked for a few minutes)")
 
 
 class LoginFailed(Forbidden):
@@ -195,21 +203,20 @@ def login(db: Database, username: str, password: str, address: str, now: datetim
             raise LoginThrottled("too many failed logins from your address; "
                                  "try again in a few minutes")
         user = s.scalar(select(User).where(User.username == username))
+        # Unknown, deactivated, locked or a wrong password: one answer, after the same
+        # work (a hash), so that no answer tells which accounts exist or are locked.
         if user is None or not user.active:
-            HASHER.hash(password)  # spend the same time as a real check
-            refusal = "wrong user name or password"
+            HASHER.hash(password)
         elif user.locked_until is not None and user.locked_until > now:
-            refusal = "too many failed logins; try again in a few minutes"
+            HASHER.hash(password)
         elif _password_matches(user, password):
             user.failed_logins, user.locked_until = 0, None
             if HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = HASHER.hash(password)
             return _view(user)
-        else:
-            refusal = "wrong user name or password"
     with db.transaction() as s:
         _count_failure(s, username, address, now)
-    raise LoginFailed(refusal)
+    raise LoginFailed(LOGIN_REFUSED)
 
 
 def _password_matches(user: User, password: str) -> bool:
@@ -271,6 +278,35 @@ def revoke_tokens(s: Session, username: str, *, actor: str = "system") -> bool:
     return had_token
 
 
+def grant_message(s: Session, username: str, message: str, *, now: datetime,
+                  actor: str = "system") -> bool:
+    """Let an account (another system's) deliver `message` to every element waiting for
+    it, whatever department the element names; False when it already may."""
+    message = message.strip()
+    if not message or len(message) > 200:
+        raise EngineError("a message name of 1 to 200 characters is required")
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    if user.role == "auditor":
+        raise Forbidden("auditors change nothing; they cannot be granted a message")
+    if s.get(MessageGrant, (username, message)) is not None:
+        return False
+    s.add(MessageGrant(username=username, message=message, granted_by=actor, granted_at=now))
+    _record(s, "message_granted", actor, {"username": username, "message": message}, now)
+    return True
+
+
+def revoke_message(s: Session, username: str, message: str, *, actor: str = "system") -> bool:
+    """Take a message grant back; False when the account had none."""
+    grant = s.get(MessageGrant, (username, message))
+    if grant is None:
+        return False
+    s.delete(grant)
+    _record(s, "message_grant_revoked", actor, {"username": username, "message": message})
+    return True
+
+
 def token_digest(token: str) -> str:
     """The stored form of an API token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -300,8 +336,58 @@ _generation = [0]
 
 @event.listens_for(User, "after_update")
 @event.listens_for(User, "after_delete")
-def _account_changed(*_args: object) -> None:
+def _account_changed(_mapper: object, _connection: object, target: User) -> None:
     _generation[0] = next(_account_changes) + 1
+    session = object_session(target)
+    if session is not None:
+        session.info["accounts_changed"] = True
+
+
+# Processes on one host (web workers, the CLI, the worker) share the instance folder: an
+# account change committed in any of them replaces the epoch file, and every token cache
+# checks the file (a stat, no database round trip) before trusting what it remembers.
+_EPOCH_FILES: dict[Path, None] = {}  # a process serves one installation (tests: a few)
+
+
+def watch_epoch(path: Path) -> None:
+    """Replace `path` after every committed account change made in this process."""
+    _EPOCH_FILES.pop(path, None)
+    _EPOCH_FILES[path] = None
+    while len(_EPOCH_FILES) > 8:
+        _EPOCH_FILES.pop(next(iter(_EPOCH_FILES)))
+
+
+def epoch_stamp(path: Path | None) -> tuple[int, int] | None:
+    """What identifies the epoch file's current version (None: none written yet)."""
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def bump_epoch(path: Path) -> None:
+    """Write a new version of the epoch file (a new file moved in place: a new inode)."""
+    fresh = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fresh.write_text(secrets.token_hex(16))
+    os.replace(fresh, path)
+
+
+@event.listens_for(Session, "after_commit")
+def _accounts_committed(session: Session) -> None:
+    if session.info.pop("accounts_changed", False):
+        for path in list(_EPOCH_FILES):
+            if path.parent.is_dir():
+                bump_epoch(path)
+            else:  # an instance folder that is gone (a finished test's)
+                _EPOCH_FILES.pop(path, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _accounts_rolled_back(session: Session) -> None:
+    session.info.pop("accounts_changed", None)
 
 
 class TokenCache:
@@ -309,14 +395,17 @@ class TokenCache:
 
     Looking the token up costs a database round trip on every API call; the answer is
     kept for `ttl` seconds. A change to any account made in this process forgets every
-    entry at once; one made by another process (`zerorun revoke-tokens`, another app
-    worker) takes effect here within `ttl` seconds. A `ttl` of 0 turns caching off.
+    entry at once; so does one made by another process on this host (`zerorun
+    deactivate-user`, another app worker): it replaces the `epoch_file` every cache checks.
+    A process on another host without the shared instance folder takes effect here within
+    `ttl` seconds. A `ttl` of 0 turns caching off.
     """
 
     def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic,
-                 size: int = 1024) -> None:
+                 size: int = 1024, epoch_file: Path | None = None) -> None:
         self.ttl, self.monotonic, self.size = ttl, monotonic, size
-        self._entries: dict[str, tuple[UserView, float, int]] = {}
+        self.epoch_file = epoch_file
+        self._entries: dict[str, tuple[UserView, float, int, tuple[int, int] | None]] = {}
         self._lock = threading.Lock()
 
     def user(self, open_session: Callable[[], AbstractContextManager[Session]], token: str
@@ -325,13 +414,15 @@ class TokenCache:
         digest = token_digest(token)
         now, generation = self.monotonic(), _generation[0]
         cached = self._entries.get(digest)
-        if cached is not None and cached[2] == generation and now - cached[1] < self.ttl:
+        if cached is not None and cached[2] == generation and now - cached[1] < self.ttl \
+                and cached[3] == epoch_stamp(self.epoch_file):
             return cached[0]
+        stamp = epoch_stamp(self.epoch_file)  # before the lookup: a change after it counts
         with open_session() as s:
             user = user_by_token(s, token)
         if user is not None and self.ttl > 0:
             with self._lock:
                 if len(self._entries) >= self.size:
                     self._entries.clear()
-                self._entries[digest] = (user, now, generation)
+                self._entries[digest] = (user, now, generation, stamp)
         return user

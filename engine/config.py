@@ -71,6 +71,18 @@ SETTINGS: dict[str, Setting] = {
                                    "(0: the worker does not seal)"),
     "seal_mail_to": Setting("ZERORUN_SEAL_MAIL_TO", "",
                             "comma-separated addresses every new audit seal is mailed to"),
+    "webhook_allow": Setting(
+        "ZERORUN_WEBHOOK_ALLOW", "",
+        "comma-separated networks (CIDR, e.g. 10.20.0.0/16) where webhook receivers may be "
+        "although the addresses are loopback, private or link-local (an intranet receiver); "
+        "empty: webhooks go to public addresses only"),
+    "webhook_key_file": Setting(
+        "ZERORUN_WEBHOOK_KEY_FILE", "",
+        "key (Fernet, base64) encrypting the webhook signing secrets stored in the "
+        "database; empty: webhook.key in the instance folder, created when first needed. "
+        "Keep it off the database server in production"),
+    "webhook_key": Setting("ZERORUN_WEBHOOK_KEY", "",
+                           "the webhook secrets' key itself; overrides the key file"),
     # Operations (health, metrics, backups, single sign-on) --------------------------------
     "worker_stale_seconds": Setting(
         "ZERORUN_WORKER_STALE", "120",
@@ -149,12 +161,21 @@ class Config:
     seal_key: str = ""
     seal_interval_hours: float = 24.0
     seal_mail_to: str = ""
+    webhook_allow: str = ""
+    webhook_key_file: str = ""
+    webhook_key: str = ""
 
     @property
     def seal_key_path(self) -> Path:
         """Where the seal signing key is kept (outside the database)."""
         return Path(self.seal_key_file) if self.seal_key_file \
             else self.instance_dir / "seal_ed25519.pem"
+
+    @property
+    def webhook_key_path(self) -> Path:
+        """Where the key encrypting webhook secrets is kept (outside the database)."""
+        return Path(self.webhook_key_file) if self.webhook_key_file \
+            else self.instance_dir / "webhook.key"
     worker_stale_seconds: int = 120
     metrics_allow: str = "127.0.0.1,::1"
     metrics_token: str = ""

@@ -6,7 +6,7 @@ command's transaction, so whatever a hook writes commits or rolls back with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from engine.actors import Actor
     from engine.store.models import Case, Event, HumanTask
 
 
@@ -84,9 +85,14 @@ class DataSubmitted:
     case: Case
     spec_name: str | None
     data: dict[str, Any]
+    # Who submitted it: a refusal tells them only what they may read.
+    actor: Actor | None = None
 
 
 DataSubmittedHook = Callable[["Session", DataSubmitted], None]
+# The departments a service says take part in a case besides those holding its tasks (the
+# agency: every department with an item in it): their agents and leaders read the case.
+CaseDepartmentsHook = Callable[["Case"], "Iterable[str]"]
 
 
 @dataclass
@@ -104,3 +110,4 @@ class Hooks:
     case_event: list[CaseEventHook] = field(default_factory=list)
     case_changed: list[CaseChangedHook] = field(default_factory=list)
     data_submitted: list[DataSubmittedHook] = field(default_factory=list)
+    case_departments: list[CaseDepartmentsHook] = field(default_factory=list)

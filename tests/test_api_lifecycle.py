@@ -274,12 +274,13 @@ def test_message_correlation_answers_404_409_and_422(caller):
     tracking = [t for t in tracking if t["spec_name"] == "track_approval"]
     assert len({t["case_id"] for t in tracking}) == 2
     payload = {"approved": True, "certificate_no": "C-1", "approved_date": "2026-03-20"}
-    both = api.call("office", "POST", "/messages", {
+    sender = api.agent_of(tracking[0]["department"])  # the items' department delivers
+    both = api.call(sender, "POST", "/messages", {
         "message": "item_approval_result", "correlation": {"key": tracking[0]["item_code"]},
         "payload": payload}, status=409)
     assert both["error"]["code"] == "ambiguous_message"
     assert sorted(both["error"]["details"]["cases"]) == sorted({t["case_id"] for t in tracking})
-    wrong = api.call("office", "POST", "/messages", {
+    wrong = api.call(sender, "POST", "/messages", {
         "message": "item_approval_result", "correlation": {"case_id": first},
         "payload": {"approved": False}}, status=422)
     assert wrong["error"]["code"] == "invalid_data"

@@ -101,8 +101,12 @@ def test_message_start_event_starts_a_case(make_engine, db_url):
 def test_message_senders_are_checked(make_engine, db_url):
     engine = make_engine(db_url, PACK)
     case = engine.start_case("interact", {}, OFFICE)
-    with pytest.raises(Forbidden):
+    # The element names no sender: a department's agent may not deliver it, and is told
+    # only that nothing waits for it from them (the case's existence is not confirmed).
+    with pytest.raises(NobodyWaits):
         engine.correlate_message("withdrawn", {"case_id": case.id}, {}, AGENT_B)
+    with pytest.raises(NobodyWaits):
+        engine.correlate_message("withdrawn", {"case_id": case.id}, {}, AGENT_A)
     with pytest.raises(Forbidden):
         engine.correlate_message("withdrawn", {"case_id": case.id}, {},
                                  Actor("aud", "auditor"))

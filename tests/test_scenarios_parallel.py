@@ -220,6 +220,15 @@ def test_a_project_code_in_use_by_another_case_is_refused_naming_it(service):
     assert f"#{first.id}" in refused.value.errors[0].message
     assert first.title in refused.value.errors[0].message
     assert len(service.engine.list_cases()) == 1  # nothing stored
+    # An agent starting a case is told only that the code is taken (issue 28 row 6).
+    with pytest.raises(InvalidData) as hidden:
+        service.engine.start_case("case_flow", {"project": small_project(
+            name="另一个项目", code=first.project_code)},
+            Actor("agent_approval_bureau", "agent", "approval_bureau"))
+    told = hidden.value.errors[0].message
+    assert "另一个案件" in told and f"#{first.id}" not in told and first.title not in told
+    assert "办理中" not in told
+    assert len(service.engine.list_cases()) == 1
     # A code obtained later is checked the same way.
     project = small_project(name="尚未赋码的项目")
     del project["code"]
@@ -230,7 +239,8 @@ def test_a_project_code_in_use_by_another_case_is_refused_naming_it(service):
         service.engine.complete_task(obtain.id, {"project_code": first.project_code,
                                                  "code_obtained_date": "2026-03-04"},
                                      Actor("agent_drc", "agent", "drc"))
-    assert f"#{first.id}" in refused.value.errors[0].message
+    assert "另一个案件" in refused.value.errors[0].message  # the DRC's agent: not named
+    assert f"#{first.id}" not in refused.value.errors[0].message
     assert second.task("obtain_project_code")  # still waiting, nothing recorded
     # Once the first case is terminated its code is free again.
     service.engine.terminate_case(first.id, "企业撤回投资", OFFICE)

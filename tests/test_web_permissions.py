@@ -460,9 +460,15 @@ def test_the_non_acceptance_notice_shows_the_reasons_and_the_department_reads_it
     assert f'href="/tasks/{check.id}"' in page
     seen = logged_in(ws.app, "agent_approval_bureau").get(f"/tasks/{check.id}")
     assert seen.status_code == 200 and reasons[0] in seen.get_data(as_text=True)
-    # The DRC reads the Bureau's earlier tasks but not its open notice.
+    # The DRC reads the Bureau's tasks, its open notice too, read-only (issue 28 row 5).
     drc = logged_in(ws.app, "agent_drc")
-    assert drc.get(f"/tasks/{notice.id}").status_code == 404
+    open_notice = drc.get(f"/tasks/{notice.id}")
+    assert open_notice.status_code == 200
+    assert 'value="complete"' not in open_notice.get_data(as_text=True)
+    assert drc.post(f"/tasks/{notice.id}", data={
+        "action": "complete", "csrf_token": csrf_of(open_notice.get_data(as_text=True))}
+        ).status_code in (403, 404)
+    assert ws.ready(case_id, "notify_rejection") == [notice]
     assert drc.get(f"/cases/{case_id}").status_code == 200
 
 

@@ -62,7 +62,8 @@ def receiver():
 
 @pytest.fixture
 def engine(make_engine, sqlite_url):
-    built = make_engine(sqlite_url, FIXTURES / "interact")
+    # The test receivers listen on the loopback address: allowed like an intranet receiver.
+    built = make_engine(sqlite_url, FIXTURES / "interact", webhook_allow="127.0.0.1/32")
     built.hooks.case_event.append(webhooks.record)
     return built
 

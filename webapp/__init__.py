@@ -17,7 +17,7 @@ from agency import service_engine
 from engine.cases import Engine
 from engine.config import Config
 from engine.errors import EngineError
-from webapp import hardening
+from webapp import hardening, limits
 
 csrf = CSRFProtect()
 
@@ -37,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=os.environ.get("ZERORUN_SECURE_COOKIES", "") == "1",
         # attachments are at most 10 MB; the rest of a task form is small
-        MAX_CONTENT_LENGTH=11 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=limits.MAX_BODY_BYTES,
     )
     if test_config:
         app.config.update(test_config)

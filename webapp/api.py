@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request, url_for
@@ -22,8 +26,9 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from engine import accounts
-from engine.accounts import UserView
+from engine.accounts import MAX_BAD_TOKENS, UserView
 from engine.cases import CaseView, Engine, TaskDetail, TaskView
+from engine.config import Config
 from engine.errors import EngineError, FieldError, Forbidden, InvalidData
 from webapp import csrf, get_engine
 from webapp.openapi import document
@@ -33,6 +38,7 @@ REALM = "zerorun"
 TASK_STATES = ("ready", "completed", "cancelled")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+BAD_TOKEN_WINDOW = 60.0  # seconds
 MAX_OFFSET = 2**31 - 1  # what a database can skip; larger offsets are a client's mistake
 # Roles whose users see every task and case, whatever their department.
 
@@ -150,15 +156,63 @@ def _token_user() -> UserView:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'", invalid=True)
     engine = get_engine()
+    throttle = engine.extensions.get("api_bad_tokens")
+    if throttle is None:
+        throttle = engine.extensions["api_bad_tokens"] = BadTokens()
+    address = request.remote_addr or ""
+    wait = throttle.wait(address)
+    if wait:
+        raise ApiError(429, "too_many_requests", "too many requests with a bad API token from "
+                       "your address; try again in a minute",
+                       headers={"Retry-After": str(wait)})
     tokens = engine.extensions.get("api_tokens")
     if tokens is None:
         tokens = engine.extensions["api_tokens"] = accounts.TokenCache(
-            engine.config.token_cache_seconds)
+            engine.config.token_cache_seconds, epoch_file=epoch_file(engine.config))
     user = tokens.user(engine.db.reading, token.strip())
     if user is None:
+        throttle.failed(address)
         raise _unauthorized("the API token is unknown, revoked or its user is deactivated",
                             invalid=True)
     return user
+
+
+def epoch_file(config: Config) -> Path:
+    """The file every process of this installation replaces after an account change."""
+    return config.instance_dir / "accounts.epoch"
+
+
+class BadTokens:
+    """Requests with an unknown token per client address, in this process: past
+    `limit` within `window` seconds, the address waits until the window ends (a guessed
+    token is not even looked up), whatever token it sends."""
+
+    def __init__(self, limit: int = MAX_BAD_TOKENS, window: float = BAD_TOKEN_WINDOW,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.monotonic = limit, window, monotonic
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, address: str) -> int:
+        """Seconds the address must wait (0: it may try)."""
+        found = self._seen.get(address)
+        if found is None:
+            return 0
+        left = found[0] + self.window - self.monotonic()
+        if left <= 0 or found[1] < self.limit:
+            return 0
+        return max(1, math.ceil(left))
+
+    def failed(self, address: str) -> None:
+        """One more unknown token from the address."""
+        now = self.monotonic()
+        with self._lock:
+            if len(self._seen) > 10000:
+                self._seen.clear()  # bounded memory, whatever the addresses
+            start, count = self._seen.get(address, (now, 0))
+            if start + self.window <= now:
+                start, count = now, 0
+            self._seen[address] = (start, count + 1)
 
 
 def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:

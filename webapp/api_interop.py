@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, jsonify, request
 
 from engine.cases import Delivery, JobView
+from engine.cases.interactions import MAX_ID
 from engine.errors import FieldError, Forbidden
 from webapp import get_engine
 from webapp.api import (
@@ -66,8 +67,10 @@ def correlate_message() -> Response:
                            "project_code, key")
                 for k in correlation if k not in ("case_id", "project_code", "key")]
     case_id = correlation.get("case_id")
-    if case_id is not None and (not isinstance(case_id, int) or isinstance(case_id, bool)):
-        problems.append(FieldError("correlation.case_id", "must be an integer"))
+    if case_id is not None and (not isinstance(case_id, int) or isinstance(case_id, bool)
+                                or not 1 <= case_id <= MAX_ID):
+        problems.append(FieldError("correlation.case_id",
+                                   f"must be an integer from 1 to {MAX_ID}"))
     for name in ("project_code", "key"):
         if correlation.get(name) is not None and not isinstance(correlation[name], str):
             problems.append(FieldError(f"correlation.{name}", "must be a string"))

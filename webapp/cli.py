@@ -477,6 +477,31 @@ def revoke_tokens(username: str) -> None:
                else f"{username} had no API token; nothing to revoke")
 
 
+@main.command("grant-message")
+@click.argument("username")
+@click.argument("message")
+@click.option("--revoke", is_flag=True, help="take the grant back")
+def grant_message(username: str, message: str, revoke: bool) -> None:
+    """Let an account (another system's) deliver a BPMN message to every case waiting for it."""
+    from engine import accounts
+
+    engine = _engine()
+    try:
+        with engine.db.transaction() as s:
+            if revoke:
+                changed = accounts.revoke_message(s, username, message, actor=_operator())
+            else:
+                changed = accounts.grant_message(s, username, message, now=engine.clock(),
+                                                 actor=_operator())
+    except EngineError as exc:
+        _fail(exc)
+        return
+    verb = "may no longer" if revoke else "may"
+    click.echo(f"{username} {verb} deliver message {message}" if changed
+               else f"nothing changed: {username} {verb} already deliver message {message}"
+               if not revoke else f"{username} had no grant for message {message}")
+
+
 @main.command("deactivate-user")
 @click.argument("username")
 def deactivate_user(username: str) -> None:

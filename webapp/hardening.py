@@ -15,11 +15,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
 from engine.errors import FieldError
+from webapp.limits import MAX_ID, MAX_JSON_DEPTH
 
-# Deeper JSON is refused before anything reads it: the forms of the pack nest a few levels.
-MAX_JSON_DEPTH = 32
-# Ids in URLs are database integers (32-bit on PostgreSQL): larger ones name nothing.
-MAX_ID = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

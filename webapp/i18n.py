@@ -99,6 +99,9 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
      lambda m: _("Only %(who)s or the department's leader may release this task.",
                  who=_person(m["who"]))),
     (r"wrong user name or password", lambda m: _("Wrong user name or password.")),
+    (r"wrong user name or password \(after repeated failures an account is locked for a few "
+     r"minutes\)", lambda m: _("Wrong user name or password (after repeated failures an "
+                               "account is locked for a few minutes).")),
     (r"too many failed logins; try again in a few minutes",
      lambda m: _("Too many failed logins; try again in a few minutes.")),
     (r"too many failed logins from your address; try again in a few minutes",

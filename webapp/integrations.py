@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from agency import webhooks
@@ -24,27 +33,35 @@ EVENT_LABELS = {"case_started": N_("案件启动"), "case_ended": N_("案件结�
 @requires("admin", "auditor")
 def index() -> Any:
     """Subscriptions, and external jobs: incidents first, then open ones."""
+    return _page()
+
+
+def _page(**shown: Any) -> Any:
     engine = get_engine()
     return render_template(
         "admin/integrations.html", subscriptions=webhooks.subscriptions(engine),
         event_types=[(kind, _(EVENT_LABELS[kind])) for kind in webhooks.EVENT_TYPES],
         labels={kind: _(label) for kind, label in EVENT_LABELS.items()},
         incidents=engine.list_jobs(states=("incident",)),
-        open_jobs=engine.list_jobs(states=("open",)))
+        open_jobs=engine.list_jobs(states=("open",)), **shown)
 
 
 @bp.route("/webhooks", methods=["POST"])
 @requires("admin")
 def subscribe() -> Any:
-    """Subscribe a URL; its signing secret is shown once."""
+    """Subscribe a URL; its signing secret is shown once, in this answer only.
+
+    The secret is never flashed: a flashed message travels in the session cookie, which is
+    signed but readable. The page answering the POST shows it and is not cached."""
     try:
         sub, secret = webhooks.subscribe(get_engine(), request.form.get("url", ""),
                                          request.form.getlist("event_types"), g.user.actor)
     except EngineError as exc:
         flash(engine_message(exc.message))
         return redirect(url_for("integrations.index"))
-    flash(_("已订阅 %(url)s。签名密钥（只显示这一次）：%(secret)s", url=sub.url, secret=secret))
-    return redirect(url_for("integrations.index"))
+    response = make_response(_page(new_subscription=sub, new_secret=secret))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/webhooks/<int:subscription_id>/deactivate", methods=["POST"])

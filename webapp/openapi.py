@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from engine.accounts import MAX_BAD_TOKENS
 from webapp import openapi_clocks as item_clocks
 from webapp import openapi_lifecycle as lifecycle
 from webapp import openapi_unit_tasks as unit_tasks
+from webapp.limits import MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
@@ -55,6 +57,10 @@ _ERROR_RESPONSES: dict[int, tuple[str, str]] = {
                       "or the case has ended (`case_not_running`). Nothing was changed."),
     415: ("UnsupportedMediaType", "The body is not sent as `application/json` "
                                   "(code `unsupported_media_type`)."),
+    429: ("TooManyRequests", "Too many requests with an unknown or revoked API token came "
+                             "from the caller's address in the last minute (code "
+                             "`too_many_requests`): every request from it waits the seconds "
+                             "the `Retry-After` header gives, a valid token too."),
     503: ("ServiceUnavailable", "The database cannot be reached for a moment (code "
                                 "`service_unavailable`); nothing was changed. Try again after "
                                 "the seconds the `Retry-After` header gives."),
@@ -372,6 +378,11 @@ for _path, _operations in item_clocks.PATHS.items():
 # The project unit's tasks done on its behalf (rule R05), also in their own module.
 _SCHEMAS.update(unit_tasks.SCHEMAS)
 _PATHS.update(unit_tasks.PATHS)
+# Every call that takes a token may be told to wait: too many bad tokens from an address.
+for _operations in _PATHS.values():
+    for _operation_spec in _operations.values():
+        if "401" in _operation_spec["responses"]:
+            _operation_spec["responses"].update(_errors(429))
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -383,7 +394,13 @@ _DOCUMENT: dict[str, Any] = {
                        "`Authorization: Bearer <token>` with a per-user token (`zerorun "
                        "issue-token <username>`), and acts as that user with the same "
                        "permission checks as the web pages. Errors are JSON objects "
-                       "`{\"error\": {\"code\", \"message\", \"fields\"}}`.",
+                       "`{\"error\": {\"code\", \"message\", \"fields\"}}`. Bounds the "
+                       "server enforces on every request (400 past them, nothing changed): "
+                       f"a body of at most {MAX_BODY_BYTES // (1024 * 1024)} MiB (413 "
+                       f"past it), JSON nested at most {MAX_JSON_DEPTH} levels, no NUL "
+                       "character or lone surrogate in any text, ids and offsets up to "
+                       f"{MAX_ID}; more than {MAX_BAD_TOKENS} unknown tokens from one address "
+                       "within a minute make it wait (429).",
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearerAuth": []}],
@@ -400,7 +417,7 @@ _DOCUMENT: dict[str, Any] = {
                                           "schema": {"type": "string"}}}
             if status == 401 else {"Retry-After": {"description": "Seconds to wait.",
                                                    "schema": {"type": "string"}}}
-            if status == 503 else None)
+            if status in (429, 503) else None)
             for status, (name, description) in _ERROR_RESPONSES.items()},
     },
 }

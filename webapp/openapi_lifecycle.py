@@ -172,7 +172,7 @@ SCHEMAS: dict[str, Any] = {
         ["message"],
         {"message": {"type": "string", "description": "The message's name in the diagram."},
          "correlation": _obj([], {
-             "case_id": {"type": "integer"},
+             "case_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
              "project_code": {"type": "string"},
              "key": {"type": "string", "description": "The value of the waiting element's "
                                                       "`correlationKey` expression."}}),
@@ -210,11 +210,12 @@ SCHEMAS: dict[str, Any] = {
     "JobFailureRequest": _obj(
         ["worker_id", "error", "retries"],
         {"worker_id": {"type": "string"}, "error": {"type": "string"},
-         "retries": {"type": "integer", "minimum": 0, "description": "Retries left; 0 makes "
-                                                                     "an incident."},
-         "retry_seconds": {"type": "integer", "minimum": 0, "description": "Back-off before "
-                                                                           "the next try."}}),
-    "JobRetryRequest": _obj([], {"retries": {"type": "integer", "minimum": 1}}),
+         "retries": {"type": "integer", "minimum": 0, "maximum": 100,
+                     "description": "Retries left; 0 makes an incident."},
+         "retry_seconds": {"type": "integer", "minimum": 0, "maximum": 86400,
+                           "default": 0, "description": "Back-off before the next try."}}),
+    "JobRetryRequest": _obj([], {"retries": {"type": "integer", "minimum": 1, "maximum": 100,
+                                             "default": 1}}),
 }
 
 
@@ -391,7 +392,11 @@ PATHS: dict[str, Any] = {
         "Delivers the message to the one element waiting for it (message catch event, "
         "boundary message event, receive task), found by case id, project code and/or "
         "the element's correlation key; with no correlation and no waiting case, a "
-        "process whose start event catches it starts a case. 404 when nobody waits, "
+        "process whose start event catches it starts a case. Only the waits the caller "
+        "may deliver to are looked at: those whose element names the caller's department "
+        "(`departmentExpression` or its lane), or every wait of the message for an account "
+        "granted it (`zerorun grant-message`); the office and administrators also deliver "
+        "to elements that name no sender. 404 when nobody waits for it from the caller, "
         "409 when more than one case (or element) would; one hash-chained "
         "`message_received` event per delivery.",
         _ok(_ref("MessageDelivery"), "Delivered."), (*_WRITE, 422), body="MessageRequest",

@@ -180,7 +180,7 @@ class Commands(Queries):
         s.add(case)
         s.flush()
         for hook in self.hooks.data_submitted:
-            hook(s, DataSubmitted(case, None, initial))
+            hook(s, DataSubmitted(case, None, initial, actor))
         ids = IdSource(case_namespace(case.id))
         with clock.pinned(now), task_ids(ids):
             workflow = new_workflow(version.specs, self.script_engine,

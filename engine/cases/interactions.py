@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, false, or_, select
 from sqlalchemy.orm import Session
 
 from engine.actors import STARTERS, Actor
@@ -35,11 +35,22 @@ from engine.errors import (
     WorkflowError,
 )
 from engine.pack.loader import message_schema_file
-from engine.store.models import Case, ExternalJob, MessageWait, ProcessVersion
+from engine.store.models import Case, ExternalJob, MessageGrant, MessageWait, ProcessVersion
 
 CORRELATION_KEYS = ("case_id", "project_code", "key")
 MAX_LOCK_SECONDS = 3600
 MAX_JOBS_PER_FETCH = 50
+MAX_ID = 2**31 - 1  # what an id column holds: a larger case id names no case
+
+
+def _deliverable_by(actor: Actor) -> ColumnElement[bool]:
+    """The waits an account not granted the message may deliver to: those whose element
+    names the account's department; the office and administrators also those that name
+    none (elements that declare no sender)."""
+    own = (MessageWait.department == actor.department) if actor.department else false()
+    if actor.role in ("office", "admin"):
+        return or_(MessageWait.department.is_(None), own)
+    return own
 
 
 class NobodyWaits(NotFound):
@@ -110,19 +121,26 @@ class InteractionCommands(Commands):
         if unknown:
             raise EngineError(f"unknown correlation {', '.join(unknown)}; use "
                               f"{', '.join(CORRELATION_KEYS)}")
-        if not (actor.is_system or actor.role in ("office", "admin", "agent", "leader")):
-            raise Forbidden("only the office, administrators and department accounts may "
-                            "send messages to cases")
+        case_id = correlation.get("case_id")
+        if case_id is not None and not (isinstance(case_id, int) and 0 < case_id <= MAX_ID):
+            raise EngineError(f"correlation case_id must be an integer from 1 to {MAX_ID}")
+        granted = actor.is_system or self.message_granted(actor.username, message)
+        if not (granted or actor.role in ("office", "admin", "agent", "leader")):
+            raise Forbidden("only the office, administrators, department accounts and "
+                            "accounts granted a message may send messages to cases")
         data = plain_data(payload)
         now = self.clock()
-        if isinstance(correlation.get("case_id"), int):
-            self._check_sender(correlation["case_id"], actor)
         with self.db.reading() as s:
             query = select(MessageWait.task_id, MessageWait.case_id).join(
                 Case, Case.id == MessageWait.case_id).where(
                 MessageWait.message == message, Case.status == "running")
-            if correlation.get("case_id") is not None:
-                query = query.where(MessageWait.case_id == correlation["case_id"])
+            if not granted:
+                # Who may deliver is checked before correlating: the waits this sender may
+                # not deliver to are not candidates, so no answer (404, 409 and its case
+                # ids) tells anything about another department's cases.
+                query = query.where(_deliverable_by(actor))
+            if case_id is not None:
+                query = query.where(MessageWait.case_id == case_id)
             if correlation.get("project_code") is not None:
                 query = query.where(Case.project_code == str(correlation["project_code"]))
             if correlation.get("key") is not None:
@@ -131,11 +149,11 @@ class InteractionCommands(Commands):
         if not found:
             if not {"case_id", "project_code", "key"} & {k for k, v in correlation.items()
                                                           if v is not None}:
-                started = self._start_by_message(message, data, actor)
+                started = self._start_by_message(message, data, actor, granted)
                 if started is not None:
                     return started
             raise NobodyWaits(f"no running case waits for message {message!r} with this "
-                              "correlation", message_name=message)
+                              "correlation from you", message_name=message)
         if len({case_id for _, case_id in found}) > 1:
             raise AmbiguousMessage(f"{len({c for _, c in found})} cases wait for message "
                                    f"{message!r}; correlate it by case id, project code or "
@@ -144,14 +162,14 @@ class InteractionCommands(Commands):
             raise AmbiguousMessage(f"{len(found)} elements of case {found[0][1]} wait for "
                                    f"message {message!r}; correlate it by key",
                                    cases=[found[0][1]])
-        task_id, case_id = found[0]
-        self._check_sender(case_id, actor)
+        task_id, found_case = found[0]
         with self._unit() as s:
-            return self._deliver(s, case_id, task_id, message, data, actor, now, False)
+            return self._deliver(s, found_case, task_id, message, data, actor, now, False)
 
-    def _check_sender(self, case_id: int, actor: Actor) -> None:
-        if actor.role in ("agent", "leader") and not self.may_see_case(case_id, actor):
-            raise Forbidden("this case does not involve your department")
+    def message_granted(self, username: str, message: str) -> bool:
+        """Whether an account was granted a message (`zerorun grant-message`)."""
+        with self.db.reading() as s:
+            return s.get(MessageGrant, (username, message)) is not None
 
     def _deliver(self, s: Session, case_id: int, task_id: str, message: str,
                  data: dict[str, Any], actor: Actor, now: datetime, started: bool) -> Delivery:
@@ -170,8 +188,8 @@ class InteractionCommands(Commands):
             "process_id": process_id, "payload": data})
         return Delivery(message, case.id, element, process_id, task_id, started, view)
 
-    def _start_by_message(self, message: str, data: dict[str, Any], actor: Actor
-                          ) -> Delivery | None:
+    def _start_by_message(self, message: str, data: dict[str, Any], actor: Actor,
+                          granted: bool) -> Delivery | None:
         """Start a case of the published process whose start event catches the message."""
         with self.db.reading() as s:
             rows = list(s.scalars(select(ProcessVersion).where(
@@ -188,7 +206,7 @@ class InteractionCommands(Commands):
         with self._unit() as s:
             # A message start event is the process's declared entry point: whoever may start
             # cases may send it, whether or not the process is also startable by hand.
-            if not (actor.is_system or actor.role in STARTERS):
+            if not (granted or actor.role in STARTERS):
                 raise Forbidden("you may not start cases of this process")
             version = row
             self._version(s, version.id).forms.validate(message_schema_file(message), data)

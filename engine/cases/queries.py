@@ -331,8 +331,9 @@ class Queries(Verifying):
 
     def may_see_case(self, case_id: int, actor: Actor) -> bool:
         """Whether the actor may read a case: the office, administrators and auditors see
-        every case; agents and leaders the cases where their department holds or held a task,
-        and the cases they started."""
+        every case; agents and leaders the cases where their department holds or held a task
+        or takes part by the service's account (`hooks.case_departments`: the agency's
+        items), and the cases they started."""
         if actor.is_system or actor.role in ("office", "admin", "auditor"):
             return True
         if actor.role not in ("agent", "leader"):
@@ -346,6 +347,10 @@ class Queries(Verifying):
             found = s.scalar(select(HumanTask.id).where(
                 HumanTask.case_id == case_id, HumanTask.department == actor.department)
                 .limit(1))
+            if found is None and self.hooks.case_departments:
+                case = s.get(Case, case_id)
+                return case is not None and any(
+                    actor.department in set(hook(case)) for hook in self.hooks.case_departments)
         return found is not None
 
     def check_case_visible(self, case_id: int, actor: Actor) -> CaseView:
@@ -381,11 +386,13 @@ class Queries(Verifying):
         """A task with its form and the case data it shows (actor must be allowed to see it)."""
         with self.db.reading() as s:
             row, case = self._task_and_case(s, task_id)
-            # A department involved in the case reads (never changes) its completed tasks:
-            # the decisions it acts on, such as the reasons for a non-acceptance. Others'
-            # tasks read as missing, like tasks that do not exist.
-            if not (actor.may_see_task(row.department) or self.acts_for(row.department, actor)
-                    or (row.state == "completed" and self.may_see_case(row.case_id, actor))):
+            # Whoever reads the case reads (never changes) its tasks, whatever their state
+            # and department: every task a case page links to opens for its readers. For
+            # the others a task reads as missing, like tasks that do not exist. A draft is
+            # the owning department's work in progress: only those who see the task as
+            # theirs (or oversee it) read it.
+            own = actor.may_see_task(row.department) or self.acts_for(row.department, actor)
+            if not (own or self.may_see_case(row.case_id, actor)):
                 raise TaskNotFound(f"task {task_id} does not exist")
             version = self._version(s, case.process_version_id)
             meta = version.task_specs.get(f"{row.process_id}:{row.spec_name}", {})
@@ -398,7 +405,8 @@ class Queries(Verifying):
                 task=task_view(row, case.title),
                 form_schema=version.forms.schema(meta.get("form")),
                 ui_schema=version.forms.schema(meta.get("uischema")),
-                instructions=meta.get("instructions", ""), data=data, draft=row.draft)
+                instructions=meta.get("instructions", ""), data=data,
+                draft=row.draft if own else None)
 
     def element_states(self, case_id: int, upto_seq: int | None = None
                        ) -> dict[str, dict[str, list[str]]]:

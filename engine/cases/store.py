@@ -221,7 +221,7 @@ class CaseStore:
             version.forms.validate(meta.get("form"), submitted,
                                    today=now.astimezone(clock.SERVICE_TZ).date().isoformat())
             for hook in self.hooks.data_submitted:
-                hook(s, DataSubmitted(case, row.spec_name, submitted))
+                hook(s, DataSubmitted(case, row.spec_name, submitted, actor))
             payload: dict[str, Any] = {"task_id": task_id, "task_spec": row.spec_name,
                                        "data": submitted}
             if proxy is not None and on_behalf is not None:

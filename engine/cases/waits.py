@@ -72,20 +72,17 @@ def _sync_waits(functions: Mapping[str, Any], s: Session, case: Case, version: V
         process_id = task.workflow.spec.name
         element = task.task_spec.bpmn_id or task.task_spec.name
         meta = version.task_specs.get(f"{process_id}:{element}", {})
-        key = None
-        if meta.get("correlation_key"):
-            try:
-                value = expressions.evaluate(meta["correlation_key"], task.data, functions)
-            except (ValueError, LookupError, TypeError, ArithmeticError) as exc:
-                raise WorkflowError(f"the correlation key {meta['correlation_key']!r} of "
-                                    f"{task.task_spec.bpmn_name or element} failed: {exc}"
-                                    ) from exc
-            key = None if value is None else str(value)[:200]
+        key = _evaluated(functions, meta.get("correlation_key"), task, "correlation key")
+        department = meta.get("department")
+        if meta.get("department_expression"):
+            department = _evaluated(functions, meta["department_expression"], task,
+                                    "sender department")
         # An event-based gateway waits for several messages at once: the first one wins.
         for name in sorted({m.name for m in messages}):
             waits[(str(task.id), name)] = MessageWait(
                 task_id=str(task.id), case_id=case.id, message=name, element=element,
-                process_id=process_id, correlation_key=key)
+                process_id=process_id, correlation_key=key,
+                department=None if department is None else str(department)[:64])
     stored = {(w.task_id, w.message): w for w in s.scalars(select(MessageWait).where(
         MessageWait.case_id == case.id))}
     for pair, row in stored.items():
@@ -94,6 +91,25 @@ def _sync_waits(functions: Mapping[str, Any], s: Session, case: Case, version: V
     for pair, wait in waits.items():
         if pair not in stored:
             s.add(wait)
+
+
+def _evaluated(functions: Mapping[str, Any], expression: str | None, task: Any, what: str
+               ) -> str | None:
+    """The value of a waiting element's expression, as text (None: no expression, or None).
+
+    What goes wrong in it (a name the data lacks, a missing key...) is the diagram's or the
+    data's fault: a WorkflowError (422), so the command that made the element wait is
+    refused and rolled back, never a 500."""
+    if not expression:
+        return None
+    try:
+        value = expressions.evaluate(expression, task.data, functions)
+    except (ValueError, LookupError, TypeError, ArithmeticError, NameError, AttributeError,
+            RecursionError) as exc:
+        raise WorkflowError(f"the {what} {expression!r} of "
+                            f"{task.task_spec.bpmn_name or task.task_spec.name} failed: {exc}"
+                            ) from exc
+    return None if value is None else str(value)[:200]
 
 
 def _sync_jobs(s: Session, case: Case, version: VersionSpecs, workflow: BpmnWorkflow,

@@ -157,7 +157,7 @@ class PackParser:
             external, external_problems = _external_tasks(tree, name, schemas)
             problems.extend(external_problems)
             task_specs.update(external)
-            task_specs.update(_correlated_elements(tree))
+            task_specs.update(_correlated_elements(tree, self.departments))
         if problems:
             raise InvalidProcess(problems)
 
@@ -493,17 +493,29 @@ def _message_schema_files(trees: Mapping[str, etree._ElementTree],
     return names
 
 
-def _correlated_elements(tree: etree._ElementTree) -> dict[str, dict[str, Any]]:
-    """Message catch events and receive tasks that declare a `correlationKey` expression."""
+def _correlated_elements(tree: etree._ElementTree, departments: Mapping[str, str]
+                         ) -> dict[str, dict[str, Any]]:
+    """Message catch events and receive tasks: their `correlationKey` expression, and who
+    may deliver their message (a `departmentExpression`, or the department of their lane)."""
     found: dict[str, dict[str, Any]] = {}
     tags = ("intermediateCatchEvent", "boundaryEvent", "receiveTask", "startEvent")
-    for node in tree.getroot().iter(*(f"{{{NS['bpmn']}}}{tag}" for tag in tags)):
-        key = _properties(node).get("correlationKey", "").strip()
-        if key:
-            container = _container(node)
-            found[f"{container}:{node.get('id', '')}"] = {
-                "kind": "message", "process_id": container, "spec_name": node.get("id", ""),
-                "correlation_key": key}
+    for process in tree.getroot().findall("bpmn:process", NS):
+        lanes = _lanes_by_node(process)
+        for node in process.iter(*(f"{{{NS['bpmn']}}}{tag}" for tag in tags)):
+            if not node.tag.endswith("receiveTask") and node.find(
+                    "bpmn:messageEventDefinition", NS) is None:
+                continue
+            props = _properties(node)
+            key = props.get("correlationKey", "").strip()
+            expression = props.get("departmentExpression", "").strip()
+            lane = lanes.get(node.get("id", ""))
+            static = departments.get(lane.strip()) if lane else None
+            if key or expression or static:
+                container = _container(node)
+                found[f"{container}:{node.get('id', '')}"] = {
+                    "kind": "message", "process_id": container,
+                    "spec_name": node.get("id", ""), "correlation_key": key or None,
+                    "department": static, "department_expression": expression or None}
     return found
 
 

@@ -35,8 +35,13 @@ from engine.runtime.bounds import (
     active_loop_scoping,
     check_data,
     cpu_seconds,
+    dict_of,
+    hash_checked,
+    keys_of_pairs,
     loop_scoping,
     measured,
+    set_of,
+    sum_numbers,
     time_budget,
     where,
 )
@@ -69,24 +74,10 @@ def _listed(fn: Callable[..., Iterable[Any]]) -> Callable[..., list[Any]]:
     return wrapper
 
 
-def _sum(values: Iterable[Any], start: Any = 0) -> Any:
-    # sum() over lists or tuples copies the running total at every step (quadratic, in
-    # one builtin call the time bound cannot interrupt): numbers only.
-    if not isinstance(start, (int, float)) or isinstance(start, bool):
-        raise UnsafeExpression("sum() adds numbers only; to join lists use a comprehension "
-                               "or +, to join text use ''.join(...)")
-    total = start
-    for value in values:
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"sum() adds numbers only, not {type(value).__name__}")
-        total += value
-    return total
-
-
 BUILTINS: dict[str, Callable[..., Any]] = {
-    "len": len, "min": min, "max": max, "sum": _sum, "abs": abs, "round": round,
+    "len": len, "min": min, "max": max, "sum": sum_numbers, "abs": abs, "round": round,
     "sorted": sorted, "any": any, "all": all, "str": str, "int": int, "float": float,
-    "bool": bool, "list": list, "dict": dict, "set": set, "tuple": tuple,
+    "bool": bool, "list": list, "dict": dict_of, "set": set_of, "tuple": tuple,
     "range": _len_range, "enumerate": _listed(enumerate), "zip": _listed(zip),
     "reversed": _listed(reversed),
 }
@@ -298,15 +289,18 @@ class _Interpreter:
         return tuple(_bounded([self.eval(e) for e in node.elts], node))
 
     def _e_Set(self, node: ast.Set) -> set[Any]:
-        return {self.eval(e) for e in node.elts}
+        values = [self.eval(e) for e in node.elts]
+        hash_checked(values, node)
+        return set(values)
 
     def _e_Dict(self, node: ast.Dict) -> dict[Any, Any]:
-        result: dict[Any, Any] = {}
+        pairs: list[tuple[Any, Any]] = []
         for key, value in zip(node.keys, node.values, strict=True):
             if key is None:
                 raise UnsafeExpression("** unpacking is not allowed", **_where(node))
-            result[self.eval(key)] = self.eval(value)
-        return result
+            pairs.append((self.eval(key), self.eval(value)))
+        hash_checked([k for k, _ in pairs], node)
+        return dict(pairs)
 
     def _e_BoolOp(self, node: ast.BoolOp) -> Any:
         value: Any = None
@@ -398,6 +392,9 @@ class _Interpreter:
                                    f"{type(receiver).__name__}", **_where(node))
         if isinstance(receiver, str):
             _check_str_method(receiver, name, args)
+        if isinstance(receiver, dict) and name == "update" and args:
+            keys = list(args[0]) if isinstance(args[0], dict) else keys_of_pairs(args[0])
+            hash_checked([*receiver, *keys], node)
         if isinstance(receiver, list) and name in ("extend", "insert", "append"):
             added = len(args[0]) if name == "extend" and hasattr(args[0], "__len__") else 1
             if len(receiver) + added > MAX_LENGTH:
@@ -438,11 +435,14 @@ class _Interpreter:
         return self._comprehend(node.generators, lambda: self.eval(node.elt), node)
 
     def _e_SetComp(self, node: ast.SetComp) -> set[Any]:
-        return set(self._comprehend(node.generators, lambda: self.eval(node.elt), node))
+        values = self._comprehend(node.generators, lambda: self.eval(node.elt), node)
+        hash_checked(values, node)
+        return set(values)
 
     def _e_DictComp(self, node: ast.DictComp) -> dict[Any, Any]:
         pairs = self._comprehend(node.generators,
                                  lambda: (self.eval(node.key), self.eval(node.value)), node)
+        hash_checked([k for k, _ in pairs], node)
         return dict(pairs)
 
     def _comprehend(self, generators: list[ast.comprehension], element: Callable[[], Any],

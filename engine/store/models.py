@@ -379,6 +379,20 @@ class MessageWait(Base):
     process_id: Mapped[str] = mapped_column(String(200))
     # The value of the element's `correlationKey` expression when the wait began.
     correlation_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The department the element lets deliver the message (its departmentExpression or its
+    # lane, when the wait began); None: the office, administrators and granted accounts.
+    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class MessageGrant(Base):
+    """An account (another system's) allowed to deliver a message to whatever waits for it."""
+
+    __tablename__ = "message_grant"
+
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    message: Mapped[str] = mapped_column(String(200), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at: Mapped[datetime]
 
 
 class ExternalJob(Base):
