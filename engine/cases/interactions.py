@@ -39,6 +39,9 @@ from engine.store.models import Case, ExternalJob, MessageWait, ProcessVersion
 CORRELATION_KEYS = ("case_id", "project_code", "key")
 MAX_LOCK_SECONDS = 3600
 MAX_JOBS_PER_FETCH = 50
+# A process that models its own termination waits for this message (payload: the reason);
+# terminating such a case delivers it there instead of cancelling the workflow.
+TERMINATION_MESSAGE = "case_termination"
 
 
 class NobodyWaits(NotFound):
@@ -146,6 +149,35 @@ class InteractionCommands(Commands):
         self._check_sender(case_id, actor)
         with self._unit() as s:
             return self._deliver(s, case_id, task_id, message, data, actor, now, False)
+
+    def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
+        """Stop a running case with a reason: through the diagram's own termination path
+        when it waits for `case_termination` (hand-backs, record), else by cancelling it."""
+        if not reason or not reason.strip():
+            raise EngineError("a reason is required to terminate a case")
+        if not (actor.is_system or actor.role in ("office", "admin")):
+            raise Forbidden("only the office or an administrator may terminate a case")
+        with self.db.reading() as s:
+            task_id = s.scalar(select(MessageWait.task_id).where(
+                MessageWait.case_id == case_id, MessageWait.message == TERMINATION_MESSAGE
+            ).order_by(MessageWait.task_id).limit(1))
+            case = s.get(Case, case_id)
+            data = dict(case.data or {}) if case is not None else {}
+            ending = (case is not None and case.status == "running"
+                      and data.get("terminated") is True
+                      and TERMINATION_MESSAGE in _caught_messages(
+                          self._version(s, case.process_version_id)))
+        if task_id is None and ending:
+            # The diagram is on its termination path already: the first reason stands.
+            raise Conflict("the service is already being terminated for: "
+                           f"{data.get('termination_reason')}; complete its hand-back "
+                           "and termination record tasks")
+        if task_id is None:
+            return super().terminate_case(case_id, reason, actor)
+        now = self.clock()
+        with self._unit() as s:
+            return self._deliver(s, case_id, task_id, TERMINATION_MESSAGE,
+                                 {"reason": reason.strip()}, actor, now, False).case
 
     def _check_sender(self, case_id: int, actor: Actor) -> None:
         if actor.role in ("agent", "leader") and not self.may_see_case(case_id, actor):
@@ -355,6 +387,13 @@ class InteractionCommands(Commands):
             rows = s.scalars(query.order_by(ExternalJob.state.desc(), ExternalJob.created_at)
                              .limit(limit))
             return [_job_view(row) for row in rows]
+
+
+def _caught_messages(version: VersionSpecs) -> set[str]:
+    """The messages the main process of a version catches anywhere (not in called ones)."""
+    return {definition.name for spec in version.specs.process_spec.task_specs.values()
+            if isinstance(definition := getattr(spec, "event_definition", None),
+                          MessageEventDefinition)}
 
 
 def _start_messages(version: VersionSpecs) -> set[str]:
