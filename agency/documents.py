@@ -35,6 +35,7 @@ KINDS = {
     "one_time_notice": "一次性告知书",
     "dispatch": "项目审批任务派遣单",
     "rejection": "不予受理告知书",
+    "refusal": "不予许可决定告知书",
     "commitment": "告知承诺书",
     "commitment_decision": "告知承诺核查处理决定书",
     "handover": "审批结果移交记录",
@@ -44,7 +45,8 @@ KINDS = {
     "public_summary": "零跑路代办服务成效公示",
 }
 # Completed tasks each task-based document is produced from.
-TASK_KINDS = {"check_materials": "rejection", "record_commitment": "commitment",
+TASK_KINDS = {"check_materials": "rejection", "track_approval": "refusal",
+              "record_commitment": "commitment",
               "commitment_decision": "commitment_decision",
               "handover_results": "handover", "termination_record": "termination",
               "hand_back_materials": "termination"}
@@ -131,6 +133,8 @@ def choices(engine: Engine, case_id: int) -> list[Choice]:
     for row, submitted in _completed(engine, case_id):
         kind = TASK_KINDS[row.spec_name]
         if kind == "rejection" and submitted.get("decision") != "reject":
+            continue
+        if kind == "refusal" and submitted.get("progress") != "not_approved":
             continue
         label = KINDS[kind] + (f"（{row.item_name}）" if row.item_name else "")
         if row.completed_at is not None:
@@ -313,8 +317,8 @@ def _case_context(engine: Engine, case_id: int, wanted: Choice) -> dict[str, Any
         context["dept_items"] = [i for i in items if i.get("department") == code]
     elif wanted.kind == "progress":
         context["progress"] = _progress(engine, case_id, items)
-    elif wanted.kind in ("rejection", "commitment", "commitment_decision", "handover",
-                         "termination"):
+    elif wanted.kind in ("rejection", "refusal", "commitment", "commitment_decision",
+                         "handover", "termination"):
         row, submitted = next((r, d) for r, d in _completed(engine, case_id)
                               if r.id == wanted.source)
         context.update(task=row, submitted=submitted, item=next(

@@ -179,6 +179,8 @@ class Figures:
     # `LISTED` late items (by case), and how many more the counts include.
     overdue: dict[str, dict[str, Any]]
     item_times: list[ItemTime]
+    # Cases that ended this month, each with its status: `completed` (办结) or
+    # `terminated` (终止), never counted as each other (R09; see ENDED_STATUSES).
     closed_this_month: list[dict[str, Any]] = field(default_factory=list)
     # Commitments (告知承诺) found not kept: case, item and the department's decision.
     broken_commitments: list[dict[str, Any]] = field(default_factory=list)
@@ -186,6 +188,16 @@ class Figures:
     # the items whose clock stands still today.
     clock_times: list[TimeFigure] = field(default_factory=list)
     paused: list[clocks.ItemTime] = field(default_factory=list)
+
+    @property
+    def completed_this_month(self) -> list[dict[str, Any]]:
+        """The cases 办结 this month: completed, never terminated ones."""
+        return [c for c in self.closed_this_month if c["status"] == "completed"]
+
+    @property
+    def terminated_this_month(self) -> list[dict[str, Any]]:
+        """The cases whose service was terminated this month."""
+        return [c for c in self.closed_this_month if c["status"] == "terminated"]
 
     @property
     def overdue_red(self) -> int:
@@ -207,7 +219,8 @@ class Figures:
             + [[t.name, t.count, t.average_days, t.slowest_days, t.slowest_case]
                for t in self.item_times],
             "closed_this_month": [["案件 case", "名称 title", "状态 status", "办结时间 ended"]]
-            + [[c["id"], c["title"], c["status"], c["ended"]] for c in self.closed_this_month],
+            + [[c["id"], c["title"], ENDED_STATUSES[c["status"]], c["ended"]]
+               for c in self.closed_this_month],
             "government_time": [["部门 department", "事项 item", "计时事项 items",
                                  "已办结 finished", "政府用时 government days",
                                  "申请人用时 applicant days", "其他不计时 other excluded days",
@@ -535,6 +548,25 @@ class _CaseFacts:
         return list(results or [])
 
 
+# The one definition of how a case ended, for every official figure (dashboard, periodic
+# report, public summary): 办结 is `completed` only; a terminated service is 终止.
+ENDED_STATUSES = {"completed": "已办结", "terminated": "已终止"}
+
+
+def ended_case_counts(s: Session, since: datetime | None = None,
+                      until: datetime | None = None) -> dict[str, int]:
+    """Service cases (case_flow) that ended, by status, optionally within [since, until)."""
+    query = select(Case.status, func.count()).where(
+        Case.process_id == "case_flow", Case.status.in_(tuple(ENDED_STATUSES)))
+    if since is not None:
+        query = query.where(Case.ended_at >= since)
+    if until is not None:
+        query = query.where(Case.ended_at < until)
+    counts = {status: 0 for status in ENDED_STATUSES}
+    counts.update({status: int(n) for status, n in s.execute(query.group_by(Case.status))})
+    return counts
+
+
 def _closed_this_month(s: Session, today: date, facts: _CaseFacts, department: str | None,
                        mine: Any) -> list[dict[str, Any]]:
     """Cases completed or terminated in the current (local) month."""
@@ -542,7 +574,7 @@ def _closed_this_month(s: Session, today: date, facts: _CaseFacts, department: s
     after = datetime.combine((today.replace(day=1) + timedelta(days=32)).replace(day=1),
                              time(0), tzinfo=SERVICE_TZ)
     cases = s.execute(select(Case.id, Case.title, Case.status, Case.ended_at).where(
-        Case.status.in_(("completed", "terminated")), Case.ended_at >= first,
+        Case.status.in_(tuple(ENDED_STATUSES)), Case.ended_at >= first,
         Case.ended_at < after).order_by(Case.id)).all()
     if department is not None and cases:
         facts.load(c.id for c in cases)

@@ -46,7 +46,8 @@ class PublicSummary:
 
     today: date
     cases_served: int
-    cases_closed: int
+    cases_closed: int  # completed (办结) only
+    cases_terminated: int
     items_handled: int
     average_days: float | None
     average_committed: float | None
@@ -62,8 +63,7 @@ def public_summary(engine: Engine) -> PublicSummary:
     with engine.db.reading() as s:
         served = s.scalar(select(func.count()).select_from(Case).where(
             Case.process_id == "case_flow")) or 0
-        closed = s.scalar(select(func.count()).select_from(Case).where(
-            Case.process_id == "case_flow", Case.status == "completed")) or 0
+        ended = oversight.ended_case_counts(s)
     names = {c: str(d.get("name", c)) for c, d in ref.departments.items()}
     lines: list[ItemLine] = []
     code_of = {str(i.get("name")): code for code, i in ref.items.items()}
@@ -83,7 +83,7 @@ def public_summary(engine: Engine) -> PublicSummary:
     weighted = [line for line in lines if line.committed_days]
     total = sum(line.finished for line in weighted)
     return PublicSummary(
-        figures.today, served, closed, handled,
+        figures.today, served, ended["completed"], ended["terminated"], handled,
         round(sum(x.average_days * x.finished for x in lines) / handled, 1) if handled else None,
         round(sum((x.committed_days or 0) * x.finished for x in weighted) / total, 1)
         if total else None,

@@ -102,6 +102,7 @@ OWNER_BINDINGS: dict[str, list[dict[str, Any]]] = {
     "handling_department": [{"handling_department": code} for code in REF.departments],
     "visit_department": [{"visit_department": code} for code in REF.departments
                          if not REF.departments[code].get("external")],
+    "'approval_bureau'": [{}],  # the Bureau decides with the unit after a refusal (R04)
 }
 
 
@@ -165,6 +166,7 @@ def test_forms_are_valid_titled_and_do_not_touch_routing_data():
                                   # the service's own forms: acting for the unit (R05)
                                   "on_behalf.schema.json", "agency_authorisation.schema.json",
                                   "message.item_approval_result.schema.json",
+                                  "message.case_termination.schema.json",
                                   "licence_archive.output.schema.json"}
     for path in FORMS.glob("*.schema.json"):
         schema = json.loads(path.read_text(encoding="utf-8"))

@@ -251,27 +251,25 @@ def test_enterprise_asks_to_stop_in_phase_two(service):
     service.complete("check_materials", "design_scheme_review", by="natural_resources",
                      decision="terminate", termination_reason="unit_request",
                      check_note="企业调整投资计划，书面申请终止")
+    # The whole service stops at once: the item whose materials the agents hold is handed
+    # back, then the Bureau records the termination (R03; tests/test_rules_r03_r04.py).
+    assert sorted((t.spec_name, t.item_code) for t in service.ready()) == [
+        ("hand_back_materials", "design_scheme_review")]
     hand_back = service.task("hand_back_materials", "design_scheme_review")
     assert hand_back.department == "approval_bureau"
     service.complete("hand_back_materials", "design_scheme_review",
                      returned_materials=["设计方案文本", "申请表"])
-    # The planning permit needed the design scheme review: it ends without being handled.
-    assert not service.ready("prepare_materials", "construction_planning_permit")
-    # Phases 3 and 4 never start; the Bureau records the termination and the case ends.
-    # (Beside it the project unit may still rate the phase-1 items handed over to it.)
-    assert [t.spec_name for t in service.ready() if t.department != "project_unit"] == [
-        "termination_record"]
+    assert [t.spec_name for t in service.ready()] == ["termination_record"]
     service.complete("termination_record", by="approval_bureau")
     case = service.case()
-    assert (case.status, case.end_reason) == ("terminated", "unit_request")
-    assert case.data["completed_phases"] == [1, 2]
+    assert (case.status, case.end_reason) == (
+        "terminated", "项目单位主动要求终止（建设工程设计方案审查）")
+    assert case.data["completed_phases"] == [1]
     results = {r["code"]: r for r in case.data["item_results"]}
-    assert results["construction_planning_permit"]["outcome"] == "terminated"
-    assert results["construction_planning_permit"]["termination_reason"] == \
-        "前置事项未获批准：design_scheme_review"
-    # Power connection, beside the phases, waited for the construction permit: it never starts.
-    assert results["power_connection"]["outcome"] == "terminated"
-    assert results["power_connection"]["termination_reason"].startswith("代办服务终止")
+    assert {code for code, r in results.items() if r["outcome"] == "approved"} == set(PHASE_1)
+    for code in ("design_scheme_review", "construction_planning_permit", "power_connection"):
+        assert results[code]["outcome"] == "terminated"
+        assert results[code]["termination_reason"] == case.end_reason
     assert not any(s.spec_name == "joint_drawing_review" for s in service.steps)
     assert service.ready() == []
     assert service.engine.verify_case(case.id).ok
@@ -359,12 +357,18 @@ def test_the_office_can_terminate_a_case_at_any_point_with_a_reason(service, clo
         service.engine.terminate_case(service.case_id, "企业撤回投资", agent)
     with pytest.raises(Exception, match="reason"):
         service.engine.terminate_case(service.case_id, "  ", office)
-    case = service.engine.terminate_case(service.case_id, "企业撤回投资，书面申请终止代办", office)
-    assert (case.status, case.end_reason) == ("terminated", "企业撤回投资，书面申请终止代办")
-    assert service.ready() == []
+    service.engine.terminate_case(service.case_id, "企业撤回投资，书面申请终止代办", office)
+    # Everything stops at once; the materials the agents hold go back first (R03).
+    assert [(t.spec_name, t.item_code) for t in service.ready()] == [
+        ("hand_back_materials", "eia_report_form")]
     clock.advance(days=90)
     assert service.engine.fire_due_timers() == 0  # no warning fires for a stopped case
-    assert service.events()[-1] == "case_terminated"
+    service.complete("hand_back_materials", "eia_report_form")
+    service.complete("termination_record")
+    case = service.case()
+    assert (case.status, case.end_reason) == ("terminated", "企业撤回投资，书面申请终止代办")
+    assert service.ready() == []
+    assert "message_received" in service.events()
     assert service.engine.verify_case(service.case_id).ok
 
 

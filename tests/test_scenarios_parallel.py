@@ -146,8 +146,12 @@ def test_broken_commitment_rectify_within_deadline(service, rectified):
                      rectification_findings="已建成" if rectified else "仍未建设")
     if rectified:
         service.complete("handover_results", "eia_report_form")
-    else:
+    else:  # revoked: the Bureau decides with the unit (R04), here to end the service
+        service.complete("refusal_decision", "eia_report_form", by="approval_bureau",
+                         refusal_action="end_service", termination_reason="not_qualified",
+                         decision_note="企业无力整改，申请终止")
         service.complete("hand_back_materials", "eia_report_form")
+        service.complete("termination_record")
     result = {r["code"]: r for r in service.case().data["item_results"]}["eia_report_form"]
     assert result["commitment"] == ("rectified" if rectified else "revoked")
     assert result["outcome"] == ("approved" if rectified else "revoked")
@@ -164,16 +168,14 @@ def test_broken_commitment_revoked_with_notice_to_the_enterprise(service):
                      decision_reasons="承诺内容与实际不符，依法撤销审批决定",
                      decision_date="2026-06-03")
     assert not service.ready("handover_results")
-    service.complete("hand_back_materials", "eia_report_form", by="approval_bureau")
-    result = {r["code"]: r for r in service.case().data["item_results"]}["eia_report_form"]
-    assert (result["outcome"], result["commitment"]) == ("revoked", "revoked")
-    assert result["termination_reason"] == "commitment_broken"
-    # The case itself goes on; the office sees the broken commitment on its dashboard.
+    # The case itself goes on: the Bureau decides with the unit what follows (R04); the
+    # office sees the broken commitment on its dashboard.
+    decision = service.task("refusal_decision", "eia_report_form")
+    assert decision.department == "approval_bureau"
     assert service.case().status == "running"
     from agency.oversight import figures
     [broken] = figures(service.engine).broken_commitments
-    assert (broken["item"], broken["decision"], broken["result"]) == (
-        "环境影响报告表审批", "revoke", "revoked")
+    assert (broken["item"], broken["decision"]) == ("环境影响报告表审批", "revoke")
     assert figures(service.engine, "drc").broken_commitments == []
     # The written notice to the enterprise, issued from the department's decision.
     [choice] = [c for c in documents.choices(service.engine, service.case_id)

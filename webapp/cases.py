@@ -92,6 +92,10 @@ def terminate(case_id: int) -> Any:
         flash(_("The reason is too long (at most 1000 characters); nothing was changed."),
               "error")
         return redirect(url_for("agent.case", case_id=case_id))
-    engine.terminate_case(case_id, reason, g.user.actor)
-    flash(_("Case terminated: %(reason)s", reason=reason))
+    case = engine.terminate_case(case_id, reason, g.user.actor)
+    if case.status == "running":  # the diagram stops the service and hands materials back
+        flash(_("Service terminated: %(reason)s. Hand back the materials the agents hold, "
+                "then record the termination.", reason=reason))
+    else:
+        flash(_("Case terminated: %(reason)s", reason=reason))
     return redirect(url_for("agent.case", case_id=case_id))

@@ -51,6 +51,9 @@ def _deliverable_by(actor: Actor) -> ColumnElement[bool]:
     if actor.role in ("office", "admin"):
         return or_(MessageWait.department.is_(None), own)
     return own
+# A process that models its own termination waits for this message (payload: the reason);
+# terminating such a case delivers it there instead of cancelling the workflow.
+TERMINATION_MESSAGE = "case_termination"
 
 
 class NobodyWaits(NotFound):
@@ -170,6 +173,36 @@ class InteractionCommands(Commands):
         """Whether an account was granted a message (`zerorun grant-message`)."""
         with self.db.reading() as s:
             return s.get(MessageGrant, (username, message)) is not None
+
+    @command()
+    def terminate_case(self, case_id: int, reason: str, actor: Actor) -> CaseView:
+        """Stop a running case with a reason: through the diagram's own termination path
+        when it waits for `case_termination` (hand-backs, record), else by cancelling it."""
+        if not reason or not reason.strip():
+            raise EngineError("a reason is required to terminate a case")
+        if not (actor.is_system or actor.role in ("office", "admin")):
+            raise Forbidden("only the office or an administrator may terminate a case")
+        with self.db.reading() as s:
+            task_id = s.scalar(select(MessageWait.task_id).where(
+                MessageWait.case_id == case_id, MessageWait.message == TERMINATION_MESSAGE
+            ).order_by(MessageWait.task_id).limit(1))
+            case = s.get(Case, case_id)
+            data = dict(case.data or {}) if case is not None else {}
+            ending = (case is not None and case.status == "running"
+                      and data.get("terminated") is True
+                      and TERMINATION_MESSAGE in _caught_messages(
+                          self._version(s, case.process_version_id)))
+        if task_id is None and ending:
+            # The diagram is on its termination path already: the first reason stands.
+            raise Conflict("the service is already being terminated for: "
+                           f"{data.get('termination_reason')}; complete its hand-back "
+                           "and termination record tasks")
+        if task_id is None:
+            return super().terminate_case(case_id, reason, actor)
+        now = self.clock()
+        with self._unit() as s:
+            return self._deliver(s, case_id, task_id, TERMINATION_MESSAGE,
+                                 {"reason": reason.strip()}, actor, now, False).case
 
     def _deliver(self, s: Session, case_id: int, task_id: str, message: str,
                  data: dict[str, Any], actor: Actor, now: datetime, started: bool) -> Delivery:
@@ -379,6 +412,13 @@ class InteractionCommands(Commands):
             rows = s.scalars(query.order_by(ExternalJob.state.desc(), ExternalJob.created_at)
                              .limit(limit))
             return [_job_view(row) for row in rows]
+
+
+def _caught_messages(version: VersionSpecs) -> set[str]:
+    """The messages the main process of a version catches anywhere (not in called ones)."""
+    return {definition.name for spec in version.specs.process_spec.task_specs.values()
+            if isinstance(definition := getattr(spec, "event_definition", None),
+                          MessageEventDefinition)}
 
 
 def _start_messages(version: VersionSpecs) -> set[str]:

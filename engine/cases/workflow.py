@@ -12,6 +12,7 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -84,8 +85,7 @@ def run_event(workflow: BpmnWorkflow, event_type: str, payload: dict[str, Any],
         task.data.update(copy.deepcopy(payload["data"]))
         task.complete()
         workflow.do_engine_steps()
-    if workflow.completed:
-        drop_orphans(workflow)
+    drop_orphans(workflow)
 
 def deliver_message(workflow: BpmnWorkflow, payload: dict[str, Any], case_id: int) -> None:
     """Hand a message to the one waiting element it was correlated with, then run on.
@@ -109,7 +109,8 @@ def deliver_message(workflow: BpmnWorkflow, payload: dict[str, Any], case_id: in
 
 
 def drop_orphans(workflow: BpmnWorkflow) -> None:
-    """Forget sub-processes whose calling task was dropped when the case was cancelled.
+    """Forget sub-processes whose calling task was dropped (the case was cancelled, or an
+    interrupting boundary event cancelled a sub-process that had called others).
 
     Cancelling drops the children of unfinished tasks, but SpiffWorkflow keeps the
     sub-processes they had started; a restored case would not have them, so the
@@ -307,11 +308,34 @@ def scan_tasks(workflow: BpmnWorkflow) -> Scan:
             unfinished = True
         elif state == TaskState.COMPLETED and isinstance(task.task_spec, EndEvent):
             ends.append(task)
-    for sub in workflow.subprocesses.values():
+    scope = main_scope(workflow)
+    for key, sub in workflow.subprocesses.items():
+        shared = key in scope
         for task in sub.tasks.values():
             if task.state == TaskState.READY and task.task_spec.manual:
                 ready.append(task)
+            if shared and task.state & ACTIVE:
+                active.append(task)
     return Scan(ready, active, ends, not unfinished)
+
+def main_scope(workflow: BpmnWorkflow) -> set[UUID]:
+    """The embedded sub-processes of the main process (at any depth, not through a call
+    activity): BPMN gives them the main process's data, so their tasks are the case's."""
+    scope: set[UUID] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key, sub in workflow.subprocesses.items():
+            if key in scope:
+                continue
+            parent = sub.parent_workflow
+            task = parent.tasks.get(key) if parent is not None else None
+            if (task is not None and (parent is workflow or parent.parent_task_id in scope)
+                    and isinstance(task.task_spec, SubWorkflowTask)
+                    and not isinstance(task.task_spec, CallActivity)):
+                scope.add(key)
+                changed = True
+    return scope
 
 def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: Scan,
                     done_task: str | None) -> dict[str, Any]:
@@ -323,10 +347,16 @@ def case_data_after(previous: Mapping[str, Any], workflow: BpmnWorkflow, scan: S
     tasks under way, as it did when its events were recorded.
     """
     if branch_data.merges_changes(workflow):
-        return branch_data.case_changes(previous, workflow, _plain_value)
+        scope = main_scope(workflow) if workflow.subprocesses else set()
+        return branch_data.case_changes(previous, workflow, _plain_value,
+                                        [workflow.subprocesses[key] for key in scope])
     data = dict(previous)
     if done_task is not None:
         done = workflow.tasks.get(UUID(done_task))
+        if done is None:  # a task of an embedded sub-process of the main process
+            scope = main_scope(workflow)
+            done = next((sub.tasks[UUID(done_task)] for key, sub in workflow.subprocesses.items()
+                         if key in scope and UUID(done_task) in sub.tasks), None)
         if done is not None:
             data.update(plain_data(done.data))
     for task in scan.top_active:

@@ -163,22 +163,24 @@ _SEEN_ATTR = "_zerorun_steps_seen"
 
 
 def note_steps_seen(workflow: BpmnWorkflow) -> None:
-    """Take every top-level step completed so far as already in the case's data (a workflow
-    restored or caught up: the commands that ran those steps stored their changes)."""
-    setattr(workflow, _SEEN_ATTR, {task.id for task in workflow.tasks.values()
-                                   if task.state == TaskState.COMPLETED})
+    """Take every step completed so far as already in the case's data (a workflow restored
+    or caught up: the commands that ran those steps stored their changes)."""
+    setattr(workflow, _SEEN_ATTR, {
+        task.id for flow in (workflow, *workflow.subprocesses.values())
+        for task in flow.tasks.values() if task.state == TaskState.COMPLETED})
 
 
 def case_changes(previous: Mapping[str, Any], workflow: BpmnWorkflow,
-                 plain: Callable[[Any], Any]) -> dict[str, Any]:
-    """The case's data after a command: `previous` with the changes of the top-level steps
-    the command completed, in the order they completed (`plain` turns a value into what
-    the case's data can store)."""
+                 plain: Callable[[Any], Any], shared: Iterable[Any] = ()) -> dict[str, Any]:
+    """The case's data after a command: `previous` with the changes of the steps of the main
+    process the command completed, in the order they completed (`shared`: the embedded
+    sub-processes whose steps share its data; `plain` turns a value into what the case's
+    data can store)."""
     seen: set[Any] | None = getattr(workflow, _SEEN_ATTR, None)
     if seen is None:
         seen = set()
         setattr(workflow, _SEEN_ATTR, seen)
-    done = [task for task in workflow.tasks.values()
+    done = [task for flow in (workflow, *shared) for task in flow.tasks.values()
             if task.state == TaskState.COMPLETED and task.id not in seen]
     written: list[tuple[Path, Any]] = []
     for task in sorted(done, key=lambda t: t.last_state_change):
