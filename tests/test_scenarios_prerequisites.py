@@ -56,8 +56,8 @@ def test_environmental_assessment_runs_while_phase_two_runs_and_the_permit_waits
     assert service.ready("prepare_materials", "eia_report_form")
     requires = {e["code"]: e["requires"] for e in service.case().data["items"]}
     assert requires["construction_permit"] == ["drawing_review", "construction_planning_permit",
-                                               "eia_report_form"]
-    assert requires["completion_filing"] == ["joint_acceptance", "eia_report_form"]
+                                               "land_planning_permit", "eia_report_form"]
+    assert requires["completion_filing"] == ["joint_acceptance"]
     service.run_phase("confirm_planning_conditions", PHASE_2)
     # Phase 3 is open; the construction permit waits for the drawing review and the EIA.
     assert waiting(service)["construction_permit"] == ["drawing_review", "eia_report_form"]
