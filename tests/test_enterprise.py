@@ -73,7 +73,8 @@ def test_the_link_shows_only_that_project_with_what_waits_on_the_enterprise(app,
     assert re.search(r"企业投资项目备案 市发展和改革委员会 1个工作日 已办结", text)
     days = REF.items["eia_report_book"]["committed_days"]
     due = CALENDAR.add_working_days(date(2026, 3, 2), days)
-    assert re.search(rf"环境影响报告书审批 市生态环境局 {days}个工作日 审批办理中 {due}", text), text
+    assert re.search(rf"环境影响报告书审批 市生态环境局 {days}个工作日 审批办理中 {due}",
+                     text), text
     # What waits on the enterprise: the deficiency material, by its due date.
     supply_due = CALENDAR.add_working_days(date(2026, 3, 2), 5)
     assert ("环境影响报告书审批 ：容缺受理，请补正 投资项目代码（在线平台赋码）"

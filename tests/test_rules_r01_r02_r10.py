@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from agency.reference import SERVICE_TZ, ReferenceData
+from engine.actors import Actor
 from tests.conftest import ROOT
 from tests.service import KEY_PROJECT, Service, small_project
 from tests.test_scenarios import PHASE_2, intake
@@ -98,4 +99,151 @@ def test_R02_the_permit_ready_before_its_prerequisites_is_impossible_in_any_orde
     assert waiting(service)["construction_permit"] == ["drawing_review"]
     service.run_item("drawing_review")
     assert service.ready("prepare_materials", "construction_permit")
+    assert service.engine.verify_case(service.case_id).ok
+
+
+# --- R01 -----------------------------------------------------------------------------------
+
+# A plant whose pollutant discharge permit (phase 4) needs the EIA, run beside the phases.
+DISCHARGING = small_project(eia="form", pollutant_discharge=True)
+BUREAU = Actor("agent_approval_bureau", "agent", "approval_bureau")
+
+
+def _eia_by_commitment(service: Service) -> date:
+    """The EIA accepted by commitment; returns the day the department recorded the letter."""
+    intake(service, DISCHARGING)
+    service.complete("confirm_project_code")
+    service.run_item("project_filing")
+    service.complete("prepare_materials", "eia_report_form")
+    service.complete("check_materials", "eia_report_form", by="ecology_env",
+                     decision="commitment")
+    service.complete("sign_commitment", "eia_report_form", by="project_unit")
+    service.complete("record_commitment", "eia_report_form", by="ecology_env",
+                     letter_no="CN-2026-003", letter_signed_date="2026-03-02",
+                     promised_conditions="三个月内完成污水处理设施建设并投入运行",
+                     verify_by="2026-06-02")
+    return service.clock().astimezone(SERVICE_TZ).date()
+
+
+def _decided_and_handed_over(service: Service) -> None:
+    recorded = _eia_by_commitment(service)
+    # The department decides at once: one working day from the recorded commitment.
+    track = service.task("track_approval", "eia_report_form")
+    assert due_day(track) == CALENDAR.add_working_days(recorded, 1)
+    # The pollutant discharge permit waits for the EIA; nothing is verified before a result.
+    assert waiting(service)["pollutant_discharge_permit"] == ["eia_report_form"]
+    assert not service.ready("verify_commitment")
+    service.complete("track_approval", "eia_report_form", by="ecology_env",
+                     approval_no="卫环审〔2026〕12号")
+    # The result is handed over straight away, before any verification.
+    assert not service.ready("verify_commitment")
+    service.complete("handover_results", "eia_report_form", by="approval_bureau")
+
+
+@pytest.mark.parametrize("verified", ["before-dependent", "after-dependent"])
+def test_R01_commitment_is_decided_at_once_handed_over_and_verified_afterwards(service,
+                                                                              verified):
+    _decided_and_handed_over(service)
+    # The handed-over result counts for the item that needs it: it starts now, in March,
+    # while the verification is due only in June.
+    assert service.ready("prepare_materials", "pollutant_discharge_permit")
+    check = service.task("verify_commitment", "eia_report_form")
+    assert (check.department, due_day(check)) == ("ecology_env", date(2026, 6, 2))
+    assert service.ready("rate_item", "eia_report_form")  # the unit rates the handed-over item
+    kept = {"commitment_kept": True, "check_date": "2026-06-02",
+            "check_findings": "污水处理设施已建成运行"}
+    if verified == "before-dependent":
+        service.complete("verify_commitment", "eia_report_form", by="ecology_env", **kept)
+    service.run_item("pollutant_discharge_permit")
+    if verified == "after-dependent":
+        assert service.ready("verify_commitment", "eia_report_form")
+        service.complete("verify_commitment", "eia_report_form", by="ecology_env", **kept)
+    assert not service.ready("verify_commitment") and not service.ready("commitment_decision")
+    results = {r["code"]: r for r in service.case().data["item_results"]}
+    assert (results["eia_report_form"]["outcome"], results["eia_report_form"]["channel"],
+            results["eia_report_form"]["approval_no"]) == ("approved", "commitment",
+                                                          "卫环审〔2026〕12号")
+    assert results["pollutant_discharge_permit"]["outcome"] == "approved"
+    assert service.ready("record_visit") or service.ready("rate_service")
+    assert service.engine.verify_case(service.case_id).ok
+
+
+def _broken(service: Service) -> None:
+    service.complete("verify_commitment", "eia_report_form", by="ecology_env",
+                     commitment_kept=False, check_date="2026-06-02",
+                     check_findings="污水处理设施未建设")
+    decision = service.task("commitment_decision", "eia_report_form")
+    assert decision.department == "ecology_env"
+
+
+@pytest.mark.parametrize("path", ["rectified", "revoked-at-once", "unrectified-then-revoked"])
+def test_R01_a_broken_commitment_is_rectified_or_revoked_and_the_bureau_decides_what_relied_on_it(
+        service, path):
+    from agency import documents
+
+    _decided_and_handed_over(service)
+    service.complete("prepare_materials", "pollutant_discharge_permit")
+    _broken(service)
+    if path == "revoked-at-once":
+        service.complete("commitment_decision", "eia_report_form", commitment_action="revoke",
+                         decision_no="卫环撤〔2026〕1号",
+                         decision_reasons="承诺内容与实际不符，依法撤销审批决定",
+                         decision_date="2026-06-03")
+    else:
+        service.complete("commitment_decision", "eia_report_form", commitment_action="rectify",
+                         rectify_by="2026-07-01", decision_no="卫环责改〔2026〕3号",
+                         decision_reasons="未按承诺建设污水处理设施，责令限期整改",
+                         decision_date="2026-06-03")
+        check = service.task("check_rectification", "eia_report_form")
+        assert due_day(check) == date(2026, 7, 1)
+        # Waiting for the rectification holds nothing back: the discharge permit goes on.
+        service.complete("check_materials", "pollutant_discharge_permit")
+        service.complete("check_rectification", "eia_report_form",
+                         rectified=path == "rectified", rectification_check_date="2026-07-01",
+                         rectification_findings="已建成" if path == "rectified" else "仍未建设")
+        if path == "rectified":
+            assert not service.ready("revocation_decision")
+            assert not service.ready("notify_revocation")
+            assert service.engine.verify_case(service.case_id).ok
+            return
+        assert service.task("revocation_decision", "eia_report_form").department == \
+            "ecology_env"
+        service.complete("revocation_decision", "eia_report_form",
+                         decision_no="卫环撤〔2026〕2号",
+                         decision_reasons="逾期未整改，依法撤销审批决定",
+                         decision_date="2026-07-02")
+    # The revocation is recorded, the unit told with reasons by the Bureau, and the later item
+    # that relied on the EIA is flagged for the Bureau to decide.
+    notice = service.task("notify_revocation", "eia_report_form")
+    assert notice.department == "approval_bureau"
+    service.complete("notify_revocation", "eia_report_form", by="approval_bureau",
+                     revocation_notice_method="written", revocation_notice_date="2026-07-03",
+                     revocation_notice_to="张伟")
+    flagged = service.task("decide_dependents", "eia_report_form")
+    assert flagged.department == "approval_bureau"
+    detail = service.engine.get_task(flagged.id, BUREAU)
+    assert detail.data["revocation"]["relied_on_by"] == ["pollutant_discharge_permit"]
+    assert detail.data["revocation"]["approval_no"] == "卫环审〔2026〕12号"
+    assert detail.data["revocation"]["decision_no"].startswith("卫环撤〔2026〕")
+    # Nothing is decided by default: the Bureau's agent records the decision.
+    assert service.ready("decide_dependents")
+    service.complete("decide_dependents", "eia_report_form", by="approval_bureau",
+                     dependents_decision="reexamine",
+                     dependents_note="请生态环境局重新审查排污许可")
+    assert not service.ready("decide_dependents")
+    # The office sees the broken commitment and the department's decision on its dashboard.
+    from agency.oversight import figures
+    [broken] = figures(service.engine).broken_commitments
+    assert (broken["item"], broken["decision"]) == (
+        "环境影响报告表审批", "revoke" if path == "revoked-at-once" else "rectify")
+    if path == "revoked-at-once":
+        [choice] = [c for c in documents.choices(service.engine, service.case_id)
+                    if c.kind == "commitment_decision"]
+        agent = Actor("agent_ecology_env", "agent", "ecology_env")
+        doc = documents.generate(service.engine, service.case_id, "commitment_decision",
+                                 choice.source, agent)
+        _, html, _ = documents.get_document(service.engine, doc.id, agent)
+        for text in ("卫环撤〔2026〕1号", "撤销审批决定", "承诺内容与实际不符"):
+            assert text in html
+    assert service.case().status == "running"
     assert service.engine.verify_case(service.case_id).ok

@@ -153,9 +153,9 @@ def test_a_cycle_in_prerequisites_is_refused_at_load_naming_the_items(tmp_path):
 def test_prerequisites_naming_an_unknown_or_later_item_are_refused(tmp_path):
     with pytest.raises(ReferenceDataError, match="requires unknown item 'no_such_item'"):
         ReferenceData.load(_catalogue_copy(tmp_path / "a", {"project_filing": ["no_such_item"]}))
-    with pytest.raises(ReferenceDataError, match="project_filing .* requires construction_permit"):
+    with pytest.raises(ReferenceDataError, match="project_filing .* requires drawing_review"):
         ReferenceData.load(_catalogue_copy(tmp_path / "b",
-                                           {"project_filing": ["construction_permit"]}))
+                                           {"project_filing": ["drawing_review"]}))
 
 
 def _engine(url: str, clock, tmp_path: Path, processes: Path, data: Path):
