@@ -247,3 +247,81 @@ def test_R01_a_broken_commitment_is_rectified_or_revoked_and_the_bureau_decides_
             assert text in html
     assert service.case().status == "running"
     assert service.engine.verify_case(service.case_id).ok
+
+
+# --- R10 -----------------------------------------------------------------------------------
+
+ADMIN = Actor("admin", "admin", None)
+
+
+def reports(service: Service) -> dict[str, int]:
+    """Open progress reports per item, as the departments' inboxes show them."""
+    found: dict[str, int] = {}
+    for task in service.ready("progress_report"):
+        found[task.item_code or ""] = found.get(task.item_code or "", 0) + 1
+    return found
+
+
+def answer_warnings(service: Service, item: str) -> None:
+    """The yellow and red warnings of an item past its committed limit, answered."""
+    service.complete("yellow_warning", item)
+    service.complete("red_warning", item)
+
+
+def a_week_on(service: Service, weeks: int = 1) -> None:
+    for _ in range(weeks):
+        service.clock.advance(days=7, minutes=5)
+        service.engine.fire_due_timers()
+
+
+@pytest.mark.parametrize("approved_by", ["department", "approval-system"])
+def test_R10_one_open_report_per_item_rolls_forward_and_none_after_the_item(service, clock,
+                                                                            approved_by):
+    from agency import progress
+
+    intake(service, small_project(eia="form", soil_water=True))
+    service.complete("confirm_project_code")
+    service.run_item("project_filing")
+    for code in ("eia_report_form", "soil_water_conservation"):
+        service.complete("prepare_materials", code)
+        service.complete("check_materials", code)
+    assert reports(service) == {}
+    a_week_on(service)
+    assert reports(service) == {"eia_report_form": 1, "soil_water_conservation": 1}
+    # Nobody answers the EIA's report for three weeks: it stays the one open report, while
+    # the soil and water plan's department answers each week's.
+    eia_report = service.task("progress_report", "eia_report_form").id
+    for _ in range(3):
+        service.complete("progress_report", "soil_water_conservation", report_summary="技术审查中")
+        a_week_on(service)
+        assert reports(service) == {"eia_report_form": 1, "soil_water_conservation": 1}
+    assert service.task("progress_report", "eia_report_form").id == eia_report
+    digest = progress.weekly_digest(service.engine, progress.week_of(clock().date()))
+    assert [m.item for m in digest.missing] == ["环境影响报告表审批"]
+    # (Four weeks exceed both committed limits: the warnings are answered first.)
+    answer_warnings(service, "soil_water_conservation")
+    answer_warnings(service, "eia_report_form")
+    # The soil and water plan is approved: its report is withdrawn, the EIA's stays open.
+    service.complete("track_approval", "soil_water_conservation")
+    assert reports(service) == {"eia_report_form": 1}
+    service.complete("handover_results", "soil_water_conservation")
+    # The EIA's result arrives while its report is open: the report goes with the tracking.
+    if approved_by == "department":
+        service.complete("track_approval", "eia_report_form", approval_no="卫环审〔2026〕21号")
+    else:
+        service.engine.correlate_message(
+            "item_approval_result", {"case_id": service.case_id, "key": "eia_report_form"},
+            {"approved": True, "certificate_no": "卫环审〔2026〕21号",
+             "approved_date": clock().astimezone(SERVICE_TZ).date().isoformat()}, ADMIN)
+        assert reports(service) == {"eia_report_form": 1}  # the licence is still archived
+        [job] = service.engine.fetch_and_lock("licence_archive", "w1", 60, ADMIN)
+        service.engine.complete_job(job.id, "w1", {"licence_id": "DZZZ-2026-000021"}, ADMIN)
+    assert reports(service) == {}
+    service.complete("handover_results", "eia_report_form")
+    results = {r["code"]: r for r in service.case().data["item_results"]}
+    assert results["eia_report_form"]["approval_no"] == "卫环审〔2026〕21号"
+    assert {r["outcome"] for r in results.values()} == {"approved"}
+    # Nothing falls due after the items ended, however long the case runs on.
+    a_week_on(service, 4)
+    assert reports(service) == {}
+    assert service.engine.verify_case(service.case_id).ok
