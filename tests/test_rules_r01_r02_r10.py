@@ -4,7 +4,9 @@ office and the departments, in the orders the parallel branches, timers and mess
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -325,3 +327,44 @@ def test_R10_one_open_report_per_item_rolls_forward_and_none_after_the_item(serv
     a_week_on(service, 4)
     assert reports(service) == {}
     assert service.engine.verify_case(service.case_id).ok
+
+
+# --- Cases already running keep their version ------------------------------------------------
+
+def _pack_before_the_rules(tmp_path: Path) -> Path:
+    """The current pack with the three diagrams as they were before R01, R02 and R10."""
+    pack = tmp_path / "old_pack"
+    shutil.copytree(ROOT / "processes", pack)
+    for diagram in (ROOT / "tests" / "fixtures" / "pack_before_fast_commitment" /
+                    "processes").glob("*.bpmn"):
+        shutil.copy(diagram, pack / diagram.name)
+    return pack
+
+
+def test_a_case_running_before_the_rules_keeps_its_version_and_verifies(sqlite_url, clock,
+                                                                        tmp_path):
+    from tests.test_scenarios_prerequisites import _engine
+
+    engine = _engine(sqlite_url, clock, tmp_path, _pack_before_the_rules(tmp_path),
+                     ROOT / "data")
+    old = Service(engine, clock)
+    _eia_by_commitment(old)
+    old_version = old.case().process_version_id
+    old.complete("track_approval", "eia_report_form", by="ecology_env",
+                 approval_no="卫环审〔2026〕12号")
+    engine.load_processes(ROOT / "processes")
+    # The old version verifies before the hand-over, as it did when the case started.
+    assert old.ready("verify_commitment", "eia_report_form")
+    assert not old.ready("handover_results")
+    old.complete("verify_commitment", "eia_report_form", by="ecology_env",
+                 commitment_kept=True, check_date="2026-06-02", check_findings="已履行")
+    old.complete("handover_results", "eia_report_form")
+    assert old.case().process_version_id == old_version
+    assert old.engine.verify_case(old.case_id).ok
+    # A new case runs the new version: handed over first, verified afterwards.
+    new = Service(engine, clock)
+    _decided_and_handed_over(new)
+    assert new.case().process_version_id != old_version
+    assert new.ready("verify_commitment", "eia_report_form")
+    assert new.engine.verify_case(new.case_id).ok
+    engine.db.dispose()
