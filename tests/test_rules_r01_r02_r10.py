@@ -104,6 +104,28 @@ def test_R02_the_permit_ready_before_its_prerequisites_is_impossible_in_any_orde
     assert service.engine.verify_case(service.case_id).ok
 
 
+def test_R02_a_prerequisite_under_commitment_counts_once_handed_over(service):
+    """告知承诺 satisfies the permit's prerequisite at the hand-over, not at the verification."""
+    _plant_through_phase_two(service, ["eia_report_form", "soil_water_conservation",
+                                       "water_draw_permit"])
+    service.run_item("drawing_review")
+    assert waiting(service)["construction_permit"] == ["energy_review"]
+    service.complete("prepare_materials", "energy_review")
+    service.complete("check_materials", "energy_review", by="drc", decision="commitment")
+    service.complete("sign_commitment", "energy_review", by="project_unit")
+    service.complete("record_commitment", "energy_review", by="drc", letter_no="CN-2026-011",
+                     letter_signed_date="2026-03-02", promised_conditions="按节能报告落实节能措施",
+                     verify_by="2026-09-30")
+    assert not service.ready("prepare_materials", "construction_permit")
+    service.complete("track_approval", "energy_review", by="drc",
+                     approval_no="卫发改节能〔2026〕5号")
+    assert not service.ready("prepare_materials", "construction_permit")  # not yet handed over
+    service.complete("handover_results", "energy_review")
+    assert service.ready("prepare_materials", "construction_permit")
+    assert due_day(service.task("verify_commitment", "energy_review")) == date(2026, 9, 30)
+    assert service.engine.verify_case(service.case_id).ok
+
+
 # --- R01 -----------------------------------------------------------------------------------
 
 # A plant whose pollutant discharge permit (phase 4) needs the EIA, run beside the phases.
