@@ -174,6 +174,14 @@ def test_R01_commitment_is_decided_at_once_handed_over_and_verified_afterwards(s
     check = service.task("verify_commitment", "eia_report_form")
     assert (check.department, due_day(check)) == ("ecology_env", date(2026, 6, 2))
     assert service.ready("rate_item", "eia_report_form")  # the unit rates the handed-over item
+    # On its page the unit sees the item done, due on the day of its decision, not in June.
+    from agency.enterprise import EnterpriseLinks
+
+    token, _ = EnterpriseLinks(service.engine).create(service.case_id, BUREAU)
+    [eia] = [item for _, _, items in EnterpriseLinks(service.engine).progress(token).phases
+             for item in items if item.code == "eia_report_form"]
+    assert eia.state == "done" and eia.due_at is not None
+    assert eia.due_at.astimezone(SERVICE_TZ).date() < date(2026, 6, 2)
     kept = {"commitment_kept": True, "check_date": "2026-06-02",
             "check_findings": "污水处理设施已建成运行"}
     if verified == "before-dependent":
