@@ -146,10 +146,11 @@ def weekly_digest(engine: Engine, week_start: date, department: str | None = Non
     reports = [_line(r, titles, names) for r in rows if r.spec_name == REPORT
                and r.state == "completed" and r.completed_at is not None
                and start <= r.completed_at < end]
+    # A report not answered rolls forward (one open report per item, never a second one): it
+    # is missing in every week it stays open, not only in the week it was asked for.
     missing = [MissingLine(r.case_id, titles.get(r.case_id, ""), r.item_name or "",
                            names.get(r.department or "", r.department or ""), r.created_at, r.id)
                for r in rows if r.spec_name == REPORT and r.created_at < end
-               and r.created_at >= start - timedelta(days=7)
                and (r.completed_at is None or r.completed_at >= end)
                and r.created_at < until - timedelta(days=2)]  # two days to write it
     stalled: list[StalledLine] = []

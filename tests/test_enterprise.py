@@ -17,7 +17,8 @@ from tests.service import KEY_PROJECT, Service, small_project
 from tests.test_scenarios import intake
 from tests.webhelpers import csrf_of, logged_in, make_app, text_of
 
-CALENDAR = ReferenceData.load(ROOT / "data").calendar
+REF = ReferenceData.load(ROOT / "data")
+CALENDAR = REF.calendar
 
 
 @pytest.fixture
@@ -70,8 +71,10 @@ def test_the_link_shows_only_that_project_with_what_waits_on_the_enterprise(app,
     # The phases and items with their state and committed due date.
     assert "第1阶段 · 立项用地规划许可阶段" in text
     assert re.search(r"企业投资项目备案 市发展和改革委员会 1个工作日 已办结", text)
-    due = CALENDAR.add_working_days(date(2026, 3, 2), 60)
-    assert re.search(rf"环境影响报告书审批 市生态环境局 60个工作日 审批办理中 {due}", text), text
+    days = REF.items["eia_report_book"]["committed_days"]
+    due = CALENDAR.add_working_days(date(2026, 3, 2), days)
+    assert re.search(rf"环境影响报告书审批 市生态环境局 {days}个工作日 审批办理中 {due}",
+                     text), text
     # What waits on the enterprise: the deficiency material, by its due date.
     supply_due = CALENDAR.add_working_days(date(2026, 3, 2), 5)
     assert ("环境影响报告书审批 ：容缺受理，请补正 投资项目代码（在线平台赋码）"

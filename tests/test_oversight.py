@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 
 from agency import documents, notify, oversight
 from agency.models import OutboxMail
-from agency.reference import SERVICE_TZ, ReferenceData
+from agency.reference import SERVICE_TZ, ReferenceData, warning_limits
 from engine import accounts
 from engine.actors import Actor
 from engine.errors import Forbidden
@@ -24,7 +24,8 @@ from tests.service import KEY_PROJECT, OFFICE, Service, small_project
 from tests.webhelpers import PASSWORD, create_accounts, csrf_of, logged_in
 from webapp import create_app
 
-CALENDAR = ReferenceData.load(ROOT / "data").calendar
+REF = ReferenceData.load(ROOT / "data")
+CALENDAR = REF.calendar
 USERS = [("office", "office", "leading_group_office"),
          ("leader_ecology_env", "leader", "ecology_env"),
          ("agent_ecology_env", "agent", "ecology_env"),
@@ -74,9 +75,9 @@ def eia_accepted(service: Service) -> tuple[date, date]:
     service.run_item("project_filing")
     service.complete("prepare_materials", "eia_report_form")
     service.complete("check_materials", "eia_report_form")
-    accepted = date(2026, 3, 2)
-    due = CALENDAR.add_working_days(accepted, 30)
-    return CALENDAR.add_working_days(accepted, 24), CALENDAR.add_working_days(due, 1)
+    _, yellow, red = warning_limits(CALENDAR, REF.settings, date(2026, 3, 2),
+                                    REF.items["eia_report_form"]["committed_days"])
+    return yellow, red
 
 
 def dashboard_counts(client) -> dict[str, int]:

@@ -28,7 +28,8 @@ EXPECTED_PROCESSES = {
     "case_flow", "phase_1", "phase_2", "phase_3", "phase_4", "item_approval",
     "stage_preparation", "stage_handling", "stage_acceleration", "stage_closing",
     "joint_meeting", "return_visit", "policy_redemption", "industry_symposium",
-    "agent_training", "public_opinion", "service_calendar", "item_rating", "milestone_visit"}
+    "agent_training", "public_opinion", "service_calendar", "item_rating", "milestone_visit",
+    "commitment_verification"}
 # Data the diagrams route on; a form field of the same name would let an agent re-route a case.
 ROUTING_DATA = {"project", "item", "items", "materials", "policies", "phase_items",
                 "phase_results", "item_results", "terminated", "outcome", "channel",

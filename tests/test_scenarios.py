@@ -7,13 +7,15 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from agency import service_engine
-from agency.reference import SERVICE_TZ, ReferenceData
+from agency.reference import SERVICE_TZ, ReferenceData, warning_limits
 from engine.actors import Actor
 from engine.errors import Forbidden, InvalidData, TaskNotFound
 from tests.conftest import ROOT
 from tests.service import KEY_PROJECT, Service, small_project
 
-CALENDAR = ReferenceData.load(ROOT / "data").calendar
+REF = ReferenceData.load(ROOT / "data")
+CALENDAR = REF.calendar
+EIA_DAYS = REF.items["eia_report_form"]["committed_days"]
 PHASE_1 = ["eia_report_form", "land_planning_permit", "land_prereview_site", "project_filing"]
 PHASE_2 = ["construction_planning_permit", "design_scheme_review"]
 PHASE_3 = ["construction_permit", "drawing_review"]
@@ -77,8 +79,8 @@ def test_key_project_through_four_phases_to_closing_and_return_visit(make_pack_e
                                      Actor("agent_drc", "agent", "drc"))
     service.complete("check_materials", "eia_report_form", by="ecology_env")
     track = service.task("track_approval", "eia_report_form")
-    # The committed limit (30 working days) runs from acceptance; the task is due then.
-    due = CALENDAR.add_working_days(date(2026, 3, 2), 30)
+    # The committed limit (catalogue data) runs from acceptance; the task is due then.
+    due = CALENDAR.add_working_days(date(2026, 3, 2), EIA_DAYS)
     assert track.due_at.astimezone(SERVICE_TZ).date() == due
     service.complete("track_approval", "eia_report_form", by="ecology_env")
     service.complete("handover_results", "eia_report_form", by="approval_bureau")
@@ -282,9 +284,8 @@ def test_item_past_its_limit_raises_yellow_then_red(service, clock):
     service.complete("prepare_materials", "eia_report_form")
     service.complete("check_materials", "eia_report_form")
     accepted = date(2026, 3, 2)
-    due = CALENDAR.add_working_days(accepted, 30)
-    yellow_on = CALENDAR.add_working_days(accepted, 24)  # the last fifth of the limit
-    red_on = CALENDAR.add_working_days(due, 1)
+    # Yellow in the last fifth of the committed limit, red the working day after it.
+    due, yellow_on, red_on = warning_limits(CALENDAR, REF.settings, accepted, EIA_DAYS)
     assert service.task("track_approval").due_at.astimezone(SERVICE_TZ).date() == due
 
     clock.set(beijing(yellow_on.isoformat()) - timedelta(hours=10))

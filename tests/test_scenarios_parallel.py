@@ -105,89 +105,8 @@ def test_deficiency_escalated_office_lets_the_item_go_on_without_the_material(se
     assert service.engine.verify_case(service.case_id).ok
 
 
-def _approve_by_commitment(service: Service) -> None:
-    intake(service, small_project(eia="form"))
-    service.complete("confirm_project_code")
-    service.run_item("project_filing")
-    service.complete("prepare_materials", "eia_report_form")
-    service.complete("check_materials", "eia_report_form", by="ecology_env",
-                     decision="commitment")
-    # The enterprise signs the letter on its page; the department then records it.
-    service.complete("sign_commitment", "eia_report_form", by="project_unit")
-    service.complete("record_commitment", "eia_report_form", by="ecology_env",
-                     letter_no="CN-2026-003", letter_signed_date="2026-03-02",
-                     promised_conditions="三个月内完成污水处理设施建设并投入运行",
-                     verify_by="2026-06-02")
-    service.complete("track_approval", "eia_report_form", by="ecology_env",
-                     approval_no="卫环审〔2026〕12号")
-
-
-def _broken(service: Service) -> None:
-    service.complete("verify_commitment", "eia_report_form", by="ecology_env",
-                     commitment_kept=False, check_date="2026-06-02",
-                     check_findings="污水处理设施未建设")
-    assert not service.ready("handover_results")
-
-
-@pytest.mark.parametrize("rectified", [True, False], ids=["rectified", "not-rectified"])
-def test_broken_commitment_rectify_within_deadline(service, rectified):
-    _approve_by_commitment(service)
-    _broken(service)
-    decision = service.task("commitment_decision", "eia_report_form")
-    assert decision.department == "ecology_env"
-    service.complete("commitment_decision", "eia_report_form", commitment_action="rectify",
-                     rectify_by="2026-07-01", decision_no="卫环责改〔2026〕3号",
-                     decision_reasons="未按承诺建设污水处理设施，责令限期整改",
-                     decision_date="2026-06-03")
-    check = service.task("check_rectification", "eia_report_form")
-    assert check.due_at.astimezone(SERVICE_TZ).date() == date(2026, 7, 1)
-    service.complete("check_rectification", "eia_report_form", rectified=rectified,
-                     rectification_check_date="2026-07-01",
-                     rectification_findings="已建成" if rectified else "仍未建设")
-    if rectified:
-        service.complete("handover_results", "eia_report_form")
-    else:  # revoked: the Bureau decides with the unit (R04), here to end the service
-        service.complete("refusal_decision", "eia_report_form", by="approval_bureau",
-                         refusal_action="end_service", termination_reason="not_qualified",
-                         decision_note="企业无力整改，申请终止")
-        service.complete("hand_back_materials", "eia_report_form")
-        service.complete("termination_record")
-    result = {r["code"]: r for r in service.case().data["item_results"]}["eia_report_form"]
-    assert result["commitment"] == ("rectified" if rectified else "revoked")
-    assert result["outcome"] == ("approved" if rectified else "revoked")
-    assert service.engine.verify_case(service.case_id).ok
-
-
-def test_broken_commitment_revoked_with_notice_to_the_enterprise(service):
-    from agency import documents
-
-    _approve_by_commitment(service)
-    _broken(service)
-    service.complete("commitment_decision", "eia_report_form", commitment_action="revoke",
-                     decision_no="卫环撤〔2026〕1号",
-                     decision_reasons="承诺内容与实际不符，依法撤销审批决定",
-                     decision_date="2026-06-03")
-    assert not service.ready("handover_results")
-    # The case itself goes on: the Bureau decides with the unit what follows (R04); the
-    # office sees the broken commitment on its dashboard.
-    decision = service.task("refusal_decision", "eia_report_form")
-    assert decision.department == "approval_bureau"
-    assert service.case().status == "running"
-    from agency.oversight import figures
-    [broken] = figures(service.engine).broken_commitments
-    assert (broken["item"], broken["decision"]) == ("环境影响报告表审批", "revoke")
-    assert figures(service.engine, "drc").broken_commitments == []
-    # The written notice to the enterprise, issued from the department's decision.
-    [choice] = [c for c in documents.choices(service.engine, service.case_id)
-                if c.kind == "commitment_decision"]
-    agent = Actor("agent_ecology_env", "agent", "ecology_env")
-    doc = documents.generate(service.engine, service.case_id, "commitment_decision",
-                             choice.source, agent)
-    _, html, _ = documents.get_document(service.engine, doc.id, agent)
-    for text in ("卫环撤〔2026〕1号", "撤销审批决定", "承诺内容与实际不符", "环境影响报告表审批",
-                 service.case().data["project"]["enterprise"]):
-        assert text in html
-    assert service.engine.verify_case(service.case_id).ok
+# Approval by commitment (告知承诺) — decided at once, handed over, verified afterwards,
+# rectified or revoked — is rule R01: tests/test_rules_r01_r02_r10.py.
 
 
 def test_project_registered_without_a_code_obtains_it_in_phase_one(service):
@@ -349,7 +268,7 @@ def test_items_are_suggested_by_the_decision_table_and_confirmed_by_the_bureau(s
 
 
 def test_green_channel_halves_the_committed_limit(service):
-    """init_item halves the committed limit on the green channel (30 → 15 working days) and
+    """init_item halves the committed limit on the green channel (15 → 8 working days) and
     the item's result names the channel."""
     intake(service, small_project(eia="form", green_channel=True))
     service.complete("confirm_project_code")
@@ -358,7 +277,7 @@ def test_green_channel_halves_the_committed_limit(service):
     service.complete("check_materials", "eia_report_form")
     track = service.task("track_approval", "eia_report_form")
     assert track.due_at.astimezone(SERVICE_TZ).date() == \
-        CALENDAR.add_working_days(date(2026, 3, 2), 15)
+        CALENDAR.add_working_days(date(2026, 3, 2), 8)
     service.complete("track_approval", "eia_report_form")
     service.complete("handover_results", "eia_report_form")
     result = {r["code"]: r for r in service.case().data["item_results"]}["eia_report_form"]

@@ -56,8 +56,8 @@ def test_environmental_assessment_runs_while_phase_two_runs_and_the_permit_waits
     assert service.ready("prepare_materials", "eia_report_form")
     requires = {e["code"]: e["requires"] for e in service.case().data["items"]}
     assert requires["construction_permit"] == ["drawing_review", "construction_planning_permit",
-                                               "eia_report_form"]
-    assert requires["completion_filing"] == ["joint_acceptance", "eia_report_form"]
+                                               "land_planning_permit", "eia_report_form"]
+    assert requires["completion_filing"] == ["joint_acceptance"]
     service.run_phase("confirm_planning_conditions", PHASE_2)
     # Phase 3 is open; the construction permit waits for the drawing review and the EIA.
     assert waiting(service)["construction_permit"] == ["drawing_review", "eia_report_form"]
@@ -153,9 +153,9 @@ def test_a_cycle_in_prerequisites_is_refused_at_load_naming_the_items(tmp_path):
 def test_prerequisites_naming_an_unknown_or_later_item_are_refused(tmp_path):
     with pytest.raises(ReferenceDataError, match="requires unknown item 'no_such_item'"):
         ReferenceData.load(_catalogue_copy(tmp_path / "a", {"project_filing": ["no_such_item"]}))
-    with pytest.raises(ReferenceDataError, match="project_filing .* requires construction_permit"):
+    with pytest.raises(ReferenceDataError, match="project_filing .* requires drawing_review"):
         ReferenceData.load(_catalogue_copy(tmp_path / "b",
-                                           {"project_filing": ["construction_permit"]}))
+                                           {"project_filing": ["drawing_review"]}))
 
 
 def _engine(url: str, clock, tmp_path: Path, processes: Path, data: Path):
