@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from agency import service_engine
+from engine import accounts
 from engine.cases import Engine
 from engine.cases.commands import Commands
 from engine.config import Config
@@ -35,6 +37,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_ENV = "ZERORUN_TEST_PG"  # e.g. postgresql+psycopg://user@127.0.0.1:5432/postgres
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in Zhongwei
+
+
+# Argon2 at its defaults (64 MiB, three passes, four lanes) spends about 0.2 s of CPU on
+# every hash and every check, and the tests create and log in thousands of accounts. In
+# the test process it runs with the smallest cost: the same algorithm and code paths (a
+# wrong password still fails), only the work factor is lower; hashes carry their
+# parameters, so servers the tests start in other processes verify them too.
+accounts.HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 # Parsing and validating a pack is a pure function of its files, the department names,
