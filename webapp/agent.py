@@ -29,7 +29,7 @@ from engine.store.files import AttachmentRefused
 from webapp import get_engine
 from webapp.auth import HOMES, home_of, requires
 from webapp.deadlines import age_text
-from webapp.forms import data_from_form, error_paths, fields_for
+from webapp.forms import Field, data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
 from webapp.pack_i18n import localised, task_title
@@ -181,6 +181,26 @@ def task_context(detail: TaskDetail) -> dict[str, Any]:
             "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
 
 
+def own_materials(fields: list[Field], materials: list[dict[str, Any]]) -> None:
+    """A checklist of materials offers the item's own materials, not the whole catalogue.
+
+    A multiple choice whose every option is a material of the reference data is such a
+    checklist; it keeps the item's materials (and whatever was ticked already, so nothing
+    saved disappears). A task of no item, or an item with no listed material, keeps them all.
+    """
+    own = {str(m.get("code")) for m in materials if m.get("code")}
+    if not own:
+        return
+    catalogue = set(reference().materials)
+    for f in fields:
+        values = {value for value, _text in f.options}
+        if f.widget != "multiselect" or not values or not values <= catalogue:
+            continue
+        ticked = {str(v) for v in f.value or []}
+        f.options = [(value, text) for value, text in f.options
+                     if value in own or value in ticked]
+
+
 def render_task(task_id: str, values: dict[str, Any] | None = None,
                 errors: dict[str, str] | None = None, message: str | None = None,
                 status: int = 200, detail: TaskDetail | None = None) -> Any:
@@ -194,6 +214,8 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
         values.update(detail.draft or {})
     errors = errors or {}
     fields = fields_for(localised(detail.form_schema), values, errors)
+    context = task_context(detail)
+    own_materials(fields, context["materials"])
     known = {f.name for f in fields} | {"__attachment__"}
     other_errors = [msg for path, msg in errors.items()
                     if path.split(".")[0].split("-")[0] not in known]
@@ -206,7 +228,7 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
                            comments=get_engine().list_comments(detail.task.case_id,
                                                                task_id=detail.task.id),
                            may_comment=g.user.role in COMMENT_ROLES, task_titles={},
-                           **task_context(detail)), status
+                           **context), status
 
 
 @bp.route("/tasks/<task_id>", methods=["GET", "POST"])

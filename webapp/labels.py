@@ -16,6 +16,9 @@ PHASES = {"1": _l("Phase 1: project approval, land use and planning"),
           "2": _l("Phase 2: construction engineering permit"),
           "3": _l("Phase 3: construction permit"),
           "4": _l("Phase 4: completion acceptance")}
+# The same phases in a word, for narrow columns (the inbox, a phone); the full name is its title.
+PHASES_SHORT = {"1": _l("Phase 1 (land use and planning)"), "2": _l("Phase 2 (engineering permit)"),
+                "3": _l("Phase 3 (construction permit)"), "4": _l("Phase 4 (completion)")}
 STAGES = {"intake": _l("Intake"), "preparation": _l("Material preparation"),
           "handling": _l("Handling"), "acceleration": _l("Acceleration"),
           "closing": _l("Closing"), "phase": _l("Phase"), "policy": _l("Policy"),
@@ -43,7 +46,8 @@ def label(table: dict[str, Any], code: Any) -> str:
 
 def template_globals() -> dict[str, Any]:
     """The tables and the lookup, for templates."""
-    return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "STAGES": STAGES,
+    return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "PHASES_SHORT": PHASES_SHORT,
+            "STAGES": STAGES,
             "TASK_STATES": TASK_STATES, "CASE_STATES": CASE_STATES, "DUE_STATES": DUE_STATES,
             "EVENTS": EVENTS, "ops_field": ops_field,
             "element_names": element_names}
