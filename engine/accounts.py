@@ -195,9 +195,13 @@ def login(db: Database, username: str, password: str, address: str, now: datetim
             raise LoginThrottled("too many failed logins from your address; "
                                  "try again in a few minutes")
         user = s.scalar(select(User).where(User.username == username))
-        if user is None or not user.active:
+        if user is None:
             HASHER.hash(password)  # spend the same time as a real check
             refusal = "wrong user name or password"
+        elif not user.active:
+            # Only the right password learns that the account exists and was deactivated.
+            refusal = ("this account has been deactivated; ask an administrator"
+                       if _password_matches(user, password) else "wrong user name or password")
         elif user.locked_until is not None and user.locked_until > now:
             refusal = "too many failed logins; try again in a few minutes"
         elif _password_matches(user, password):

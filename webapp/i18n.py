@@ -99,6 +99,8 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
      lambda m: _("Only %(who)s or the department's leader may release this task.",
                  who=_person(m["who"]))),
     (r"wrong user name or password", lambda m: _("Wrong user name or password.")),
+    (r"this account has been deactivated; ask an administrator",
+     lambda m: _("This account has been deactivated; ask an administrator to activate it.")),
     (r"too many failed logins; try again in a few minutes",
      lambda m: _("Too many failed logins; try again in a few minutes.")),
     (r"too many failed logins from your address; try again in a few minutes",
