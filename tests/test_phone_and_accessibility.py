@@ -102,3 +102,27 @@ def test_phone_rows_name_each_value_and_no_column_is_cut(
         s => document.querySelector(s).getBoundingClientRect().top)""")
     assert tops[0] < tops[2] and tops[1] < tops[2], tops
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_buttons_keep_their_words_whole_and_phones_get_no_mouse_hints(served, browser):  # noqa: F811
+    ws, base = served
+    case_id = ws.start()
+    ws.to_phase_one(case_id)
+    desktop = browser.new_context(viewport={"width": 1440, "height": 900},
+                                  locale="zh-CN").new_page()
+    _log_in(desktop, base, "agent_approval_bureau")
+    desktop.goto(base + "/")
+    # a claim button is one line high (认/领 wrapped onto two at 1440 px)
+    lines = desktop.evaluate("""() => Array.from(document.querySelectorAll(
+        'table.inbox button, table.inbox .badge')).map(b => {
+          const range = document.createRange(); range.selectNodeContents(b);
+          return new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top))).size;
+        })""")
+    assert lines and max(lines) == 1, lines
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN",
+                                is_mobile=True, has_touch=True).new_page()
+    _log_in(phone, base, "agent_approval_bureau")
+    phone.goto(f"{base}/cases/{case_id}")
+    phone.wait_for_load_state("networkidle")
+    text = phone.inner_text("main")
+    assert "Ctrl" not in text and "双指" in text

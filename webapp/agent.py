@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from agency import records
+from agency import records, team
 from agency.enterprise import PROJECT_UNIT
 from agency.reference import ReferenceData
 from engine.cases import CaseView, TaskDetail, TaskView
@@ -32,7 +32,7 @@ from webapp.deadlines import age_text
 from webapp.forms import Field, data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
-from webapp.pack_i18n import localised, task_title
+from webapp.pack_i18n import item_name, localised, task_title
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -127,7 +127,7 @@ def inbox() -> Any:
                                "sort": sort}.items() if v}
     return render_template(
         "agent/inbox.html", rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
-        counts=counts,
+        counts=counts, handed_over=team.handed_over(engine, tasks),
         total=total, page=page, pages=pages, query=query, phases=phases, items=items,
         page_url=lambda n: url_for("agent.inbox") + "?" + urlencode({**query, "page": n}),
         filter_url=lambda **change: url_for("agent.inbox") + "?" + urlencode(
@@ -175,7 +175,10 @@ def task_context(detail: TaskDetail) -> dict[str, Any]:
         materials.append({**entry, "attached": entry.get("code") in attached})
     done = engine.list_tasks(case_id=case.id, states=("completed",), limit=500)
     done.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
-    reasons = detail.data.get("rejection_reasons") if task.state == "ready" else None
+    # The reasons of a refusal matter until the item is accepted (the handling decision
+    # sets `outcome`); an accepted item's later tasks carry the old reasons but show none.
+    reasons = detail.data.get("rejection_reasons") \
+        if task.state == "ready" and detail.data.get("outcome") == "rejected" else None
     return {"case": case, "project": case.data.get("project") or {}, "item": item,
             "materials": materials, "decisions": done, "attachments": attachments,
             "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
@@ -303,14 +306,16 @@ def item_states(case: CaseView, tasks: list[TaskView],
                        "time_limit": entry.get("time_limit_days"),
                        "open": open_tasks,
                        "completed": sum(1 for t in mine if t.state == "completed")})
-    result.sort(key=lambda r: (r["phase"], r["code"] or ""))
+    # by phase, and within a phase in the order the case's item list has them
+    order = {code: n for n, code in enumerate(codes)}
+    result.sort(key=lambda r: (r["phase"], order.get(r["code"], len(order))))
     return result
 
 
 def _item_name(code: str) -> str:
     if code == "project_code":
         return str(_("Project code"))
-    return str(reference().items.get(code, {}).get("name", code))
+    return item_name(code, reference().items.get(code, {}).get("name", code))
 
 
 def waiting_items(case_id: int) -> dict[str, list[str]]:
