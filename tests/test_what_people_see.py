@@ -274,3 +274,27 @@ def test_smaller_things_people_saw(ws):
     boxes = re.findall(r'<label class="check"><input type="checkbox" name="event_types"', admin)
     assert boxes
     assert page
+
+
+@pytest.mark.parametrize("username", ["agent_approval_bureau", "leader_drc"])
+def test_every_task_link_on_a_case_page_opens_for_its_reader(ws, username):
+    case_id = ws.start()
+    ws.to_phase_one(case_id)
+    client = logged_in(ws.app, username)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    links = set(re.findall(r'href="(/tasks/[^"#/]+)"', page))
+    assert links
+    assert {link: client.get(link).status_code for link in links} == dict.fromkeys(links, 200)
+
+
+def test_english_case_page_names_tasks_and_roles_in_english(ws):
+    case_id = ws.start()
+    ws.to_phase_one(case_id)
+    client = logged_in(ws.app, "agent_approval_bureau")
+    client.get("/lang/en")
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    timeline = text_of(page[page.index('<ol class="timeline">'):])
+    timeline = timeline[:timeline.index("</ol>") if "</ol>" in timeline else None]
+    assert "编制项目事项清单" not in timeline and "核对投资项目代码" not in timeline
+    header = text_of(page[page.index('class="who"'):][:200])
+    assert "（" not in header and "(Agent)" in header

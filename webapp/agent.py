@@ -341,7 +341,9 @@ def case(case_id: int) -> Any:
                            items=item_states(view, tasks, waiting_items(case_id)),
                            project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
-                           task_titles={t.id: (t.title, t.item_name) for t in tasks},
+                           task_titles={t.id: (task_title(t), item_name(t.item_code,
+                                                                        t.item_name))
+                                        for t in tasks},
                            attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
                            states=engine.element_states(case_id),
