@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agency.models import Notification, OutboxMail, WarningSent
-from agency.notify import recipients
+from agency.notify import department_name, recipients
 from agency.oversight import LEVELS, WARNING_TASKS, levels_in
 from agency.reference import ReferenceData, reference_of
 from engine.hooks import CaseChanged, TaskRaised
@@ -111,8 +111,8 @@ def _tell(s: Session, case: Case, row: HumanTask, level: str, subject: str, user
     due = row.due_at.astimezone(SERVICE_TZ).strftime("%Y-%m-%d") if row.due_at else ""
     title = f"【{LEVEL_NAMES[level]}】{case.title} · {what}"
     state = "已超过期限" if level == "red" else "即将到期"
-    body = (f"案件 #{case.id}「{case.title}」的「{what}」（{row.title}，由 {row.department} "
-            f"办理）{state}，期限 {due}。")
+    body = (f"案件 #{case.id}「{case.title}」的「{what}」（{row.title}，由 "
+            f"{department_name(s, row.department)} 办理）{state}，期限 {due}。")
     s.add(Notification(username=user.username, kind=f"warning_{level}", title=title,
                        body=body, case_id=case.id, task_id=row.id, created_at=now))
     s.add(WarningSent(case_id=case.id, subject=subject, level=level, username=user.username,

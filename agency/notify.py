@@ -79,7 +79,7 @@ def recipients(s: Session, targets: list[str], task_department: str | None,
     return list(found.values())
 
 
-def _department_name(s: Session, code: str | None) -> str:
+def department_name(s: Session, code: str | None) -> str:
     """A department's name for the message (the code only if it is not registered)."""
     if not code:
         return "—"
@@ -93,7 +93,7 @@ def task_raised(s: Session, raised: TaskRaised, *, mail: bool) -> None:
     due = f"；承诺期限 {task.due_at:%Y-%m-%d}" if task.due_at else ""
     body = (f"案件 #{case_id}「{case_title}」"
             + (f"的事项「{task.item_name}」" if task.item_name else "")
-            + f"：{task.title}，由 {_department_name(s, task.department)} 办理{due}。")
+            + f"：{task.title}，由 {department_name(s, task.department)} 办理{due}。")
     users = recipients(s, list(raised.targets), task.department, raised.item_department,
                        now.astimezone(SERVICE_TZ).date())
     for user in users:

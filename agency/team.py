@@ -4,24 +4,26 @@ each agent from measured figures, and the satisfaction the enterprises expressed
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agency.models import AgentAbsence, TrainingSession
+from agency.models import AgentAbsence, Notification, TrainingSession
 from agency.reference import reference_of
 from engine.actors import SYSTEM, Actor
 from engine.errors import FieldError, Forbidden, InvalidData
 from engine.runtime.clock import SERVICE_TZ
-from engine.store.models import HumanTask, User
+from engine.store.models import Event, HumanTask, User
 
 if TYPE_CHECKING:
     from engine.cases import Engine
 
+log = logging.getLogger(__name__)
 KEEPERS = ("office", "admin")
 # What the forms call satisfaction, as a score of 1-5 (the enterprise's own rating is 1-5).
 SCORES = {"very_satisfied": 5, "satisfied": 4, "basically_satisfied": 3, "neutral": 3,
@@ -51,6 +53,7 @@ class AbsenceView:
     ends_on: date
     reason: str
     created_by: str
+    moved: int = 0  # tasks handed to the substitute when it was recorded
 
     def in_force(self, day: date) -> bool:
         return self.starts_on <= day <= self.ends_on
@@ -71,9 +74,10 @@ def substitutes_on(s: Session, day: date) -> dict[str, str]:
 
 def record_absence(engine: Engine, username: str, substitute: str, starts_on: date,
                    ends_on: date, reason: str, actor: Actor) -> AbsenceView:
-    """The office records an agent's absence and the colleague who stands in; the tasks the
-    agent holds go to the substitute at once when the absence has begun."""
-    if actor.role not in KEEPERS:
+    """The office, or the unit's responsible leader for its own agents, records an agent's
+    absence and the colleague who stands in; the tasks the agent holds go to the substitute
+    at once when the absence has begun, and the substitute is told."""
+    if actor.role not in (*KEEPERS, "leader"):
         raise Forbidden("only the leading-group office keeps the agency team")
     errors: list[FieldError] = []
     with engine.db.transaction() as s:
@@ -81,6 +85,8 @@ def record_absence(engine: Engine, username: str, substitute: str, starts_on: da
         stand_in = _user(s, substitute)
         if away is None or away.role != "agent" or not away.active:
             errors.append(FieldError("username", "choose an active agent"))
+        elif actor.role == "leader" and away.department != actor.department:
+            errors.append(FieldError("username", "choose an agent of your own unit"))
         if stand_in is None or stand_in.role != "agent" or not stand_in.active:
             errors.append(FieldError("substitute", "choose an active agent"))
         elif away is not None and (stand_in.username == away.username
@@ -99,8 +105,42 @@ def record_absence(engine: Engine, username: str, substitute: str, starts_on: da
         s.add(row)
         s.flush()
         view = _absence_view(row)
-    hand_over(engine)
-    return view
+    moved = hand_over(engine) if view.in_force(_local_day(engine.clock())) else 0
+    _tell_substitute(engine, view, moved)
+    return replace(view, moved=moved)
+
+
+def _tell_substitute(engine: Engine, absence: AbsenceView, moved: int) -> None:
+    """A notification to the colleague who stands in: for whom, when, and what came over."""
+    with engine.db.transaction() as s:
+        away = _user(s, absence.username)
+        name = (away.display_name or away.username) if away is not None else absence.username
+        days = f"{absence.starts_on.isoformat()} 至 {absence.ends_on.isoformat()}"
+        title = f"替岗：{name} {days} 不在岗"
+        body = (f"{name} 自 {days} 不在岗（{absence.reason or '未写原因'}），由您替岗："
+                "期间其任务与预警转给您。"
+                + (f"已转交 {moved} 项任务，见待办。" if moved else "目前没有需要转交的任务。"))
+        s.add(Notification(username=absence.substitute, kind="absence_substitute",
+                           title=title, body=body, created_at=engine.clock()))
+
+
+def handed_over(engine: Engine, tasks: list[Any]) -> dict[str, str]:
+    """Task id -> the username it was handed over from, for tasks that a substitute holds
+    because their holder is away (their last hand-over went to the current holder)."""
+    open_tasks = {t.id: t for t in tasks if t.assignee}
+    cases = {t.case_id for t in open_tasks.values()}
+    if not cases:
+        return {}
+    found: dict[str, str] = {}
+    with engine.db.reading() as s:
+        for data in s.scalars(select(Event.data).where(
+                Event.type == "task_reassigned", Event.case_id.in_(cases)).order_by(Event.id)):
+            task = open_tasks.get(str(data.get("task_id")))
+            if task is not None:
+                found[task.id] = str(data.get("from") or "")
+                if data.get("to") != task.assignee:
+                    del found[task.id]
+    return {k: v for k, v in found.items() if v}
 
 
 def list_absences(engine: Engine) -> list[AbsenceView]:
@@ -126,6 +166,10 @@ def hand_over(engine: Engine) -> int:
     for task_id, assignee in held:
         user = users.get(away.get(str(assignee), ""))
         if user is None or not user.active:
+            # A substitute deactivated since: the task stays; /team shows the absence
+            # needs another substitute.
+            log.warning("task %s not handed over: substitute %s is not active", task_id,
+                        away.get(str(assignee)))
             continue
         engine.reassign_task(task_id, Actor(user.username, user.role, user.department), SYSTEM)
         moved += 1

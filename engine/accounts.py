@@ -38,6 +38,7 @@ ADDRESS_WINDOW = timedelta(minutes=10)
 MAX_BAD_TOKENS = 20
 
 
+ACCOUNT_DEACTIVATED = "this account has been deactivated; ask an administrator"
 LOGIN_REFUSED = ("wrong user name or password (after repeated failures an account is "
                  "locked for a few minutes)")
 
@@ -203,10 +204,14 @@ def login(db: Database, username: str, password: str, address: str, now: datetim
             raise LoginThrottled("too many failed logins from your address; "
                                  "try again in a few minutes")
         user = s.scalar(select(User).where(User.username == username))
-        # Unknown, deactivated, locked or a wrong password: one answer, after the same
-        # work (a hash), so that no answer tells which accounts exist or are locked.
-        if user is None or not user.active:
+        # Unknown, locked or a wrong password: one answer, after the same work (a hash), so
+        # that no answer tells which accounts exist or are locked. Only the right password
+        # learns that its account was deactivated.
+        if user is None:
             HASHER.hash(password)
+        elif not user.active:
+            if _password_matches(user, password):
+                raise LoginFailed(ACCOUNT_DEACTIVATED)
         elif user.locked_until is not None and user.locked_until > now:
             HASHER.hash(password)
         elif _password_matches(user, password):

@@ -14,7 +14,7 @@ from engine.store.models import Event, ProcessVersion
 from tests.conftest import PACK
 from tests.test_interop_miwg import FILES as MIWG_FILES
 from tests.test_library import phase_2_data, review, with_condition, with_confirmation_task
-from tests.webhelpers import PASSWORD, csrf_of, logged_in
+from tests.webhelpers import PASSWORD, csrf_of, logged_in, text_of
 from webapp import create_app
 
 
@@ -106,7 +106,9 @@ def test_a_valid_save_creates_a_draft_and_an_invalid_one_stores_nothing(app):
     original = (PACK / "phase_2.bpmn").read_bytes()
     ok = save_json(client, csrf, with_confirmation_task(original), comment="加确认")
     assert ok.status_code == 201
-    assert "phase_2 第 2 版" in ok.get_json()["message"]
+    # the processes by name, not by id
+    assert "工程建设许可阶段 第 2 版" in ok.get_json()["message"]
+    assert "phase_2" not in ok.get_json()["message"]
     before = version_count(app)
     bad = save_json(client, csrf, with_condition(
         original, "flow_has_items_to_confirm_planning_conditions", "__import__('os')"))
@@ -232,7 +234,7 @@ def test_publish_diff_and_migrate_through_the_pages(app):
     published = client.post(f"/admin/versions/{draft.id}/publish",
                             data={"csrf_token": token(client)}, follow_redirects=True)
     text = published.get_data(as_text=True)
-    assert "已发布：phase_2 第 2 版" in text and "case_flow 第 2 版" in text
+    assert "已发布：工程建设许可阶段 第 2 版" in text and "代办服务主流程 第 2 版" in text
     with engine.db.reading() as s:
         ops = [e.type for e in s.scalars(select(Event).where(Event.stream == "ops"))]
     assert "process_version_published" in ops
@@ -240,7 +242,8 @@ def test_publish_diff_and_migrate_through_the_pages(app):
     page = client.get("/admin/processes/phase_2/migrate").get_data(as_text=True)
     rows = dict(re.findall(r'<tr data-case="(\d+)" class="(safe|unsafe)"', page))
     assert rows == {str(waiting.id): "safe", str(past.id): "unsafe"}
-    assert "confirm_planning_conditions (核实规划设计条件) changed" in page
+    assert "任务 “核实规划设计条件”（已完成）在新版本中被修改" in page
+    assert "confirm_planning_conditions" not in text_of(page)
     moved = client.post("/admin/processes/phase_2/migrate", data={
         "csrf_token": token(client), "to": draft.id, "case": [waiting.id, past.id]},
         follow_redirects=True).get_data(as_text=True)
@@ -271,7 +274,7 @@ def test_the_decision_table_is_edited_as_a_table(app):
     assert "__import__" in refused.get_data(as_text=True) and version_count(app) == before
     saved = client.post("/admin/decisions/item_selection.dmn", data={
         **form, "rows": rows, "csrf_token": csrf_of(page)}, follow_redirects=True)
-    assert "case_flow 第 2 版" in saved.get_data(as_text=True)
+    assert "代办服务主流程 第 2 版" in saved.get_data(as_text=True)
     library = app.extensions["zerorun"]
     with library.db.reading() as s:
         draft = s.scalar(select(ProcessVersion).where(ProcessVersion.process_id == "case_flow",

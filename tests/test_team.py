@@ -89,7 +89,7 @@ def test_an_absent_agents_tasks_and_warnings_go_to_the_substitute(service, app, 
     alerts.sweep(engine)
     assert notify.list_notifications(engine, BUREAU.username) == []
     assert [n.kind for n in notify.list_notifications(engine, "agent2_approval_bureau")] \
-        == ["warning_red"]
+        == ["warning_red", "absence_substitute"]
 
     page = logged_in(app, "office").get("/team").get_data(as_text=True)
     assert "agent2_approval_bureau" in page and "罗文虎" in page  # the seed's agent
@@ -120,8 +120,12 @@ def test_the_office_records_absences_and_training_from_the_team_page(service, ap
         "csrf_token": csrf_of(agent.get("/").get_data(as_text=True))}).status_code == 403
     leader = logged_in(app, "leader_drc")
     assert leader.get("/team").status_code == 200  # leaders read the team
+    # a leader records absences of his own unit (an empty form is refused, nothing stored)
     assert leader.post("/team/absences", data={
+        "csrf_token": csrf_of(leader.get("/").get_data(as_text=True))}).status_code == 422
+    assert leader.post("/team/training", data={
         "csrf_token": csrf_of(leader.get("/").get_data(as_text=True))}).status_code == 403
+    assert team.list_absences(service.engine) == []
 
 
 def test_the_yearly_assessment_and_satisfaction_on_the_dashboard(service, app, clock):

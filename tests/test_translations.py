@@ -308,7 +308,9 @@ def test_english_mode_shows_the_task_and_form_in_english(tmp_path):
     client = logged_in(ws.app, f"agent_{task.department}")
     client.get("/lang/en")
     page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
-    assert "<h1>Check, examine and accept the materials</h1>" in page
+    # the heading names the task and, since issue 29, the item it is for
+    assert re.search(r'<h1>Check, examine and accept the materials <span class="for-item">'
+                     r"· [A-Za-z]", page)
     assert "Reasons for not accepting (one per line)" in page
     assert "Accepted with deferred materials (minor materials supplied later)" in page
     assert "核对、检查、接收材料并受理" not in page and "不予受理原因" not in page

@@ -242,8 +242,11 @@ TABLE: dict[tuple[str, str], tuple[Request, bool, dict[str, int]]] = {
     ("/team", "GET"): (lambda ws, t: ("/team", None), False,
                        {**dict.fromkeys(ROLES, 200), **LOGIN, "owner_agent": 403,
                         "other_agent": 403}),
-    **{("/team/" + what, "POST"): (lambda ws, t, what=what: ("/team/" + what, {}), False,
-                                   OFFICE_ADMIN_WRITE) for what in ("absences", "training")},
+    # a unit's leader records his own agents' absences (the empty form is refused: 422)
+    ("/team/absences", "POST"): (lambda ws, t: ("/team/absences", {}), False,
+                                 {**OFFICE_ADMIN_WRITE, "leader": 422}),
+    ("/team/training", "POST"): (lambda ws, t: ("/team/training", {}), False,
+                                 OFFICE_ADMIN_WRITE),
     ("/publicity", "GET"): (lambda ws, t: ("/publicity", None), False, DASHBOARD),
     ("/publicity", "POST"): (lambda ws, t: ("/publicity", {}), False,
                              {**dict.fromkeys(ROLES, 403), **LOGIN, "office": 302}),

@@ -14,6 +14,7 @@ from engine.actors import ROLES
 from engine.errors import EngineError
 from engine.store.models import Department
 from webapp import get_engine
+from webapp.agent import department_name
 from webapp.auth import requires
 from webapp.i18n import engine_message
 
@@ -26,12 +27,31 @@ def index(error: str | None = None, status: int = 200) -> Any:
     """Every account with its role, department, state and lock."""
     engine = get_engine()
     with engine.db.reading() as s:
-        users = accounts.list_users(s)
-        departments = [(d.code, d.name) for d in s.scalars(
+        every = accounts.list_users(s)
+        departments = [(d.code, department_name(d.code) or d.name) for d in s.scalars(
             select(Department).order_by(Department.position, Department.code))]
-    return render_template("admin/accounts.html", users=users, departments=departments,
+    query = {k: (request.args.get(k) or "").strip() for k in ("q", "role", "department",
+                                                              "state")}
+    users = [u for u in every if _matches(u, query)]
+    return render_template("admin/accounts.html", users=users, total=len(every),
+                           departments=departments, query=query,
                            roles=[r for r in ROLES if r != "system"], now=engine.clock(),
                            error=error), status
+
+
+def _matches(user: accounts.UserView, query: dict[str, str]) -> bool:
+    """Whether an account is one the list's search and filters ask for."""
+    words = query["q"].casefold()
+    if words and words not in user.username.casefold() \
+            and words not in (user.display_name or "").casefold():
+        return False
+    if query["role"] and user.role != query["role"]:
+        return False
+    if query["department"] and user.department != query["department"]:
+        return False
+    if query["state"] == "active" and not user.active:
+        return False
+    return not (query["state"] == "inactive" and user.active)
 
 
 def _change(action: Any, done: str) -> Any:
@@ -42,7 +62,8 @@ def _change(action: Any, done: str) -> Any:
     except EngineError as exc:
         return index(engine_message(exc.message), exc.status)
     flash(done)
-    return redirect(url_for("accounts.index"))
+    back = request.form.get("next", "")
+    return redirect(back if back.startswith("/admin/accounts") else url_for("accounts.index"))
 
 
 @bp.route("", methods=["POST"])

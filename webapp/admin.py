@@ -28,7 +28,8 @@ from engine.pack.xml import MAX_XML_BYTES
 from engine.store.models import Case, Department
 from webapp import get_engine, whatif
 from webapp.auth import requires
-from webapp.pack_messages import diff_detail, element_kind, problem_message
+from webapp.labels import joined, process
+from webapp.pack_messages import diff_detail, element_kind, migration_reason, problem_message
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -129,8 +130,8 @@ def _save_and_report(file_name: str, data: bytes, comment: str,
     created = [{"process_id": p, "number": n} for p, n in result.created]
     unchanged = [{"process_id": p, "number": n} for p, n in result.unchanged]
     if created:
-        message = _("已保存为草稿：%(list)s",
-                    list="、".join(_("%(p)s 第 %(n)d 版", p=p, n=n) for p, n in result.created))
+        message = _("已保存为草稿：%(list)s", list=joined(
+            _("%(p)s 第 %(n)d 版", p=process(p), n=n) for p, n in result.created))
     else:
         message = _("内容与已存储的版本相同，未创建新版本")
     return jsonify({"message": message, "created": created, "unchanged": unchanged}), \
@@ -159,7 +160,7 @@ def upload() -> Any:
                                problems=_problems(exc)), 422
     if result.created:
         flash(_("已上传并保存为草稿：%(list)s",
-                list="、".join(_("%(p)s 第 %(n)d 版", p=p, n=n) for p, n in result.created)))
+                list=joined(_("%(p)s 第 %(n)d 版", p=process(p), n=n) for p, n in result.created)))
     else:
         flash(_("内容与已存储的版本相同，未创建新版本"))
     return redirect(url_for("admin.processes"))
@@ -190,7 +191,7 @@ def publish(version_id: int) -> Any:
     done = _library().publish(version_id, g.user.actor)
     if done:
         flash(_("已发布：%(list)s（新案件使用此版本，办理中的案件保持原版本）",
-                list="、".join(_("%(p)s 第 %(n)d 版", p=p, n=n) for p, n in done)))
+                list=joined(_("%(p)s 第 %(n)d 版", p=process(p), n=n) for p, n in done)))
     else:
         flash(_("此版本已是发布版本"))
     return redirect(url_for("admin.processes"))
@@ -218,7 +219,8 @@ def diff(process_id: str) -> Any:
     names = {**element_names(data["old"]), **element_names(data["new"])} \
         if data["old"] and data["new"] else {}
     shown = [{"element": c.element, "kind": c.kind, "type": element_kind(c.type),
-              "title": c.name or names.get(c.element) or element_kind(c.type),
+              "title": c.name or names.get(c.element) or (
+                  c.element if c.type == "file" else element_kind(c.type)),
               "details": [diff_detail(d, names) for d in c.details]} for c in changes]
     return render_template("admin/diff.html", entry=entry, old=old, new=new, changes=shown,
                            data=data)
@@ -242,10 +244,11 @@ def migrate(process_id: str) -> Any:
                 engine.migrate_case(case_id, target.id, g.user.actor)
                 moved.append(case_id)
             except (MigrationRefused, Conflict) as exc:
-                refused.append(f"#{case_id}: {exc.message}")
+                refused.append(f"#{case_id}: " + joined(
+                    migration_reason(r) for r in getattr(exc, "reasons", None) or [exc.message]))
         if moved:
             flash(_("已迁移到第 %(n)d 版的案件：%(list)s", n=target.number,
-                    list="、".join(f"#{c}" for c in moved)))
+                    list=joined(f"#{c}" for c in moved)))
         for reason in refused:
             flash(_("未迁移 %(reason)s", reason=reason))
         return redirect(url_for("admin.migrate", process_id=process_id, to=target.id))
@@ -266,7 +269,8 @@ def migrate(process_id: str) -> Any:
         rows.append({"case": case, "version": numbers.get(case.process_version_id),
                      "on_target": False, "safe": verdict.safe, "reasons": verdict.reasons,
                      "migrated": migrated})
-    return render_template("admin/migrate.html", entry=entry, target=target, rows=rows)
+    return render_template("admin/migrate.html", entry=entry, target=target, rows=rows,
+                           migration_reason=migration_reason)
 
 
 @bp.route("/cases/<int:case_id>/revert-migration", methods=["POST"])
@@ -313,8 +317,8 @@ def decision(file_name: str) -> Any:
                                   table.inputs, table.outputs, rules)
         else:
             if result.created:
-                flash(_("已保存为草稿：%(list)s", list="、".join(
-                    _("%(p)s 第 %(n)d 版", p=p, n=n) for p, n in result.created)))
+                flash(_("已保存为草稿：%(list)s", list=joined(
+                    _("%(p)s 第 %(n)d 版", p=process(p), n=n) for p, n in result.created)))
             else:
                 flash(_("内容与已存储的版本相同，未创建新版本"))
             return redirect(url_for("admin.decision", file_name=file_name))

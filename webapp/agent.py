@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from agency import records
+from agency import records, team
 from agency.enterprise import (
     AUTHORISATION_FORM,
     CONFIRMATION_FORM,
@@ -37,10 +37,10 @@ from engine.store.files import AttachmentRefused
 from webapp import get_engine
 from webapp.auth import HOMES, home_of, requires
 from webapp.deadlines import age_text
-from webapp.forms import data_from_form, error_paths, fields_for
+from webapp.forms import Field, data_from_form, error_paths, fields_for
 from webapp.i18n import engine_message
 from webapp.oversight import warning_levels
-from webapp.pack_i18n import localised, task_title
+from webapp.pack_i18n import item_name, localised, task_title
 
 bp = Blueprint("agent", __name__)
 PAGE_SIZE = 25
@@ -139,7 +139,7 @@ def inbox() -> Any:
     return render_template(
         "agent/inbox.html", rows=[task_row(t, now, levels.get(t.id)) for t in tasks],
         unit_rows=[task_row(t, now) for t in unit_tasks],
-        counts=counts,
+        counts=counts, handed_over=team.handed_over(engine, tasks),
         total=total, page=page, pages=pages, query=query, phases=phases, items=items,
         page_url=lambda n: url_for("agent.inbox") + "?" + urlencode({**query, "page": n}),
         filter_url=lambda **change: url_for("agent.inbox") + "?" + urlencode(
@@ -187,10 +187,33 @@ def task_context(detail: TaskDetail) -> dict[str, Any]:
         materials.append({**entry, "attached": entry.get("code") in attached})
     done = engine.list_tasks(case_id=case.id, states=("completed",), limit=500)
     done.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
-    reasons = detail.data.get("rejection_reasons") if task.state == "ready" else None
+    # The reasons of a refusal matter until the item is accepted (the handling decision
+    # sets `outcome`); an accepted item's later tasks carry the old reasons but show none.
+    reasons = detail.data.get("rejection_reasons") \
+        if task.state == "ready" and detail.data.get("outcome") == "rejected" else None
     return {"case": case, "project": case.data.get("project") or {}, "item": item,
             "materials": materials, "decisions": done, "attachments": attachments,
             "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
+
+
+def own_materials(fields: list[Field], materials: list[dict[str, Any]]) -> None:
+    """A checklist of materials offers the item's own materials, not the whole catalogue.
+
+    A multiple choice whose every option is a material of the reference data is such a
+    checklist; it keeps the item's materials (and whatever was ticked already, so nothing
+    saved disappears). A task of no item, or an item with no listed material, keeps them all.
+    """
+    own = {str(m.get("code")) for m in materials if m.get("code")}
+    if not own:
+        return
+    catalogue = set(reference().materials)
+    for f in fields:
+        values = {value for value, _text in f.options}
+        if f.widget != "multiselect" or not values or not values <= catalogue:
+            continue
+        ticked = {str(v) for v in f.value or []}
+        f.options = [(value, text) for value, text in f.options
+                     if value in own or value in ticked]
 
 
 def render_task(task_id: str, values: dict[str, Any] | None = None,
@@ -206,6 +229,8 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
         values.update(detail.draft or {})
     errors = errors or {}
     fields = fields_for(localised(detail.form_schema), values, errors)
+    context = task_context(detail)
+    own_materials(fields, context["materials"])
     known = {f.name for f in fields} | {"__attachment__"}
     other_errors = [msg for path, msg in errors.items()
                     if path.split(".")[0].split("-")[0] not in known]
@@ -223,7 +248,7 @@ def render_task(task_id: str, values: dict[str, Any] | None = None,
                            comments=get_engine().list_comments(detail.task.case_id,
                                                                task_id=detail.task.id),
                            may_comment=g.user.role in COMMENT_ROLES, task_titles={},
-                           **task_context(detail)), status
+                           **context), status
 
 
 @bp.route("/tasks/<task_id>", methods=["GET", "POST"])
@@ -298,14 +323,16 @@ def item_states(case: CaseView, tasks: list[TaskView],
                        "time_limit": entry.get("time_limit_days"),
                        "open": open_tasks,
                        "completed": sum(1 for t in mine if t.state == "completed")})
-    result.sort(key=lambda r: (r["phase"], r["code"] or ""))
+    # by phase, and within a phase in the order the case's item list has them
+    order = {code: n for n, code in enumerate(codes)}
+    result.sort(key=lambda r: (r["phase"], order.get(r["code"], len(order))))
     return result
 
 
 def _item_name(code: str) -> str:
     if code == "project_code":
         return str(_("Project code"))
-    return str(reference().items.get(code, {}).get("name", code))
+    return item_name(code, reference().items.get(code, {}).get("name", code))
 
 
 def waiting_items(case_id: int) -> dict[str, list[str]]:
@@ -331,7 +358,9 @@ def case(case_id: int) -> Any:
                            items=item_states(view, tasks, waiting_items(case_id)),
                            project=view.data.get("project") or {},
                            events=engine.case_events(case_id),
-                           task_titles={t.id: (t.title, t.item_name) for t in tasks},
+                           task_titles={t.id: (task_title(t), item_name(t.item_code,
+                                                                        t.item_name))
+                                        for t in tasks},
                            attachments=engine.list_attachments(case_id=case_id),
                            diagrams=engine.case_diagrams(case_id),
                            states=engine.element_states(case_id),

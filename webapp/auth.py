@@ -29,6 +29,11 @@ def load_user() -> None:
         if user is not None and user.active \
                 and session.get("epoch", 0) == user.session_epoch:
             g.user = user
+        elif user is not None and not user.active:
+            # Say why the session ended, once, rather than a bare login page.
+            session.pop("user_id", None)
+            flash(_("This account has been deactivated; ask an administrator to activate it."),
+                  "warning")
 
 
 def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -57,6 +62,11 @@ def home_of(role: str) -> str:
     return url_for(HOMES.get(role, "agent.inbox"))
 
 
+# Where a login lands: the office's work starts from the dashboard (cases, warnings, the
+# digest), though it keeps an inbox for its own few tasks.
+LANDINGS = {**HOMES, "office": "oversight.dashboard"}
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Show the login form; check the password."""
@@ -81,7 +91,7 @@ def login() -> Any:
             session["epoch"] = user.session_epoch
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else home_of(user.role))
+                            else url_for(LANDINGS.get(user.role, "agent.inbox")))
     return render_template("auth/login.html", error=error), status
 
 

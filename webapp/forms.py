@@ -31,6 +31,8 @@ class Field:
     # Shown only when another input has one of these values (None: any value), from the
     # schema's if/then and dependentSchemas; the server enforces the same rules.
     show_when: dict[str, list[str] | None] = field(default_factory=dict)
+    # Required whenever it is shown (every rule that shows it requires it): marked with *.
+    required_when_shown: bool = False
 
 
 def conditions(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, list[str] | None]]:
@@ -72,6 +74,20 @@ def conditions(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, 
     return found
 
 
+def required_when_shown(schema: dict[str, Any]) -> set[str]:
+    """Properties that every if/then or dependentSchemas rule naming them also requires."""
+    rules = [schema, *[r for r in schema.get("allOf", []) if isinstance(r, dict)]]
+    thens = [r["then"] for r in rules if isinstance(r.get("if"), dict)
+             and isinstance(r.get("then"), dict)]
+    thens += [t for t in (schema.get("dependentSchemas") or {}).values() if isinstance(t, dict)]
+    named: dict[str, bool] = {}
+    for then in thens:
+        wanted = set(then.get("required", []))
+        for key in {*wanted, *then.get("properties", {})}:
+            named[key] = named.get(key, True) and key in wanted
+    return {key for key, always in named.items() if always}
+
+
 def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
@@ -88,6 +104,7 @@ def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
     values = values or {}
     required = set(schema.get("required", []))
     shown_when = conditions(schema, prefix)
+    required_if_shown = required_when_shown(schema)
     result = []
     for key, prop in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
@@ -96,7 +113,8 @@ def fields_for(schema: dict[str, Any] | None, values: dict[str, Any] | None,
                      required=key in required, help=prop.get("description", ""),
                      options=_options(prop["items"] if widget == "multiselect" else prop),
                      value=values.get(key), error=errors.get(path),
-                     show_when=shown_when.get(key, {}))
+                     show_when=shown_when.get(key, {}),
+                     required_when_shown=key in required_if_shown and key in shown_when)
         if widget == "object":
             inner = values.get(key) if isinstance(values.get(key), dict) else {}
             item.columns = fields_for(prop, inner, errors, prefix=f"{path}.")

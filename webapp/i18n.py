@@ -102,6 +102,8 @@ _ENGINE_MESSAGES: list[tuple[re.Pattern[str], _Translate]] = [(re.compile(p), f)
     (r"wrong user name or password \(after repeated failures an account is locked for a few "
      r"minutes\)", lambda m: _("Wrong user name or password (after repeated failures an "
                                "account is locked for a few minutes).")),
+    (r"this account has been deactivated; ask an administrator",
+     lambda m: _("This account has been deactivated; ask an administrator to activate it.")),
     (r"too many failed logins; try again in a few minutes",
      lambda m: _("Too many failed logins; try again in a few minutes.")),
     (r"too many failed logins from your address; try again in a few minutes",

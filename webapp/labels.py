@@ -16,6 +16,9 @@ PHASES = {"1": _l("Phase 1: project approval, land use and planning"),
           "2": _l("Phase 2: construction engineering permit"),
           "3": _l("Phase 3: construction permit"),
           "4": _l("Phase 4: completion acceptance")}
+# The same phases in a word, for narrow columns (the inbox, a phone); the full name is its title.
+PHASES_SHORT = {"1": _l("Phase 1 (land use and planning)"), "2": _l("Phase 2 (engineering permit)"),
+                "3": _l("Phase 3 (construction permit)"), "4": _l("Phase 4 (completion)")}
 STAGES = {"intake": _l("Intake"), "preparation": _l("Material preparation"),
           "handling": _l("Handling"), "acceleration": _l("Acceleration"),
           "closing": _l("Closing"), "phase": _l("Phase"), "policy": _l("Policy"),
@@ -31,7 +34,33 @@ EVENTS = {"case_started": _l("Case started"), "task_completed": _l("Task complet
           "task_claimed": _l("Task claimed"), "task_released": _l("Task released"),
           "task_draft_saved": _l("Draft saved"), "attachment_added": _l("File attached"),
           "task_reassigned": _l("Task handed to a substitute"),
-          "comment_added": _l("Comment"), "deadlines_moved": _l("Deadline moved")}
+          "comment_added": _l("Comment"), "deadlines_moved": _l("Deadline moved"),
+          # the project unit's link, the office's records, the case moved to a new version
+          "enterprise_link_created": _l("Enterprise link created"),
+          "enterprise_link_revoked": _l("Enterprise link revoked"),
+          "follow_up_recorded": _l("Follow-up recorded"),
+          "consultation_recorded": _l("Consultation recorded"),
+          "warning_sent": _l("Warning sent"), "case_migrated": _l("Moved to a new version"),
+          "case_completed": _l("Case closed"), "message_received": _l("Message received"),
+          "job_retried": _l("External job retried"),
+          # the operations log
+          "account_created": _l("Account created"),
+          "account_activated": _l("Account activated"),
+          "account_deactivated": _l("Account deactivated"),
+          "account_locked": _l("Account locked after failed logins"),
+          "account_role_changed": _l("Role changed"), "password_reset": _l("Password reset"),
+          "api_token_issued": _l("API token issued"),
+          "api_tokens_revoked": _l("API tokens revoked"),
+          "process_version_saved": _l("Process version saved"),
+          "process_version_published": _l("Process version published"),
+          "process_published": _l("Process version published"),
+          "schema_migrated": _l("Database schema migrated"),
+          "calendar_changed": _l("Service calendar changed"),
+          "project_list_uploaded": _l("Project list uploaded"),
+          "project_list_discarded": _l("Project list discarded"),
+          "project_list_imported": _l("Project list imported"),
+          "webhook_subscribed": _l("Webhook subscribed"),
+          "webhook_unsubscribed": _l("Webhook unsubscribed")}
 
 
 def label(table: dict[str, Any], code: Any) -> str:
@@ -43,10 +72,19 @@ def label(table: dict[str, Any], code: Any) -> str:
 
 def template_globals() -> dict[str, Any]:
     """The tables and the lookup, for templates."""
-    return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "STAGES": STAGES,
+    return {"label": label, "ROLES": ROLES, "PHASES": PHASES, "PHASES_SHORT": PHASES_SHORT,
+            "STAGES": STAGES,
             "TASK_STATES": TASK_STATES, "CASE_STATES": CASE_STATES, "DUE_STATES": DUE_STATES,
-            "EVENTS": EVENTS, "ops_field": ops_field,
+            "EVENTS": EVENTS, "ops_field": ops_field, "service_today": service_today,
+            "joined": joined,
             "element_names": element_names}
+
+
+def service_today() -> str:
+    """Today in the service's calendar (ISO), by the engine's clock."""
+    from webapp import get_engine
+
+    return get_engine().clock().astimezone(SERVICE_TZ).date().isoformat()
 
 
 def local_time(moment: datetime | None, seconds: bool = False) -> str:
@@ -112,6 +150,11 @@ def person(username: Any) -> str:
     return _names("person").get(str(username), str(username))
 
 
+def joined(items: Any) -> str:
+    """Items listed as the user's language lists them (、 in Chinese, a comma in English)."""
+    return (", " if _english() else "、").join(str(i) for i in items)
+
+
 def department(code: Any) -> str:
     """A department's name in the user's language instead of its code."""
     if not code:
@@ -134,7 +177,24 @@ def process(process_id: Any) -> str:
 
 OPS_KEYS = {"username": _l("Person"), "role": _l("Role"), "department": _l("Department"),
             "process_id": _l("Process"), "version": _l("Version"), "actor": _l("By"),
-            "had_token": _l("Had a token"), "display_name": _l("Name")}
+            "had_token": _l("Had a token"), "display_name": _l("Name"),
+            "case_ids": _l("Cases"), "project_codes": _l("Project codes"),
+            "source": _l("Source"), "filename": _l("File"), "import_id": _l("Import"),
+            "imported": _l("Imported"), "dropped": _l("Dropped"), "rows": _l("Rows"),
+            "rows_with_errors": _l("Rows with errors"), "status": _l("Status"),
+            "comment": _l("Comment"), "with": _l("Published with"), "from": _l("From"),
+            "to": _l("To"), "day": _l("Day"), "before": _l("Before"), "after": _l("After"),
+            "note": _l("Note"), "until": _l("Until"), "address": _l("Address"),
+            "subscription_id": _l("Subscription"), "url": _l("Address"),
+            "event_types": _l("Events"), "link_id": _l("Link"),
+            "recipient": _l("Recipient")}
+# Values of the operations log that are codes of a closed set.
+OPS_VALUES = {"status": {"draft": _l("Draft"), "published": _l("Published"),
+                         "retired": _l("Retired")},
+              "after": {"workday": _l("Working day"), "holiday": _l("Holiday"),
+                        "normal": _l("As the calendar says")},
+              "before": {"workday": _l("Working day"), "holiday": _l("Holiday"),
+                         "normal": _l("As the calendar says")}}
 
 
 def ops_field(key: str, value: Any) -> tuple[str, str]:
@@ -148,8 +208,20 @@ def ops_field(key: str, value: Any) -> tuple[str, str]:
         shown = process(value)
     elif key == "role":
         shown = label(ROLES, value)
+    elif key == "source":
+        from flask_babel import gettext
+
+        from agency.intake import SOURCES
+
+        shown = gettext(SOURCES[value]) if value in SOURCES else value
+    elif key in OPS_VALUES and isinstance(value, str):
+        shown = label(OPS_VALUES[key], value)
+    elif key == "case_ids" and isinstance(value, list):
+        shown = (", " if _english() else "、").join(f"#{v}" for v in value)
+    elif key == "with" and value:
+        shown = process(value)
     elif isinstance(value, list):
-        shown = "、".join(process(v) if str(v) in _names("process") else
+        shown = (", " if _english() else "、").join(process(v) if str(v) in _names("process") else
                          department(v) if str(v) in _names("department") else str(v)
                          for v in value)
     elif isinstance(value, bool):

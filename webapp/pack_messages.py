@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from webapp.i18n import engine_message
+from webapp.labels import joined
 
 ELEMENT_KINDS = {
     "process": _l("Process"), "startEvent": _l("Start event"), "endEvent": _l("End event"),
@@ -144,6 +145,7 @@ def problem_message(message: str) -> str:
     return engine_message(message)
 
 
+_NAMED_DETAILS = ("sourceRef", "targetRef", "lane members", "incoming flows", "outgoing flows")
 _DETAIL = re.compile(r"(?P<what>[^:]+): (?:(?P<kind>added|removed) (?P<value>.*)|"
                      r"(?P<change>.*))", re.S)
 
@@ -158,12 +160,53 @@ def diff_detail(detail: str, names: dict[str, str] | None = None) -> str:
     what = str(DIFF_LABELS.get(key, key))
 
     def named(text: str) -> str:
-        if key not in ("sourceRef", "targetRef") or not names:
+        if key not in _NAMED_DETAILS or not names:
             return text
-        return re.sub(r"'([^']+)'", lambda m: f"'{names.get(m[1], m[1])}'", text)
+        # a list (a lane's members, a node's flows) names each of its elements
+        return re.sub(r"'([^']+)'", lambda m: "'" + joined(
+            names.get(part, part) for part in m[1].split(", ")) + "'", text)
 
     if match["kind"] == "added":
         return _("%(what)s: added %(value)s", what=what, value=named(match["value"]))
     if match["kind"] == "removed":
         return _("%(what)s: removed %(value)s", what=what, value=named(match["value"]))
     return f"{what}: {named(match['change'])}"
+
+
+# Why a case cannot move to another version (engine/pack/migration.py says it in English).
+_TASK_STATES = {"completed": _l("已完成"), "under way": _l("办理中"), "open": _l("待办"),
+                "waiting": _l("等待")}
+_MIGRATION_ATTRIBUTES = {"bpmn_name": _l("name"), "outputs": _l("outgoing flows"),
+                         "inputs": _l("incoming flows"), "lane": _l("lane"),
+                         "form": _l("form"), "script": _l("script"),
+                         "condition": _l("condition"), "extensions": _l("properties"),
+                         "documentation": _l("instructions")}
+_TASK_LABEL = r"(?P<id>\S+)(?: \((?P<name>.+)\))?"
+
+
+def _task_named(m: dict[str, str]) -> str:
+    return f"“{m['name']}”" if m.get("name") else m["id"]
+
+
+def migration_reason(reason: str) -> str:
+    """One reason a case cannot move to another version, in the user's language."""
+    text = reason.strip()
+    found = re.fullmatch(r"(?P<state>completed|under way|open|waiting) task " + _TASK_LABEL
+                         + r" changed in the new version \((?P<attrs>[^()]+)\)", text)
+    if found is not None:
+        attrs = [str(_MIGRATION_ATTRIBUTES.get(a.strip(), a.strip()))
+                 for a in found["attrs"].split(",")]
+        return _("The task %(task)s (%(state)s) was changed in the new version: %(what)s.",
+                 state=str(_TASK_STATES[found["state"]]), task=_task_named(found.groupdict()),
+                 what=joined(dict.fromkeys(attrs)))
+    found = re.fullmatch(r"(?P<state>completed|under way|open|waiting) task " + _TASK_LABEL
+                         + r" no longer exists in the new version", text)
+    if found is not None:
+        return _("The task %(task)s (%(state)s) no longer exists in the new version.",
+                 state=str(_TASK_STATES[found["state"]]), task=_task_named(found.groupdict()))
+    found = re.fullmatch(r"the sub-process (?P<name>\S+) is running and the new version no "
+                         r"longer calls it", text)
+    if found is not None:
+        return _("The sub-process %(name)s is running and the new version no longer calls it.",
+                 name=found["name"])
+    return engine_message(text)

@@ -10,10 +10,13 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 
 from agency import documents, publicity, team
+from engine import accounts
 from engine.errors import FieldError, InvalidData
 from webapp import get_engine
+from webapp.agent import department_name
 from webapp.auth import requires
 from webapp.i18n import engine_message
+from webapp.labels import person
 
 bp = Blueprint("team", __name__)
 READERS = ("office", "admin", "leader", "auditor")
@@ -31,10 +34,20 @@ def _date(name: str) -> date:
 def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
     engine = get_engine()
     year = engine.clock().year
+    agents = team.agents(engine)
+    # A leader records absences of his own unit's agents only: the pickers offer just them.
+    pickable = [a for a in agents if g.user.role != "leader" or a[2] == g.user.department]
+    units: dict[str, list[tuple[str, str, str | None]]] = {}
+    for entry in pickable:
+        units.setdefault(department_name(entry[2]) or "—", []).append(entry)
+    with engine.db.reading() as s:
+        inactive = {u.username for u in accounts.list_users(s) if not u.active}
     return render_template("team/index.html", units=team.team(engine),
                            absences=team.list_absences(engine),
                            sessions=team.list_training(engine),
-                           agents=team.agents(engine), errors=errors or {},
+                           agents=agents, agent_units=units, inactive=inactive,
+                           may_record_absence=g.user.role in (*KEEPERS, "leader"),
+                           department_name=department_name, errors=errors or {},
                            form=request.form, year=year), status
 
 
@@ -46,17 +59,19 @@ def index() -> Any:
 
 
 @bp.route("/team/absences", methods=["POST"])
-@requires(*KEEPERS)
+@requires(*KEEPERS, "leader")
 def record_absence() -> Any:
-    """Record an agent's absence; their open tasks go to the substitute."""
+    """Record an agent's absence (a leader for his own unit); their open tasks go to the
+    substitute, who is told."""
     form = request.form
     try:
-        team.record_absence(get_engine(), form.get("username", ""), form.get("substitute", ""),
-                            _date("starts_on"), _date("ends_on"), form.get("reason", ""),
-                            g.user.actor)
+        absence = team.record_absence(
+            get_engine(), form.get("username", ""), form.get("substitute", ""),
+            _date("starts_on"), _date("ends_on"), form.get("reason", ""), g.user.actor)
     except InvalidData as exc:
         return _page({e.field: engine_message(e.message) for e in exc.errors}, 422)
-    flash(_("Absence recorded; the agent's open tasks went to the substitute."))
+    flash(_("Absence recorded; %(n)s open task(s) went to %(who)s, who has been notified.",
+            n=absence.moved, who=person(absence.substitute)))
     return redirect(url_for("team.index"))
 
 
