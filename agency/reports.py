@@ -215,6 +215,12 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
                 durations[(p, t)] = [float(h) for h in str(joined).split(",")]
     diagrams = engine.case_diagrams(first) if first is not None else _version_diagrams(
         engine, sources, process_id)
+    # Elements of an embedded sub-process are drawn in the diagram of the process around it
+    # (its tasks are indexed under the sub-process, which SpiffWorkflow runs as its own).
+    drawn = engine.embedded_processes(version_id)
+    if drawn:
+        reached, open_tasks, durations = _drawn(reached, drawn), _drawn(open_tasks, drawn), \
+            _drawn(durations, drawn)
     elements: dict[str, dict[str, ElementHeat]] = defaultdict(dict)
     for key in set(reached) | set(durations) | set(open_tasks):
         hours = durations.get(key, [])
@@ -223,6 +229,17 @@ def process_heatmap(engine: Engine, process_id: str, number: int) -> Heatmap:
             median_hours=round(statistics.median(hours), 2) if hours else None,
             max_hours=round(max(hours), 2) if hours else None)
     return Heatmap(process_id, number, name, cases, diagrams, dict(elements))
+
+
+def _drawn(by_element: dict[tuple[str, str], Any], drawn: dict[str, str]
+           ) -> dict[tuple[str, str], Any]:
+    """Figures by (process, element) with embedded sub-processes folded into the process
+    that draws them (counts added, durations joined)."""
+    folded: dict[tuple[str, str], Any] = {}
+    for (process, element), value in by_element.items():
+        key = (drawn.get(process, process), element)
+        folded[key] = folded[key] + value if key in folded else value
+    return folded
 
 
 def _joined(engine: Engine, value: Any) -> Any:

@@ -317,3 +317,25 @@ def make_pack_engine(tmp_path: Path, clock: MovableClock) -> Iterator[Callable[[
     yield factory
     for engine in made:
         engine.db.dispose()
+
+
+@pytest.fixture
+def twenty_day_soil_water(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The office's committed limit for the soil and water conservation plan set at 20
+    working days (committed limits are reference data the office edits; the catalogue now
+    compresses this one to 10): engines made after this read a copy of data/ with it."""
+    import json
+    import shutil
+
+    import tests.conftest as here
+
+    root = tmp_path_factory.mktemp("office_data")
+    shutil.copytree(ROOT / "data", root / "data")
+    path = root / "data" / "items.json"
+    items = json.loads(path.read_text(encoding="utf-8"))
+    for entry in (items.values() if isinstance(items, dict) else items):
+        if isinstance(entry, dict) and entry.get("code") == "soil_water_conservation":
+            entry["committed_days"] = 20
+    path.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
+    monkeypatch.setattr(here, "ROOT", root)

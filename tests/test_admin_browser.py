@@ -110,7 +110,7 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
     wait_saved(page)
     assert "已保存为草稿" in page.inner_text("#status"), page.inner_text("#problems")
     page.wait_for_selector('#versions tr[data-version="2"]')
-    assert "phase_2 第 2 版" in page.inner_text("#status")
+    assert "工程建设许可阶段 第 2 版" in page.inner_text("#status")
 
     stored = version_count(app)
     page.evaluate("""() => { const m = window.zerorunEditor.modeler;
@@ -130,7 +130,7 @@ def test_an_administrator_edits_refuses_publishes_and_migrates(live, page):
 
     page.goto("/admin/processes")
     page.click('#process-phase_2 tr[data-version="2"] button.publish')
-    assert "已发布：phase_2 第 2 版" in page.inner_text(".flash")
+    assert "已发布：工程建设许可阶段 第 2 版" in page.inner_text(".flash")
     assert "新案件使用：第 2 版" in page.inner_text("#process-phase_2")
 
     new = engine.start_case("phase_2", phase_2_data(engine), SYSTEM)

@@ -197,7 +197,8 @@ def test_every_post_route_refuses_an_auditor_and_nothing_changes(audit_app, cloc
               "action": "claim", "version": 1, "attachment_id": 1, "version_id": 1,
               "file_name": "item_selection.dmn", "notification_id": 1,
               "document_id": 1, "import_id": 1, "link_id": 1,
-              "kind": "return_visit", "token": "x", "subscription_id": 1, "job_id": "x"}
+              "kind": "return_visit", "token": "x", "subscription_id": 1, "job_id": "x",
+              "item_code": "eia_report_form", "item_id": "eia_report_form", "run_id": 1}
     client = client_as(audit_app, "auditor")
     csrf = csrf_of(client.get("/", follow_redirects=True).get_data(as_text=True))
     before = _snapshot(engine)

@@ -139,6 +139,7 @@ def due_of(service: Service) -> date:
     return service.task("track_approval", ITEM).due_at.astimezone(SERVICE_TZ).date()
 
 
+@pytest.mark.usefixtures("twenty_day_soil_water")
 def test_R13_a_due_date_past_the_horizon_is_provisional_and_moves_when_the_year_is_declared(
         service, app, clock):
     from agency import clocks

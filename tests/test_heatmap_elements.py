@@ -44,6 +44,12 @@ def rebuilt_heatmap(engine: Engine, process_id: str, number: int) -> dict:
             durations[(pid, spec)].append((completed - created).total_seconds() / 3600)
         elif state == "ready":
             open_tasks[(pid, spec)] += 1
+    # An embedded sub-process's elements are drawn in the diagram around it (its tasks are
+    # indexed under the sub-process).
+    drawn = engine.embedded_processes(version.id)
+    for figures in (reached, durations, open_tasks):
+        for key in [k for k in figures if k[0] in drawn]:
+            figures[(drawn[key[0]], key[1])] += figures.pop(key)
     return {key: (reached.get(key, 0), len(durations.get(key, [])), open_tasks.get(key, 0),
                   round(statistics.median(durations[key]), 2) if durations.get(key) else None,
                   round(max(durations[key]), 2) if durations.get(key) else None)

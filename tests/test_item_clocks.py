@@ -17,7 +17,7 @@ from tests.webhelpers import csrf_of, logged_in, make_app
 
 CALENDAR = ReferenceData.load(ROOT / "data").calendar
 WATER = Actor("agent_water", "agent", "water")
-ITEM = "soil_water_conservation"  # 20 committed working days, the water bureau's
+ITEM = "soil_water_conservation"  # the water bureau's; 20 committed working days here
 
 
 @pytest.fixture
@@ -28,6 +28,11 @@ def service(make_pack_engine, sqlite_url, clock) -> Service:
 @pytest.fixture
 def app(service, sqlite_url, tmp_path):
     return make_app(service.engine, sqlite_url, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def twenty_day_item(twenty_day_soil_water):
+    """These tests take the plan at 20 committed working days (see tests/conftest.py)."""
 
 
 @pytest.fixture

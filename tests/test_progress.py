@@ -122,7 +122,7 @@ def test_screenshots_of_the_digest_and_the_assessment(service, app, clock):
         page.fill("input[name=username]", "office")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/")
+        page.wait_for_url(f"{base}/dashboard")  # the office lands on its dashboard
         page.goto(f"{base}/progress-reports")
         assert page.locator("table.missing tbody tr").count() == 1
         page.screenshot(path=str(shots / "progress_digest.png"), full_page=True)

@@ -30,7 +30,9 @@ def test_every_phase_has_items_with_limits(ref):
     for phase in (1, 2, 3, 4):
         assert [i for i in ref.items.values() if i["phase"] == phase]
     assert ref.items["construction_permit"]["time_limit_days"] == 7
-    assert ref.items["eia_report_book"]["time_limit_days"] == 60
+    # Committed limits are compressed by the reform; the statutory one stays for legal dates.
+    assert ref.items["eia_report_book"]["time_limit_days"] == 30
+    assert ref.items["eia_report_book"]["statutory_days"] == 60
 
 
 @pytest.mark.parametrize("start, days, expected", [

@@ -344,7 +344,10 @@ def test_R10_one_open_report_per_item_rolls_forward_and_none_after_the_item(serv
         service.engine.correlate_message(
             "item_approval_result", {"case_id": service.case_id, "key": "eia_report_form"},
             {"approved": True, "certificate_no": "卫环审〔2026〕21号",
-             "approved_date": clock().astimezone(SERVICE_TZ).date().isoformat()}, ADMIN)
+             "approved_date": clock().astimezone(SERVICE_TZ).date().isoformat()},
+            # the item's department's system delivers it (issue 28: only the department the
+            # waiting element names, or an account granted the message)
+            Actor("agent_ecology_env", "agent", "ecology_env"))
         assert reports(service) == {"eia_report_form": 1}  # the licence is still archived
         [job] = service.engine.fetch_and_lock("licence_archive", "w1", 60, ADMIN)
         service.engine.complete_job(job.id, "w1", {"licence_id": "DZZZ-2026-000021"}, ADMIN)

@@ -180,6 +180,21 @@ def test_chinese_pages_name_events_units_and_states_instead_of_codes(ws):
     assert "停用账户" in ops and "account_deactivated" not in ops
     # a terminated case on the dashboard reads as such
     ws.engine.terminate_case(case_id, "企业申请终止", OFFICE)
+    # after dispatch the service ends through its hand-backs and record (R03)
+    from engine.actors import Actor
+    from tests.service import DEFAULT_DATA
+    bureau = Actor("agent_approval_bureau", "agent", "approval_bureau")
+    for _ in range(20):
+        steps = [t for t in ws.engine.list_tasks(case_id=case_id)
+                 if t.spec_name in ("hand_back_materials", "termination_record")]
+        if not steps:
+            break
+        for step in steps:
+            data = {**DEFAULT_DATA.get(step.spec_name, {})}
+            if step.spec_name == "hand_back_materials":
+                data.setdefault("returned_materials", ["申请表"])
+            ws.engine.complete_task(step.id, data, bureau)
+    assert ws.engine.get_case(case_id).status == "terminated"
     board = text_of(office.get("/dashboard").get_data(as_text=True))
     assert "已终止" in board and "terminated" not in board
 

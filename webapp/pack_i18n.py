@@ -35,14 +35,26 @@ def _english() -> bool:
     return locale is not None and locale.language == "en"
 
 
+def _process_entry(task: Any, part: str) -> dict[str, Any]:
+    """The catalogue entry of a task's process; for a task of an embedded sub-process (run
+    as a process of its own, named by the sub-process), the entry of the diagram's process
+    that names the task."""
+    processes = catalogue().get("processes", {})
+    entry = processes.get(getattr(task, "process_id", ""))
+    if isinstance(entry, dict):
+        return entry
+    spec = getattr(task, "spec_name", "")
+    return next((e for e in processes.values()
+                 if isinstance(e, dict) and spec in e.get(part, {})), {})
+
+
 def task_title(task: Any) -> str:
     """A task's name in the user's language (the pack's Chinese when no English is known)."""
     title = str(getattr(task, "title", "") or "")
     if not _english():
         return title
-    entry = catalogue().get("processes", {}).get(getattr(task, "process_id", ""), {})
-    return str(entry.get("tasks", {}).get(getattr(task, "spec_name", ""), title)) \
-        if isinstance(entry, dict) else title
+    entry = _process_entry(task, "tasks")
+    return str(entry.get("tasks", {}).get(getattr(task, "spec_name", ""), title))
 
 
 def item_name(code: Any, name: Any) -> str:
@@ -161,6 +173,5 @@ def task_instructions(task: Any, instructions: str | None) -> str:
     shown = str(instructions or "")
     if not _english() or not shown:
         return shown
-    entry = catalogue().get("processes", {}).get(getattr(task, "process_id", ""), {})
-    return str(entry.get("instructions", {}).get(getattr(task, "spec_name", ""), shown)) \
-        if isinstance(entry, dict) else shown
+    entry = _process_entry(task, "instructions")
+    return str(entry.get("instructions", {}).get(getattr(task, "spec_name", ""), shown))

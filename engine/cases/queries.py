@@ -40,7 +40,13 @@ from engine.cases.views import (
     task_filters,
     task_view,
 )
-from engine.cases.workflow import process_ids, process_instances, states_by_element, task_data
+from engine.cases.workflow import (
+    drawn_in,
+    process_ids,
+    process_instances,
+    states_by_element,
+    task_data,
+)
 from engine.errors import (
     CaseNotFound,
     EngineError,
@@ -447,6 +453,11 @@ class Queries(Verifying):
             if case is None:
                 raise CaseNotFound(f"case {case_id} does not exist")
             return self._read(s, case, read)
+
+    def embedded_processes(self, version_id: int) -> dict[str, str]:
+        """A version's embedded sub-processes: spec name -> the process that draws them."""
+        specs = self._version_of(version_id).specs
+        return drawn_in(specs.process_spec, specs.subprocess_specs)
 
     def case_diagrams(self, case_id: int) -> dict[str, str]:
         """The BPMN XML of each process a case runs (its own and the ones it calls)."""

@@ -126,8 +126,39 @@ def drop_orphans(workflow: BpmnWorkflow) -> None:
         for key in orphans:
             del workflow.subprocesses[key]
 
+def drawers(workflow: BpmnWorkflow) -> dict[int, Any]:
+    """For each of a case's flows (by object id), the flow whose diagram draws its elements:
+    itself, or for an embedded sub-process (which SpiffWorkflow runs as a process of its
+    own) the flow around it."""
+    drawn: dict[int, Any] = {id(workflow): workflow}
+    pending = list(workflow.subprocesses.values())
+    while pending:
+        waiting = []
+        for sub in pending:
+            parent = sub.parent_workflow
+            if parent is None or id(parent) not in drawn:
+                waiting.append(sub)
+                continue
+            caller = parent.tasks.get(sub.parent_task_id)
+            embedded = caller is not None and isinstance(caller.task_spec, SubWorkflowTask) \
+                and not isinstance(caller.task_spec, CallActivity)
+            drawn[id(sub)] = drawn[id(parent)] if embedded else sub
+        if len(waiting) == len(pending):  # orphans: each draws itself
+            for sub in waiting:
+                drawn[id(sub)] = sub
+            break
+        pending = waiting
+    return drawn
+
+def _expanded(task: Task) -> bool:
+    """Whether a task is an embedded sub-process (drawn expanded around its own steps)."""
+    return isinstance(task.task_spec, SubWorkflowTask) and not isinstance(task.task_spec,
+                                                                           CallActivity)
+
 def states_by_element(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]:
-    """BPMN element ids of a workflow by state, per process."""
+    """BPMN element ids of a workflow by state, per process (an embedded sub-process's
+    elements under the process whose diagram draws them)."""
+    drawn = drawers(workflow)
     states: dict[str, dict[str, set[str]]] = {}
     for task in workflow.get_tasks():
         bpmn_id = getattr(task.task_spec, "bpmn_id", None)
@@ -141,7 +172,10 @@ def states_by_element(workflow: BpmnWorkflow) -> dict[str, dict[str, list[str]]]
             key = "waiting"
         else:
             continue
-        process = states.setdefault(task.workflow.spec.name,
+        if key != "completed" and _expanded(task):
+            continue  # its steps under way are shown, not the whole sub-process around them
+        flow = drawn.get(id(task.workflow), task.workflow)
+        process = states.setdefault(flow.spec.name,
                                     {"completed": set(), "active": set(), "waiting": set()})
         process[key].add(bpmn_id)
     return {pid: {k: sorted(v) for k, v in by_state.items()} for pid, by_state in
@@ -158,13 +192,16 @@ def process_instances(workflow: BpmnWorkflow) -> dict[str, dict[str, Any]]:
     of the parent's diagram), a `label` (the item or element the instance works on), its
     own element `states` (as `states_by_element`) and the instances it `calls`, by element.
     """
+    drawn = drawers(workflow)
+
     def key_of(owner: Any) -> str:
+        owner = drawn.get(id(owner), owner)  # an embedded sub-process: the instance around it
         return ROOT_INSTANCE if owner is workflow else str(owner.parent_task_id)
 
     instances: dict[str, dict[str, Any]] = {ROOT_INSTANCE: _instance(workflow.spec.name)}
     for sub in workflow.subprocesses.values():
         caller = workflow.get_task_from_id(sub.parent_task_id)
-        if caller is None:
+        if caller is None or drawn.get(id(sub), sub) is not sub:
             continue
         parent = key_of(caller.workflow)
         element = getattr(caller.task_spec, "bpmn_id", None) or caller.task_spec.name
@@ -178,6 +215,8 @@ def process_instances(workflow: BpmnWorkflow) -> dict[str, dict[str, Any]]:
         bpmn_id = getattr(task.task_spec, "bpmn_id", None)
         state = _STATE_KEYS.get(task.state)
         owner = instances.get(key_of(task.workflow))
+        if state is not None and state != "completed" and _expanded(task):
+            continue  # its steps under way are shown, not the whole sub-process around them
         if bpmn_id is not None and state is not None and owner is not None:
             owner["states"][state].add(bpmn_id)
     for entry in instances.values():
@@ -213,8 +252,9 @@ def reached_elements(workflow: BpmnWorkflow) -> set[tuple[str, str]]:
     """(process id, BPMN element id) of every element completed, under way or waiting: the
     elements `states_by_element` names, in one pass over the tasks without the tree walk."""
     found: set[tuple[str, str]] = set()
+    drawn = drawers(workflow)
     for flow in (workflow, *workflow.subprocesses.values()):
-        process_id = flow.spec.name
+        process_id = drawn.get(id(flow), flow).spec.name
         for task in flow.tasks.values():
             if task.state in REACHED:
                 bpmn_id = getattr(task.task_spec, "bpmn_id", None)
@@ -317,6 +357,21 @@ def scan_tasks(workflow: BpmnWorkflow) -> Scan:
             if shared and task.state & ACTIVE:
                 active.append(task)
     return Scan(ready, active, ends, not unfinished)
+
+def drawn_in(process_spec: Any, subprocess_specs: Mapping[str, Any]) -> dict[str, str]:
+    """Embedded sub-processes by spec name -> the process whose diagram draws them (their
+    elements are that diagram's, though SpiffWorkflow runs them as processes of their own)."""
+    owner: dict[str, str] = {}
+    specs = {process_spec.name: process_spec, **subprocess_specs}
+    for name, spec in specs.items():
+        for task_spec in spec.task_specs.values():
+            if isinstance(task_spec, SubWorkflowTask) and not isinstance(task_spec,
+                                                                          CallActivity):
+                owner[task_spec.spec] = name
+    for name in list(owner):  # an embedded one inside an embedded one: the outermost draws it
+        while owner[name] in owner:
+            owner[name] = owner[owner[name]]
+    return owner
 
 def main_scope(workflow: BpmnWorkflow) -> set[UUID]:
     """The embedded sub-processes of the main process (at any depth, not through a call

@@ -49,6 +49,27 @@ def start_mode(workflow: BpmnWorkflow, mode: str | None) -> None:
         workflow.task_tree.internal_data[MODE_KEY] = CHANGES
 
 
+_STAMP = "done_seq"
+
+
+def stamp_completion(task: Task) -> None:
+    """Number a step of a case that merges changes as it completes, in the order steps
+    complete (the clock is pinned to the command's time, so times tie within a command);
+    the numbers are kept in the tasks' internal data, so a restored case goes on counting."""
+    top = task.workflow.top_workflow
+    root = top.task_tree
+    if root is None or root.internal_data.get(MODE_KEY) != CHANGES:
+        return
+    number = int(root.internal_data.get(_STAMP, 0)) + 1
+    root.internal_data[_STAMP] = number
+    task.internal_data[_STAMP] = number
+
+
+def completed_order(task: Task) -> tuple[int, float]:
+    """When a step completed, for ordering: its completion number, else its time."""
+    return int(task.internal_data.get(_STAMP, 0)), task.last_state_change
+
+
 def merges_changes(workflow: Any) -> bool:
     """Whether the case a workflow (or one of its sub-processes) belongs to merges changes."""
     root = workflow.top_workflow.task_tree
@@ -140,10 +161,9 @@ def join_data(join_task: Task, arrived: list[Task]) -> dict[str, Any]:
     """The data a join hands on: `arrived` are the join's instances (one per branch, the
     last one `join_task` itself); each instance's parent ends a branch, and the branches
     arrived when those ended (a join's waiting instances are cancelled and replaced as
-    branches arrive, so their own times do not tell). Branches that ended in one command
-    keep the order of their instances."""
+    branches arrive, so their own times do not tell)."""
     ends = sorted((task.parent for task in arrived if task.parent is not None),
-                  key=lambda end: end.last_state_change)
+                  key=completed_order)
     split = split_of(ends)
     base = split.data if split is not None else {}
     merged, conflicts = merge_branches(base, (end.data for end in ends))
@@ -183,7 +203,7 @@ def case_changes(previous: Mapping[str, Any], workflow: BpmnWorkflow,
     done = [task for flow in (workflow, *shared) for task in flow.tasks.values()
             if task.state == TaskState.COMPLETED and task.id not in seen]
     written: list[tuple[Path, Any]] = []
-    for task in sorted(done, key=lambda t: t.last_state_change):
+    for task in sorted(done, key=completed_order):
         seen.add(task.id)
         # A multi-instance activity's instances work on their own element (their data
         # reaches the case through the activity's output when it completes); their

@@ -67,6 +67,20 @@ def _next_task_id() -> UUID:
 
 _spiff_task.uuid4 = _next_task_id
 
+# Completions numbered in the order they happen, for the cases whose branches hand on their
+# changes (engine/runtime/branch_data.py): times tie within a command, numbers do not.
+_set_state = _spiff_task.Task._set_state
+
+
+def _set_state_numbered(self: Task, value: int) -> None:
+    completes = value == TaskState.COMPLETED and self._state != TaskState.COMPLETED
+    _set_state(self, value)
+    if completes:
+        branch_data.stamp_completion(self)
+
+
+_spiff_task.Task._set_state = _set_state_numbered
+
 
 @contextlib.contextmanager
 def task_ids(source: IdSource) -> Iterator[IdSource]:
@@ -264,6 +278,19 @@ class _MergingInclusiveJoin(_QuickJoin):
         decided: bool = super(_QuickJoin, self)._check_threshold_unstructured(  # type: ignore[misc]
             my_task)
         return decided
+
+    def _run_hook(self, my_task: Task) -> bool:
+        # The library's inclusive gateway joins through UnstructuredJoin by name, then splits;
+        # here the join is the engine's (above), and the split is the gateway's own: every
+        # outgoing flow whose condition holds, else the default.
+        _QuickJoin._run_hook(self, my_task)
+        matches, defaults = self._get_matching_outputs(my_task)  # type: ignore[attr-defined]
+        if not matches and not defaults:
+            raise WorkflowTaskException("No conditions satisfied on gateway", task=my_task)
+        my_task._sync_children(matches or defaults, TaskState.FUTURE)
+        for child in my_task.children:
+            child.task_spec._predict(child, mask=TaskState.FUTURE | TaskState.PREDICTED_MASK)
+        return True
 
 
 _QUICK_CLASSES: dict[type, type] = {}

@@ -55,7 +55,10 @@
       const s = states();
       let ids = (s.active || []).concat(s.waiting || []);
       if (focusElement) { ids = [focusElement].concat(s.active || []); }
-      return ids.map((id) => registry.get(id)).filter(Boolean);
+      const found = ids.map((id) => registry.get(id)).filter(Boolean);
+      // Boundary events that wait (a termination, a deadline) watch the work; they are not it.
+      const work = found.filter((e) => e.type !== "bpmn:BoundaryEvent");
+      return work.length ? work : found;
     }
 
     // The current elements in the middle of the view, at full size when they fit.
