@@ -58,7 +58,6 @@ from engine.runtime.spiff import (
 )
 from engine.store.files import AttachmentView, check_upload
 from engine.store.models import (
-    Attachment,
     Case,
     HumanTask,
     ProcessVersion,
@@ -333,16 +332,8 @@ class Commands(Queries):
             self._check_task_actor(row, actor)
             if row.state != "ready":
                 raise TaskNotReady(self._not_ready_message(row))
-            digest = self.files.put(content)
-            attachment = Attachment(case_id=case.id, task_id=row.id, material=material or None,
-                                    filename=name, content_type=content_type,
-                                    size=len(content), sha256=digest,
-                                    uploaded_by=actor.username, uploaded_at=now)
-            s.add(attachment)
-            s.flush()
-            self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
-                "attachment_id": attachment.id, "task_id": row.id, "material": material,
-                "filename": name, "size": len(content), "sha256": digest}))
+            attachment = self._store_attachment(s, case, row, actor, now, name, content_type,
+                                                content, material)
             return attachment_view(attachment)
 
     def _assign(self, task_id: str, actor: Actor, seen_version: int | None, claim: bool

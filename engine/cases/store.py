@@ -275,6 +275,22 @@ class CaseStore:
         self._pending.append((case.id, live))
         return self._answer(s, case, live, still_open)
 
+    def _store_attachment(self, s: Session, case: Case, row: HumanTask, actor: Actor,
+                          now: datetime, name: str, content_type: str, content: bytes,
+                          material: str | None, **recorded: Any) -> Attachment:
+        """Keep a checked upload on a task and record it on the case's chain."""
+        digest = self.files.put(content)
+        attachment = Attachment(case_id=case.id, task_id=row.id, material=material or None,
+                                filename=name, content_type=content_type,
+                                size=len(content), sha256=digest,
+                                uploaded_by=actor.username, uploaded_at=now)
+        s.add(attachment)
+        s.flush()
+        self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
+            "attachment_id": attachment.id, "task_id": row.id, "material": material,
+            "filename": name, "size": len(content), "sha256": digest, **recorded}))
+        return attachment
+
     def _answer(self, s: Session, case: Case, live: LiveCase, open_rows: list[HumanTask]
                 ) -> CaseView:
         """The case after a command, with its open tasks and departments, without re-reading."""
@@ -667,19 +683,10 @@ class CaseStore:
         evidence = []
         for filename, content in on_behalf.evidence:
             name, content_type = check_upload(filename, content)
-            digest = self.files.put(content)
-            attachment = Attachment(case_id=case.id, task_id=row.id, material=None,
-                                    filename=name, content_type=content_type,
-                                    size=len(content), sha256=digest,
-                                    uploaded_by=actor.username, uploaded_at=now)
-            s.add(attachment)
-            s.flush()
-            self._record(s, case, None, NewEvent("attachment_added", actor.username, now, {
-                "attachment_id": attachment.id, "task_id": row.id, "material": None,
-                "filename": name, "size": len(content), "sha256": digest,
-                "on_behalf_of": participant}))
+            attachment = self._store_attachment(s, case, row, actor, now, name, content_type,
+                                                content, None, on_behalf_of=participant)
             evidence.append({"attachment_id": attachment.id, "filename": name,
-                             "sha256": digest})
+                             "sha256": attachment.sha256})
         return {"on_behalf_of": participant,
                 "confirmation": {**plain_data(on_behalf.confirmation), "evidence": evidence}}
 
